@@ -1,0 +1,441 @@
+/*
+ * config.c — reading an INI config file into tpool_options_t.
+ *
+ * libinih splits lines into keys and values, but it has no line numbers in
+ * its handler (Debian builds it with INI_HANDLER_LINENO=0), splits over-long
+ * lines silently, and treats indented lines as continuations. So inih reads
+ * through our own reader, which hands it one line per call and does the
+ * strict part first: it counts lines, rejects over-long lines and NUL bytes,
+ * skips a BOM, strips leading blanks and handles [section] headers itself.
+ * The handler then knows the current section and line from the reader, and
+ * hands each value to the key tables of config_values.c.
+ *
+ * Parsing fills a heap copy of the caller's options; the copy replaces the
+ * original only when the whole file and tpool_options_check() pass, so a
+ * bad file changes nothing. The first error (by line) is the one reported.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the GNU strerror_r() */
+#endif
+
+#include "config_keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The message for a file over TPOOL__CONFIG_FILE_MAX. */
+#define TOO_LARGE "larger than 1 MiB"
+_Static_assert(TPOOL__CONFIG_FILE_MAX == (size_t)1024 * 1024,
+               "update TOO_LARGE");
+
+/* The longest key table: a section remembers where each of its keys was
+   set. */
+#define KEYS_MAX TPOOL__POOL_NKEYS
+_Static_assert(TPOOL__GENERAL_NKEYS <= KEYS_MAX &&
+                   TPOOL__HTTP_NKEYS <= KEYS_MAX,
+               "raise KEYS_MAX");
+
+/* ------------------------------------------------------------------------
+ * The parser: a reader that hands inih one checked line at a time, and a
+ * handler that applies each key to the copy of the options.
+ * ------------------------------------------------------------------------ */
+
+typedef enum section { SEC_NONE, SEC_GENERAL, SEC_HTTP, SEC_POOL } section_t;
+
+typedef struct parser {
+  tpool_options_t o; /* the copy being filled */
+  const char *name;  /* file name for errors */
+  const char *text;
+  size_t len, pos;
+  int line; /* of the line inih is working on */
+
+  section_t sec;
+  char label[96];              /* the section as written: "[pool.cpu]" */
+  tpool_pool_options_t *pool;  /* the current [pool.NAME] */
+  const tpool__keydef_t *keys; /* the current section's table */
+  size_t nkeys;
+  int key_line[KEYS_MAX];      /* where each key of the section was set */
+  int general_line, http_line; /* where each section started, or 0 */
+  int pool_line[TPOOL_POOLS_MAX];
+
+  bool failed;
+  int code; /* of the error: -EINVAL, or -ENOMEM */
+  tpool_config_error_t err;
+} parser_t;
+
+/* Records an error unless one was recorded already. */
+static void fail(parser_t *p, int line, const char *key, const char *fmt, ...)
+    TPOOL_PRINTF(4, 5);
+
+static void fail(parser_t *p, int line, const char *key, const char *fmt, ...) {
+  char msg[sizeof(p->err.message)];
+  va_list ap;
+
+  if (p->failed)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  tpool__config_error_set(&p->err, p->name, line, key, msg);
+  p->failed = true;
+  p->code = -EINVAL;
+}
+
+static void fail_syntax(parser_t *p, int line) {
+  fail(p, line, NULL, "syntax error: expected [section] or key = value");
+}
+
+/* Finds or adds the pool of a [pool.NAME] section (s is NAME). Returns
+   where the section was first seen, or NULL after an error. */
+static int *pool_section(parser_t *p, const char *s, size_t n) {
+  char name[TPOOL_NAME_MAX];
+
+  if (n >= sizeof(name)) {
+    name[0] = '\0'; /* too long: invalid */
+  } else {
+    memcpy(name, s, n);
+    name[n] = '\0';
+  }
+  if (!tpool__pool_name_is_valid(name)) {
+    fail(p, p->line, p->label, "pool name must be 1..%d of a-z, 0-9, _ and -",
+         TPOOL_NAME_MAX - 1);
+    return NULL;
+  }
+  p->pool = tpool_options_pool(&p->o, name);
+  if (p->pool == NULL && tpool_options_add_pool(&p->o, name, &p->pool) != 0) {
+    fail(p, p->line, p->label, "too many pools (at most %d)", TPOOL_POOLS_MAX);
+    return NULL;
+  }
+  p->pool->line = p->line;
+  return &p->pool_line[p->pool - p->o.pools];
+}
+
+/* Starts the section named s[0..n) (trimmed), or fails. */
+static void section_start(parser_t *p, const char *s, size_t n) {
+  tpool__sbuf_t b;
+  int *first;
+
+  tpool__sbuf_init(&b, p->label, sizeof(p->label));
+  tpool__sbuf_addf(&b, "[");
+  tpool__sbuf_echo(&b, s, n);
+  tpool__sbuf_addf(&b, "]");
+
+  p->pool = NULL;
+  if (n == 7 && memcmp(s, "general", 7) == 0) {
+    p->sec = SEC_GENERAL;
+    p->keys = tpool__general_keys;
+    p->nkeys = TPOOL__GENERAL_NKEYS;
+    first = &p->general_line;
+  } else if (n == 4 && memcmp(s, "http", 4) == 0) {
+    p->sec = SEC_HTTP;
+    p->keys = tpool__http_keys;
+    p->nkeys = TPOOL__HTTP_NKEYS;
+    first = &p->http_line;
+  } else if (n >= 5 && memcmp(s, "pool.", 5) == 0) {
+    p->sec = SEC_POOL;
+    p->keys = tpool__pool_keys;
+    p->nkeys = TPOOL__POOL_NKEYS;
+    first = pool_section(p, s + 5, n - 5);
+    if (first == NULL)
+      return;
+  } else {
+    fail(p, p->line, p->label,
+         "unknown section (expected [general], [http] or [pool.NAME])");
+    return;
+  }
+
+  if (*first != 0) {
+    fail(p, p->line, p->label, "duplicate section (first at line %d)", *first);
+    return;
+  }
+  *first = p->line;
+  memset(p->key_line, 0, sizeof(p->key_line));
+}
+
+/* A line that starts with '[': "[ name ]", then only blanks or a comment. */
+static void section_line(parser_t *p, const char *s) {
+  const char *close = strchr(s, ']');
+  const char *rest, *start = s + 1;
+  size_t n;
+
+  if (close == NULL) {
+    fail_syntax(p, p->line);
+    return;
+  }
+  rest = close + 1 + strspn(close + 1, " \t");
+  if (*rest != '\0' && *rest != ';' && *rest != '#') {
+    fail_syntax(p, p->line);
+    return;
+  }
+  start += strspn(start, " \t");
+  n = (size_t)(close - start);
+  while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+    n--;
+  section_start(p, start, n);
+}
+
+/* Takes the next line of the text: *s and *n without the "\n" or "\r\n".
+   Returns false at the end of the text. */
+static bool next_line(parser_t *p, const char **s, size_t *n) {
+  const char *nl;
+  size_t rest = p->len - p->pos;
+
+  if (p->pos >= p->len)
+    return false;
+  *s = p->text + p->pos;
+  nl = memchr(*s, '\n', rest);
+  *n = nl ? (size_t)(nl - *s) : rest;
+  p->pos += nl ? *n + 1 : *n;
+  if (*n > 0 && (*s)[*n - 1] == '\r')
+    (*n)--;
+  return true;
+}
+
+/* The ini_reader: copies one checked line into str (with its "\n"), or an
+   empty line in place of a comment or a [section] header, which inih then
+   skips. Returns NULL at the end of the text or after an error. */
+static char *reader(char *str, int num, void *stream) {
+  parser_t *p = stream;
+  const char *s;
+  size_t n, key, max = TPOOL__CONFIG_LINE_MAX;
+
+  if (p->failed || !next_line(p, &s, &n))
+    return NULL;
+  p->line++;
+  if (p->line == 1 && n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
+    s += 3;
+    n -= 3;
+  }
+  if (num < 2 || (size_t)num - 2 < max) /* an inih built with a shorter line */
+    max = num < 2 ? 0 : (size_t)num - 2;
+  if (n > max) {
+    fail(p, p->line, NULL, "line longer than %zu bytes", max);
+    return NULL;
+  }
+  if (memchr(s, '\0', n) != NULL) {
+    fail(p, p->line, NULL, "NUL byte in line");
+    return NULL;
+  }
+
+  /* Indented lines are ordinary lines here, never continuations. */
+  while (n > 0 && strchr(" \t\v\f\r", *s) != NULL) {
+    s++;
+    n--;
+  }
+  memcpy(str, s, n);
+  str[n] = '\0';
+
+  if (str[0] == '[') {
+    section_line(p, str);
+    str[0] = '\0';
+  } else if (str[0] != '\0' && str[0] != ';' && str[0] != '#') {
+    /* "key = value": inih would also take "key: value", and an empty key. */
+    key = strcspn(str, "=:");
+    if (str[key] != '=' || key == 0)
+      fail_syntax(p, p->line);
+  }
+  if (p->failed)
+    return NULL;
+  strcat(str, "\n");
+  return str;
+}
+
+/* The ini_handler: applies "name = value" to the current section. */
+static int handler(void *user, const char *section, const char *name,
+                   const char *value) {
+  parser_t *p = user;
+  char key[sizeof(p->err.key)];
+  tpool__sbuf_t kb, mb;
+  char msg[sizeof(p->err.message)];
+  size_t i;
+  void *base = p->sec == SEC_POOL ? (void *)p->pool : (void *)&p->o;
+
+  (void)section; /* inih never sees a header; see reader() */
+  if (p->failed)
+    return 0;
+  tpool__sbuf_init(&kb, key, sizeof(key));
+  if (p->sec != SEC_NONE)
+    tpool__sbuf_addf(&kb, "%s ", p->label);
+  tpool__sbuf_echo(&kb, name, strlen(name));
+  if (p->sec == SEC_NONE) {
+    fail(p, p->line, key, "key outside any section");
+    return 0;
+  }
+  if (value == NULL) {
+    fail_syntax(p, p->line);
+    return 0;
+  }
+
+  for (i = 0; i < p->nkeys && strcmp(p->keys[i].name, name) != 0; i++)
+    ;
+  if (i == p->nkeys) {
+    fail(p, p->line, key, "unknown key");
+    return 0;
+  }
+  if (p->key_line[i] != 0) {
+    fail(p, p->line, key, "set twice (first at line %d)", p->key_line[i]);
+    return 0;
+  }
+  p->key_line[i] = p->line;
+
+  tpool__sbuf_init(&mb, msg, sizeof(msg));
+  if (!tpool__keydef_parse(&p->keys[i], value, base, &mb)) {
+    fail(p, p->line, key, "%s", msg);
+    return 0;
+  }
+  return 1;
+}
+
+int tpool_config_parse(tpool_options_t *o, const char *text, size_t len,
+                       const char *name, tpool_config_error_t *err) {
+  parser_t *p;
+  int rc;
+
+  if (name == NULL)
+    name = "config";
+  if (o == NULL || (text == NULL && len > 0)) {
+    if (err != NULL)
+      tpool__config_error_set(err, name, 0, NULL, "invalid argument");
+    return -EINVAL;
+  }
+  if (len > TPOOL__CONFIG_FILE_MAX) {
+    if (err != NULL)
+      tpool__config_error_set(err, name, 0, NULL, TOO_LARGE);
+    return -EINVAL;
+  }
+  p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    if (err != NULL)
+      tpool__config_error_set(err, name, 0, NULL, "out of memory");
+    return -ENOMEM;
+  }
+  memcpy(&p->o, o, sizeof(*o));
+  p->name = name;
+  p->text = text;
+  p->len = len;
+
+  rc = ini_parse_stream(reader, p, handler, p);
+  /* inih's own complaints (a line it cannot split) come back as the line
+     of its first error; an earlier line than ours wins. */
+  if (rc > 0 && (!p->failed || rc < p->err.line)) {
+    p->failed = false;
+    fail_syntax(p, rc);
+  } else if (rc < 0 && !p->failed) {
+    fail(p, 0, NULL, "out of memory"); /* inih's -2 */
+    p->code = -ENOMEM;
+  }
+
+  if (!p->failed) {
+    snprintf(p->o.config_path, sizeof(p->o.config_path), "%s", name);
+    if (tpool_options_check(&p->o, &p->err) != 0) {
+      p->failed = true;
+      p->code = -EINVAL;
+    }
+  }
+  if (p->failed) {
+    rc = p->code;
+    if (err != NULL)
+      *err = p->err;
+  } else {
+    rc = 0;
+    memcpy(o, &p->o, sizeof(*o));
+    if (err != NULL)
+      memset(err, 0, sizeof(*err));
+  }
+  free(p);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Reading a file
+ * ------------------------------------------------------------------------ */
+
+static int io_error(tpool_config_error_t *err, const char *path,
+                    const char *what, int e) {
+  char buf[128], msg[256];
+
+  if (err != NULL) {
+    snprintf(msg, sizeof(msg), "%s: %s", what, strerror_r(e, buf, sizeof(buf)));
+    tpool__config_error_set(err, path, 0, NULL, msg);
+  }
+  if (e == ENOENT)
+    return -ENOENT;
+  return e == EACCES || e == EPERM ? -EACCES : -EIO;
+}
+
+/* Reads the whole file into a new buffer (*out, caller frees). */
+static int read_file(const char *path, char **out, size_t *len,
+                     tpool_config_error_t *err) {
+  size_t cap = 0, n = 0;
+  char *buf = NULL, *nb;
+  ssize_t r;
+  int fd, rc = 0;
+
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return io_error(err, path, "cannot open", errno);
+  for (;;) {
+    if (n == cap) {
+      cap = cap == 0 ? 8192 : cap * 2;
+      if (cap > TPOOL__CONFIG_FILE_MAX + 1)
+        cap = TPOOL__CONFIG_FILE_MAX + 1;
+      nb = realloc(buf, cap);
+      if (nb == NULL) {
+        if (err != NULL)
+          tpool__config_error_set(err, path, 0, NULL, "out of memory");
+        rc = -ENOMEM;
+        break;
+      }
+      buf = nb;
+    }
+    r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      rc = io_error(err, path, "cannot read", errno);
+      break;
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+    if (n > TPOOL__CONFIG_FILE_MAX) {
+      if (err != NULL)
+        tpool__config_error_set(err, path, 0, NULL, TOO_LARGE);
+      rc = -EINVAL;
+      break;
+    }
+  }
+  close(fd);
+  if (rc != 0) {
+    free(buf);
+    return rc;
+  }
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+int tpool_config_load(tpool_options_t *o, const char *path,
+                      tpool_config_error_t *err) {
+  char *text = NULL;
+  size_t len = 0;
+  int rc;
+
+  if (o == NULL || path == NULL) {
+    if (err != NULL)
+      tpool__config_error_set(err, path ? path : "config", 0, NULL,
+                              "invalid argument");
+    return -EINVAL;
+  }
+  rc = read_file(path, &text, &len, err);
+  if (rc != 0)
+    return rc;
+  rc = tpool_config_parse(o, text, len, path, err);
+  free(text);
+  return rc;
+}

@@ -1,0 +1,259 @@
+/*
+ * loop_bridge.c — carries completions from worker threads back to the loop
+ * thread of one event_base.
+ *
+ * DESIGN
+ * Who runs here: any number of producer threads (workers, the monitor, a
+ * thread that cancels) call tpool__bridge_post(); one loop thread runs the
+ * event callbacks and tpool__bridge_drain().
+ * What they share: `head`, a lock-free LIFO stack of posted nodes, and
+ * `armed`, which is true from the moment a producer writes the eventfd
+ * until the loop has read it. A producer pushes its node, then sets `armed`;
+ * only the producer that flips it from false to true writes the eventfd.
+ * So a burst of completions costs one write(2) and one wakeup, and a loop
+ * that is already awake is never woken again.
+ * How work moves: the loop callback reads the eventfd, clears `armed`, then
+ * takes the whole stack with one exchange and reverses it into `local`, a
+ * FIFO only the loop thread touches, so done callbacks run in completion
+ * order. It delivers at most `batch` nodes per round; if any remain it arms
+ * a zero-delay timer, which libevent runs on the next loop iteration, after
+ * polling for I/O, so a flood of completions cannot starve other events.
+ *
+ * Why no libevent call happens off the loop thread: event_active() from a
+ * worker would take the base lock and write libevent's own notify fd for
+ * every completion; an eventfd we own costs less and needs no base lock.
+ * The clear-then-exchange order on the loop side against push-then-flip on
+ * the producer side (all sequentially consistent) guarantees that a node
+ * pushed after the loop took the stack is followed by a fresh wakeup.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct tpool__bridge {
+  struct event_base *base;
+  struct event *wake;             /* EV_READ | EV_PERSIST on efd */
+  struct event *more;             /* zero-delay timer: the next round */
+  int efd;
+  unsigned batch;
+  tpool__deliver_fn deliver;
+  void *deliver_arg;
+  _Atomic(tpool__node_t *) head;  /* atomic: posted, newest first */
+  atomic_bool armed;              /* atomic: eventfd written, not yet read */
+  atomic_uint_fast64_t wakeups;   /* atomic: eventfd writes */
+  _Atomic(const void *) owner;    /* atomic: token of the loop thread */
+  tpool__node_t *local;           /* loop thread only: oldest first */
+  tpool__node_t *local_tail;      /* loop thread only */
+};
+
+/* Each thread's address of this variable identifies it: a cheap, portable
+   "which thread am I" for tpool__bridge_is_owner(). */
+static _Thread_local char thread_token;
+
+static void claim(tpool__bridge_t *b) {
+  atomic_store_explicit(&b->owner, &thread_token, memory_order_relaxed);
+}
+
+bool tpool__bridge_is_owner(const tpool__bridge_t *b) {
+  return atomic_load_explicit(&b->owner, memory_order_relaxed) == &thread_token;
+}
+
+/* ---- thread-awareness check ------------------------------------------- */
+
+struct probe {
+  event_callback_fn notify_cb; /* the callback of libevent's notify event */
+  bool found;
+};
+
+static int find_notify_cb(const struct event_base *base, const struct event *ev,
+                          void *arg) {
+  (void)base;
+  struct probe *p = arg;
+  p->notify_cb = event_get_callback(ev);
+  return 1;
+}
+
+static int match_notify_cb(const struct event_base *base,
+                           const struct event *ev, void *arg) {
+  struct probe *p = arg;
+  if (event_get_callback(ev) == p->notify_cb &&
+      event_get_callback_arg(ev) == (const void *)base) {
+    p->found = true;
+    return 1;
+  }
+  return 0;
+}
+
+/*
+ * libevent has no call that says whether a base has locks. But a base made
+ * while threading is on gets an internal "notify" event at creation, whose
+ * argument is the base itself. So: make a throwaway base now — if it has no
+ * event at all, evthread_use_pthreads() was never called; otherwise learn
+ * the notify callback from it and look for it among the user's base's
+ * events, which is missing if that base predates threading or was made with
+ * EVENT_BASE_FLAG_NOLOCK.
+ */
+int tpool__base_check(struct event_base *base) {
+  struct event_base *probe_base = event_base_new();
+  if (!probe_base)
+    return -ENOMEM;
+  struct probe p = {NULL, false};
+  event_base_foreach_event(probe_base, find_notify_cb, &p);
+  event_base_free(probe_base);
+  if (p.notify_cb == NULL)
+    return -EINVAL;
+  event_base_foreach_event(base, match_notify_cb, &p);
+  return p.found ? 0 : -EINVAL;
+}
+
+/* ---- delivery ---------------------------------------------------------- */
+
+/* Moves every posted node, oldest first, to the end of `local`. */
+static bool take_posted(tpool__bridge_t *b) {
+  tpool__node_t *n = atomic_exchange(&b->head, NULL);
+  if (!n)
+    return false;
+  tpool__node_t *first = NULL, *last = n;
+  while (n) { /* reverse the LIFO */
+    tpool__node_t *next = n->next;
+    n->next = first;
+    first = n;
+    n = next;
+  }
+  if (b->local_tail)
+    b->local_tail->next = first;
+  else
+    b->local = first;
+  b->local_tail = last;
+  return true;
+}
+
+size_t tpool__bridge_drain(tpool__bridge_t *b, size_t max) {
+  claim(b);
+  size_t n = 0;
+  while (n < max) {
+    if (!b->local && !take_posted(b))
+      break;
+    tpool__node_t *node = b->local;
+    b->local = node->next;
+    if (!b->local)
+      b->local_tail = NULL;
+    node->next = NULL;
+    b->deliver(node, b->deliver_arg);
+    n++;
+  }
+  return n;
+}
+
+bool tpool__bridge_has_pending(tpool__bridge_t *b) {
+  return b->local != NULL || atomic_load(&b->head) != NULL;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+  tpool__bridge_t *b = arg;
+  if (what & EV_READ) {
+    uint64_t count;
+    /* Nonblocking; EAGAIN only means another round already read it. */
+    if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+      return;
+    atomic_store(&b->armed, false);
+  }
+  tpool__bridge_drain(b, b->batch);
+  if (tpool__bridge_has_pending(b)) {
+    static const struct timeval now = {0, 0};
+    evtimer_add(b->more, &now);
+  }
+}
+
+void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node) {
+  tpool__node_t *old = atomic_load_explicit(&b->head, memory_order_relaxed);
+  do {
+    node->next = old;
+  } while (!atomic_compare_exchange_weak(&b->head, &old, node));
+  if (!atomic_exchange(&b->armed, true)) {
+    static const uint64_t one = 1;
+    atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
+    /* Cannot fail short of a counter overflow (2^64 - 1 writes); EAGAIN
+       would mean the loop is already due to wake, which is all we want. */
+    ssize_t rc = write(b->efd, &one, sizeof(one));
+    (void)rc;
+  }
+}
+
+uint64_t tpool__bridge_wakeups(const tpool__bridge_t *b) {
+  return atomic_load_explicit(&b->wakeups, memory_order_relaxed);
+}
+
+struct event_base *tpool__bridge_base(const tpool__bridge_t *b) {
+  return b->base;
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+int tpool__bridge_new(struct event_base *base, unsigned batch,
+                      tpool__deliver_fn deliver, void *arg,
+                      tpool__bridge_t **out) {
+  int rc = tpool__base_check(base);
+  if (rc != 0)
+    return rc;
+  tpool__bridge_t *b = calloc(1, sizeof(*b));
+  if (!b)
+    return -ENOMEM;
+  b->base = base;
+  b->batch = batch ? batch : 1;
+  b->deliver = deliver;
+  b->deliver_arg = arg;
+  atomic_init(&b->head, NULL);
+  atomic_init(&b->armed, false);
+  atomic_init(&b->wakeups, 0);
+  atomic_init(&b->owner, NULL);
+  b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (b->efd < 0) {
+    free(b);
+    return -EIO;
+  }
+  b->wake = event_new(base, b->efd, EV_READ | EV_PERSIST, on_wake, b);
+  b->more = evtimer_new(base, on_wake, b);
+  if (!b->wake || !b->more || event_add(b->wake, NULL) != 0) {
+    if (b->wake)
+      event_free(b->wake);
+    if (b->more)
+      event_free(b->more);
+    close(b->efd);
+    free(b);
+    return -ENOMEM;
+  }
+  claim(b);
+  *out = b;
+  return 0;
+}
+
+void tpool__bridge_detach(tpool__bridge_t *b) {
+  if (b->wake) {
+    event_free(b->wake);
+    b->wake = NULL;
+  }
+  if (b->more) {
+    event_free(b->more);
+    b->more = NULL;
+  }
+}
+
+void tpool__bridge_free(tpool__bridge_t *b, tpool__deliver_fn discard,
+                        void *arg) {
+  if (!b)
+    return;
+  take_posted(b);
+  while (b->local) {
+    tpool__node_t *node = b->local;
+    b->local = node->next;
+    if (discard)
+      discard(node, arg);
+  }
+  close(b->efd);
+  free(b);
+}

@@ -1,0 +1,545 @@
+/*
+ * tpool.h — the public API of tpool, a manager of named worker-thread pools
+ * for libevent servers.
+ *
+ * A manager owns several pools ("io", "cpu", "inference", "embedding", "db"
+ * and any the user names), each with its own threads, bounded queue and
+ * limits. The loop thread offloads a blocking call with tpool_submit(); the
+ * work function runs on a worker of that pool, and the done callback comes
+ * back on the loop thread of the event_base the task was submitted for.
+ *
+ * Conventions (see STYLE.md):
+ *  - Functions return 0 or a negative errno code; constructors take an
+ *    out-parameter. tpool_strerror() describes every code.
+ *  - A call that takes a callback and fails never calls that callback.
+ *  - "Thread: any" may be called from any thread; "Thread: loop" only from
+ *    the loop thread of an attached base (or before any loop runs);
+ *    "Thread: worker" only from inside a work function.
+ *  - Strings given to tpool are copied unless stated otherwise.
+ *
+ * Lifecycle: tpool_manager_new() → tpool_manager_attach() →
+ * tpool_manager_start() → ... → tpool_manager_shutdown() →
+ * tpool_manager_free(), then event_base_free(). libevent must be made
+ * thread-aware with evthread_use_pthreads() before the base is created.
+ */
+#ifndef TPOOL_H
+#define TPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+
+#if defined(__GNUC__)
+#define TPOOL_API __attribute__((visibility("default")))
+#define TPOOL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define TPOOL_API
+#define TPOOL_PRINTF(f, a)
+#endif
+
+#define TPOOL_VERSION "0.1.0"
+
+/* Sizes of the fixed buffers in the structs below, terminating NUL included. */
+#define TPOOL_NAME_MAX 32        /* pool name: [a-z0-9_-], 1..31 chars */
+#define TPOOL_TASK_NAME_MAX 48   /* task name; longer names are truncated */
+#define TPOOL_THREAD_NAME_MAX 16 /* Linux limit for thread names */
+#define TPOOL_PATH_MAX 256
+#define TPOOL_TOKEN_MAX 129 /* admin token: up to 128 chars */
+#define TPOOL_POOLS_MAX 64
+#define TPOOL_WORKERS_MAX 4096
+#define TPOOL_CPUS_MAX 1024
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The codes tpool itself returns, as negative errno values. Work functions
+ * may return any other negative code; it reaches their done callback as is.
+ */
+#define TPOOL_ERRNO_MAP(X)                                                     \
+  X(EINVAL, "invalid argument")                                                \
+  X(ENOMEM, "out of memory")                                                   \
+  X(EAGAIN, "queue full, or no worker thread could be started")                \
+  X(ENOENT, "no such pool, task or file")                                      \
+  X(EEXIST, "already exists")                                                  \
+  X(ECANCELED, "task cancelled before it started")                             \
+  X(ETIMEDOUT, "deadline passed")                                              \
+  X(ESHUTDOWN, "the manager is shutting down")                                 \
+  X(EBUSY, "the task is already running")                                      \
+  X(EALREADY, "already started")                                               \
+  X(ENOSPC, "limit reached")                                                   \
+  X(EIO, "input/output error")                                                 \
+  X(EACCES, "permission denied")
+
+/*
+ * Describes an error code (negative or positive errno value): tpool's own
+ * wording for the codes above, the C library's for other errno values,
+ * "success" for 0 and "unknown error" otherwise.
+ * Returns: a static string; never NULL.
+ * Thread: any.
+ */
+TPOOL_API const char *tpool_strerror(int err);
+
+/*
+ * The symbolic name of an error code: "EAGAIN" for -EAGAIN, "OK" for 0,
+ * "UNKNOWN" for codes tpool does not list.
+ * Returns: a static string; never NULL.
+ * Thread: any.
+ */
+TPOOL_API const char *tpool_err_name(int err);
+
+/* ------------------------------------------------------------------------
+ * Logging
+ * ------------------------------------------------------------------------ */
+
+typedef enum tpool_log_level {
+  TPOOL_LOG_DEBUG = 0,
+  TPOOL_LOG_INFO = 1,
+  TPOOL_LOG_WARN = 2,
+  TPOOL_LOG_ERROR = 3
+} tpool_log_level_t;
+
+/*
+ * A log sink. `msg` is one complete message without the level word and
+ * without a trailing newline; it may span several lines (the status table).
+ * The built-in sinks write "LEVEL msg\n" with a single write(2), so lines
+ * from several threads never interleave.
+ * Called from any tpool thread, never two calls at once for one manager,
+ * never under a pool lock; it must not call back into tpool. `msg` is
+ * borrowed for the duration of the call.
+ */
+typedef void (*tpool_log_cb)(tpool_log_level_t level, const char *msg,
+                             void *arg);
+
+/*
+ * The word for a level: "DEBUG", "INFO", "WARN" or "ERROR".
+ * Returns: a static string. Thread: any.
+ */
+TPOOL_API const char *tpool_log_level_name(tpool_log_level_t level);
+
+/* ------------------------------------------------------------------------
+ * Options
+ *
+ * Plain structs in caller storage: nothing to free. Fill them with
+ * tpool_options_init() (the five built-in pools at their default sizes),
+ * then change fields in code or overlay a file with tpool_config_load().
+ * ------------------------------------------------------------------------ */
+
+/* min_workers value meaning "the same as max_workers": a fixed-size pool. */
+#define TPOOL_MIN_EQUALS_MAX ((unsigned)-1)
+
+typedef struct tpool_pool_options {
+  char name[TPOOL_NAME_MAX];
+  bool enabled;           /* false: the pool is not created */
+  unsigned max_workers;   /* 1..TPOOL_WORKERS_MAX ("workers" in config) */
+  unsigned min_workers;   /* 0..max_workers, or TPOOL_MIN_EQUALS_MAX */
+  size_t queue_limit;     /* tasks waiting; a full queue fails submits */
+  double idle_timeout_s;  /* an idle worker above the minimum retires */
+  size_t stack_size;      /* bytes per worker stack */
+  double soft_timeout_s;  /* a task running longer is "stuck"; 0 = off */
+  char thread_name[TPOOL_THREAD_NAME_MAX]; /* prefix; "": "tpool-" + 5 of name */
+  bool has_affinity;
+  uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64]; /* bit n = CPU n */
+  int line; /* config line of the [pool.NAME] section; 0 if set in code */
+} tpool_pool_options_t;
+
+typedef struct tpool_http_options {
+  char listen_host[64];       /* numeric IPv4 or IPv6 address */
+  uint16_t listen_port;       /* 0 = any free port */
+  char admin_token[TPOOL_TOKEN_MAX]; /* "" = POST routes need no token */
+  size_t max_header_size;     /* bytes */
+  size_t max_body_size;       /* bytes */
+  double timeout_s;           /* read/write timeout per connection */
+} tpool_http_options_t;
+
+typedef struct tpool_options {
+  bool verbose;              /* per-task log lines and the periodic table */
+  double status_interval_s;  /* period of the status table when verbose */
+  tpool_log_level_t log_level;
+  char log_path[TPOOL_PATH_MAX]; /* "stderr", "stdout" or a file to append */
+  tpool_log_cb log_cb;       /* if set, replaces log_path; see tpool_log_cb */
+  void *log_arg;
+  unsigned completion_batch; /* done callbacks per loop round, 1..65536 */
+  tpool_http_options_t http; /* read by the HTTP layer */
+  char config_path[TPOOL_PATH_MAX]; /* file the options came from, or "" */
+  size_t npools;
+  tpool_pool_options_t pools[TPOOL_POOLS_MAX];
+} tpool_options_t;
+
+/*
+ * Fills *o with the defaults: verbose off, status table every 10 s, level
+ * info to stderr, HTTP on 127.0.0.1:8080, and the five built-in pools
+ * io 50, cpu 30, inference 20, embedding 15, db 25 workers (fixed size,
+ * queue limit 65536, 512 KiB stacks, soft timeout 60 s).
+ * Thread: any.
+ */
+TPOOL_API void tpool_options_init(tpool_options_t *o);
+
+/*
+ * Fills *po with the defaults of a pool called `name` (a built-in pool gets
+ * its preset size; any other name gets 4 workers). `name` is copied,
+ * truncated to TPOOL_NAME_MAX - 1 bytes.
+ * Thread: any.
+ */
+TPOOL_API void tpool_pool_options_init(tpool_pool_options_t *po,
+                                       const char *name);
+
+/*
+ * Finds the pool called `name` in *o.
+ * Returns: a pointer into o->pools (borrowed, valid while *o is), or NULL.
+ * Thread: any.
+ */
+TPOOL_API tpool_pool_options_t *tpool_options_pool(tpool_options_t *o,
+                                                   const char *name);
+
+/*
+ * Appends a pool called `name` with the defaults of
+ * tpool_pool_options_init(), and stores a pointer to it in *out
+ * (borrowed, valid while *o is).
+ * Returns: 0; -EINVAL for a name that is empty, too long or not made of
+ * [a-z0-9_-]; -EEXIST if o already has that pool; -ENOSPC past
+ * TPOOL_POOLS_MAX pools.
+ * Thread: any.
+ */
+TPOOL_API int tpool_options_add_pool(tpool_options_t *o, const char *name,
+                                     tpool_pool_options_t **out);
+
+/* ------------------------------------------------------------------------
+ * Configuration files (INI, read with libinih)
+ *
+ * Sections: [general], [http], [pool.NAME]. See README.md for every key.
+ * ------------------------------------------------------------------------ */
+
+typedef struct tpool_config_error {
+  char file[TPOOL_PATH_MAX]; /* the file (or name) that was read */
+  int line;                  /* 1-based; 0 when no line is involved */
+  char key[96];              /* "[pool.cpu] workers", or "" */
+  char message[256];         /* what is wrong, e.g. expected 1..4096, got "abc" */
+  char text[720];            /* file:line: key: message, as one line */
+} tpool_config_error_t;
+
+/*
+ * Reads the INI file at `path` and overlays it on *o (which the caller has
+ * filled, usually with tpool_options_init()). On success o->config_path is
+ * set to `path`. On failure *o is left exactly as it was and *err (if not
+ * NULL) holds the first error, naming file, line and key.
+ * Returns: 0; -ENOENT missing file; -EACCES or -EIO unreadable file;
+ * -EINVAL bad content; -ENOMEM.
+ * Thread: any.
+ */
+TPOOL_API int tpool_config_load(tpool_options_t *o, const char *path,
+                                tpool_config_error_t *err);
+
+/*
+ * Like tpool_config_load() for `len` bytes of INI text in memory; `name` is
+ * used as the file name in errors.
+ * Returns: 0; -EINVAL bad content; -ENOMEM.
+ * Thread: any.
+ */
+TPOOL_API int tpool_config_parse(tpool_options_t *o, const char *text,
+                                 size_t len, const char *name,
+                                 tpool_config_error_t *err);
+
+/*
+ * Checks the relations between fields that a single key cannot (min above
+ * max, no pool enabled, a value out of range set in code). Errors name the
+ * config file and the line of the pool's section when o came from a file.
+ * Returns: 0, or -EINVAL with *err filled (if not NULL).
+ * Thread: any.
+ */
+TPOOL_API int tpool_options_check(const tpool_options_t *o,
+                                  tpool_config_error_t *err);
+
+/* ------------------------------------------------------------------------
+ * Tasks
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Runs on a worker thread. Returns 0 for success or a negative code, which
+ * is counted as a failure and passed to the done callback as is.
+ * It must not touch the event loop.
+ */
+typedef int (*tpool_work_cb)(void *arg);
+
+/* What a done callback learns about its task. */
+typedef struct tpool_task_info {
+  int64_t id;
+  const char *pool;    /* borrowed for the duration of the callback */
+  const char *name;    /* borrowed for the duration of the callback */
+  double queue_wait_s; /* from submit until a worker took it (or it ended) */
+  double run_s;        /* time in the work function; 0 if it never ran */
+} tpool_task_info_t;
+
+/*
+ * Runs on the loop thread of the task's base, exactly once for every
+ * accepted task, with the status: 0; the work function's own negative
+ * code; -ECANCELED (cancelled, or shut down before it started); or
+ * -ETIMEDOUT (its start deadline passed while it was queued). It is the
+ * place to release `arg`.
+ */
+typedef void (*tpool_done_cb)(int status, const tpool_task_info_t *info,
+                              void *arg);
+
+typedef struct tpool_task_opts {
+  /* The base whose loop runs `done`; NULL = the first attached base. */
+  struct event_base *base;
+  /* If > 0: a task still queued this many seconds after submit is not
+     started; it completes with -ETIMEDOUT. */
+  double start_timeout_s;
+} tpool_task_opts_t;
+
+/* ------------------------------------------------------------------------
+ * Manager and pools
+ * ------------------------------------------------------------------------ */
+
+typedef struct tpool_manager tpool_manager_t;
+typedef struct tpool_pool tpool_pool_t;
+
+/*
+ * Creates a manager with the pools of *o (enabled ones), validated with
+ * tpool_options_check(). No thread runs until tpool_manager_start(). *o is
+ * copied; the log sink, if set, must stay valid until tpool_manager_free().
+ * Returns: 0 and *out (caller frees with tpool_manager_free());
+ * -EINVAL invalid options (the reason is logged); -ENOMEM; -EIO if the log
+ * file cannot be opened.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_new(const tpool_options_t *o,
+                                tpool_manager_t **out);
+
+/*
+ * tpool_options_init() + tpool_config_load(path) + tpool_manager_new().
+ * Returns: 0 and *out (caller frees with tpool_manager_free()); the codes
+ * of tpool_config_load() with *err filled; those of tpool_manager_new().
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_new_from_file(const char *path,
+                                          tpool_manager_t **out,
+                                          tpool_config_error_t *err);
+
+/*
+ * Attaches an event_base: completions of tasks submitted for it run on its
+ * loop thread, at most options.completion_batch per loop round. Several
+ * bases may be attached, each run by its own thread. The first one attached
+ * is the default for submits that name no base.
+ * Call before the base's loop runs, or from its loop thread. The base must
+ * outlive the manager: call tpool_manager_free() before event_base_free().
+ * Returns: 0; -EINVAL if base is NULL, was created before
+ * evthread_use_pthreads() (or with EVENT_BASE_FLAG_NOLOCK), or is already
+ * attached; -ENOSPC past 64 bases; -ENOMEM; -EIO if an eventfd cannot be
+ * made.
+ * Thread: loop (of that base).
+ */
+TPOOL_API int tpool_manager_attach(tpool_manager_t *m, struct event_base *base);
+
+/*
+ * Starts each pool's minimum number of workers and the monitor thread.
+ * Tasks submitted before start wait in their queues.
+ * Returns: 0; -EALREADY if started; -ESHUTDOWN after shutdown; -EAGAIN if
+ * a pool could not start a single worker (the others are stopped).
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_start(tpool_manager_t *m);
+
+/*
+ * Stops accepting tasks (submits fail with -ESHUTDOWN) and drains: queued
+ * tasks keep running until all are done or `timeout_s` passes (< 0: no
+ * limit). At the deadline, tasks that never started complete with
+ * -ECANCELED; a task still running is reported in the log and left to its
+ * thread (threads cannot be killed); shutdown does not wait for it.
+ * While it waits, it runs the pending done callbacks of the bases whose
+ * loop thread is the calling thread; other bases' loops must keep running
+ * to get theirs. Calling it again waits again, for what is still running.
+ * Returns: 0 when every task has finished and every worker has exited;
+ * -ETIMEDOUT if workers were still running tasks at the deadline.
+ * Thread: loop, or any thread while the loops run.
+ */
+TPOOL_API int tpool_manager_shutdown(tpool_manager_t *m, double timeout_s);
+
+/*
+ * Frees the manager. If tpool_manager_shutdown() was never called, it
+ * shuts down first, with no deadline. Then it runs on the calling thread
+ * every done callback still pending, detaches from the bases and releases
+ * everything. Tasks still running after an earlier shutdown's deadline are
+ * abandoned: their done callbacks never run, and their threads release
+ * what they hold when the tasks return. Call it once the loops of the
+ * attached bases have stopped, and before event_base_free(). NULL is a
+ * no-op.
+ * Thread: loop (once every loop has stopped).
+ */
+TPOOL_API void tpool_manager_free(tpool_manager_t *m);
+
+/*
+ * Finds a pool by name.
+ * Returns: the pool (borrowed, valid until tpool_manager_free()), or NULL.
+ * Thread: any.
+ */
+TPOOL_API tpool_pool_t *tpool_manager_pool(tpool_manager_t *m,
+                                           const char *name);
+
+/*
+ * The pool's name. Returns: borrowed, valid until tpool_manager_free().
+ * Thread: any.
+ */
+TPOOL_API const char *tpool_pool_name(const tpool_pool_t *pool);
+
+/*
+ * Submits a task: `work(arg)` runs on a worker of `pool`, then
+ * `done(status, info, arg)` on the loop thread of opts->base (or of the
+ * first attached base). `name` (may be NULL) labels the task in logs and
+ * stats; it is copied and truncated to TPOOL_TASK_NAME_MAX - 1 bytes.
+ * `done` may be NULL when nothing needs to happen on the loop; then no
+ * base is needed. `opts` may be NULL.
+ * The caller owns `arg` until this returns a task id; after that `done`
+ * runs exactly once and is the place to release it. On failure `done` is
+ * never called and the caller still owns `arg`.
+ * Returns: the task id (> 0); -EAGAIN queue full (or no worker could be
+ * started); -ESHUTDOWN after shutdown; -EINVAL if work is NULL, the base is
+ * not attached or no base is attached while done is set; -ENOMEM.
+ * A refused submit is counted as rejected, and fails at once.
+ * Thread: any.
+ */
+TPOOL_API int64_t tpool_submit(tpool_pool_t *pool, const char *name,
+                               tpool_work_cb work, tpool_done_cb done,
+                               void *arg, const tpool_task_opts_t *opts);
+
+/*
+ * tpool_submit() to the pool called `pool`.
+ * Returns: as tpool_submit(); -ENOENT for an unknown pool.
+ * Thread: any.
+ */
+TPOOL_API int64_t tpool_manager_submit(tpool_manager_t *m, const char *pool,
+                                       const char *name, tpool_work_cb work,
+                                       tpool_done_cb done, void *arg,
+                                       const tpool_task_opts_t *opts);
+
+/*
+ * Cancels a queued task: it leaves the queue, its work never runs and its
+ * done callback runs with -ECANCELED (on its loop, as always). Takes time
+ * proportional to the number of queued tasks.
+ * Returns: 0; -EBUSY if the task is running (it completes normally);
+ * -ENOENT if no queued or running task has this id.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_cancel(tpool_manager_t *m, int64_t id);
+
+/*
+ * Changes a pool's worker limits while it runs. Extra workers retire as
+ * soon as they finish their current task; no queued task is lost. If the
+ * new minimum is above the current count, workers are started now.
+ * `min_workers` may be TPOOL_MIN_EQUALS_MAX.
+ * Returns: 0; -EINVAL if max is 0 or above TPOOL_WORKERS_MAX, or min > max.
+ * Thread: any.
+ */
+TPOOL_API int tpool_pool_resize(tpool_pool_t *pool, unsigned min_workers,
+                                unsigned max_workers);
+
+/*
+ * Turns per-task log lines and the periodic status table on or off, and
+ * sets the table's period (seconds, > 0; other values keep the current).
+ * Thread: any.
+ */
+TPOOL_API void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,
+                                         double status_interval_s);
+
+/*
+ * Writes a message through the manager's log sink, if `level` passes the
+ * configured log level. Thread: any.
+ */
+TPOOL_API void tpool_manager_log(tpool_manager_t *m, tpool_log_level_t level,
+                                 const char *fmt, ...) TPOOL_PRINTF(3, 4);
+
+/* ------------------------------------------------------------------------
+ * Statistics
+ *
+ * A snapshot is copied under each pool's lock and read without locks.
+ * ------------------------------------------------------------------------ */
+
+/* A latency distribution, in seconds. Percentiles are within 1/16 of the
+   true value; max is exact. All zero when count is 0. */
+typedef struct tpool_latency {
+  uint64_t count;
+  double sum_s;
+  double p50_s, p90_s, p99_s, max_s;
+} tpool_latency_t;
+
+typedef struct tpool_active_task {
+  int64_t id;
+  char name[TPOOL_TASK_NAME_MAX];
+  double running_for_s;
+  bool stuck; /* running longer than the pool's soft timeout */
+} tpool_active_task_t;
+
+typedef struct tpool_pool_stats {
+  char name[TPOOL_NAME_MAX];
+  unsigned min_workers, max_workers;
+  unsigned current_workers; /* live threads, starting ones included */
+  unsigned busy_workers;    /* running a task */
+  unsigned idle_workers;    /* current - busy */
+  size_t queued, queue_limit;
+  /* Counters since start. At any quiescent moment
+     submitted = rejected + completed + failed + cancelled + expired. */
+  uint64_t submitted, rejected, completed, failed, cancelled, expired;
+  uint64_t stuck_total;     /* tasks that crossed the soft timeout */
+  uint64_t thread_failures; /* worker threads that could not be created */
+  uint64_t threads_started, threads_retired;
+  double soft_timeout_s;
+  tpool_latency_t run;  /* time in the work function */
+  tpool_latency_t wait; /* time in the queue */
+  size_t nactive;
+  tpool_active_task_t *active; /* nactive entries, borrowed from the snapshot */
+} tpool_pool_stats_t;
+
+typedef struct tpool_stats {
+  double uptime_s;
+  bool verbose;
+  unsigned total_workers; /* sum of current_workers */
+  unsigned total_busy;
+  size_t total_queued;
+  size_t npools;
+  tpool_pool_stats_t *pools; /* in configuration order */
+} tpool_stats_t;
+
+/*
+ * Takes a snapshot of every pool.
+ * Returns: 0 and *out (caller frees with tpool_stats_free()); -ENOMEM.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_stats(tpool_manager_t *m, tpool_stats_t **out);
+
+/* Frees a snapshot. NULL is a no-op. Thread: any. */
+TPOOL_API void tpool_stats_free(tpool_stats_t *s);
+
+/*
+ * Finds a pool in a snapshot.
+ * Returns: borrowed from *s, or NULL. Thread: any.
+ */
+TPOOL_API const tpool_pool_stats_t *tpool_stats_pool(const tpool_stats_t *s,
+                                                     const char *name);
+
+/*
+ * Formats a snapshot as the status table of DESIGN.md (without the
+ * "ThreadPoolManager Current Status:" heading line).
+ * Returns: a NUL-terminated string (caller frees with free()), or NULL if
+ * out of memory. Thread: any.
+ */
+TPOOL_API char *tpool_stats_format(const tpool_stats_t *s);
+
+/*
+ * Writes the status table to the log now, at INFO, whatever the verbose
+ * setting. Returns: 0; -ENOMEM. Thread: any.
+ */
+TPOOL_API int tpool_manager_log_status(tpool_manager_t *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TPOOL_H */

@@ -1,0 +1,195 @@
+/*
+ * pools_internal.h — the structures the files of pools/ share: a task
+ * record, a worker, a pool (executor) and the manager, with what guards
+ * each field. Nothing here is visible to users of tpool.
+ *
+ * Lock order: manager `mu` before a pool's `mu`. `mon_mu` and the log
+ * sink's mutex are leaves: nothing else is taken while they are held.
+ * No user callback (work, done, log sink) runs under a pool lock or
+ * under the manager's `mu`.
+ */
+#ifndef TPOOL_POOLS_INTERNAL_H
+#define TPOOL_POOLS_INTERNAL_H
+
+#include "internal.h"
+
+#include <signal.h>
+
+#define TPOOL__BRIDGES_MAX 64
+
+/* One submitted task, from tpool_submit() until its done callback returns.
+   `node` comes first so a bridge node converts back to its task. */
+typedef struct tpool__task {
+  tpool__node_t node;          /* link on a bridge while completing */
+  struct tpool__task *qprev;   /* protected by pool mu: queue links */
+  struct tpool__task *qnext;
+  int64_t id;
+  tpool_pool_t *pool;
+  tpool__bridge_t *bridge;     /* NULL when done is NULL */
+  tpool_work_cb work;
+  tpool_done_cb done;
+  void *arg;
+  uint64_t submit_ns;
+  uint64_t start_ns;           /* 0 if it never ran */
+  uint64_t end_ns;             /* when it finished or left the queue */
+  uint64_t deadline_ns;        /* start deadline; 0 = none */
+  int status;
+  char name[TPOOL_TASK_NAME_MAX];
+} tpool__task_t;
+
+typedef struct tpool__worker {
+  struct tpool__worker *prev, *next; /* protected by pool mu */
+  tpool_pool_t *pool;
+  unsigned no;                       /* its number in the thread name */
+  tpool__task_t *current;            /* protected by pool mu */
+  bool stuck_reported;               /* protected by pool mu */
+} tpool__worker_t;
+
+struct tpool_pool {
+  tpool_manager_t *m;
+  char name[TPOOL_NAME_MAX];
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv; /* idle workers wait here for tasks */
+
+  /* Settings; protected by mu (resize changes them live). */
+  unsigned max_workers;
+  unsigned min_workers;   /* meaningless when min_equals_max */
+  bool min_equals_max;
+  size_t queue_limit;
+  uint64_t idle_timeout_ns;
+  uint64_t soft_timeout_ns;
+  /* Fixed at creation. */
+  size_t stack_size;
+  char thread_prefix[TPOOL_THREAD_NAME_MAX];
+  bool has_affinity;
+  uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64];
+
+  /* State; protected by mu. */
+  tpool__task_t *qhead, *qtail;
+  size_t queued;
+  size_t ndeadline;       /* queued tasks that have a start deadline */
+  unsigned nthreads;      /* live or starting workers */
+  unsigned nstarting;     /* created but not yet looking for work */
+  unsigned nidle;         /* waiting on work_cv */
+  unsigned nwakeups;      /* signals sent to idle workers, not yet taken */
+  unsigned nbusy;         /* running a task */
+  unsigned nexiting;      /* retiring, last completion not yet posted */
+  unsigned next_no;
+  tpool__worker_t *workers;
+  bool started;
+  bool stopping;
+
+  /* Counters; protected by mu. */
+  uint64_t submitted, rejected, completed, failed, cancelled, expired;
+  uint64_t stuck_total, thread_failures, threads_started, threads_retired;
+  tpool__hist_t run_hist;
+  tpool__hist_t wait_hist;
+};
+
+struct tpool_manager {
+  tpool__log_t log;
+  atomic_bool verbose;                  /* atomic */
+  atomic_uint_fast64_t status_interval_ns; /* atomic */
+  atomic_int_fast64_t next_id;          /* atomic */
+  atomic_int refs;                      /* atomic: user + live workers */
+  atomic_bool stopping;                 /* atomic: shutdown has begun */
+  uint64_t created_ns;
+  unsigned completion_batch;
+
+  size_t npools;
+  tpool_pool_t *pools[TPOOL_POOLS_MAX]; /* fixed after new */
+
+  tpool__bridge_t *bridges[TPOOL__BRIDGES_MAX]; /* append-only */
+  atomic_size_t nbridges;               /* atomic: published entries */
+
+  pthread_mutex_t mu;
+  pthread_cond_t state_cv; /* shutdown waits here; signalled while stopping */
+  bool started;            /* protected by mu */
+  bool shut;               /* protected by mu */
+
+  /* The monitor thread: deadlines, stuck tasks, the periodic table. */
+  pthread_t mon_thread;
+  bool mon_running;                 /* set by start, read by free */
+  pthread_mutex_t mon_mu;
+  pthread_cond_t mon_cv;
+  bool mon_stop;                    /* protected by mon_mu */
+  bool mon_kicked;                  /* protected by mon_mu */
+  atomic_uint_fast64_t mon_next_ns; /* atomic: when it next looks */
+};
+
+/* ---- pool.c ------------------------------------------------------------- */
+
+int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
+                    tpool_pool_t **out);
+/* Frees a pool whose workers have all exited; queued tasks go to discard. */
+void tpool__pool_free(tpool_pool_t *p);
+/* Starts the minimum number of workers (more if tasks already wait).
+   Returns 0, or -EAGAIN if workers were needed and none could start. */
+int tpool__pool_start(tpool_pool_t *p);
+/* Stops intake; workers drain the queue and exit. */
+void tpool__pool_stop(tpool_pool_t *p);
+/* Completes every queued task with -ECANCELED. Returns how many. */
+size_t tpool__pool_cancel_queued(tpool_pool_t *p);
+/* 0 cancelled, -EBUSY running, -ENOENT not in this pool. */
+int tpool__pool_cancel(tpool_pool_t *p, int64_t id);
+/* True when no worker is left and no task is queued. */
+bool tpool__pool_is_finished(tpool_pool_t *p);
+/* True when tasks are queued but no worker is left to run them. */
+bool tpool__pool_is_stranded(tpool_pool_t *p);
+/* Number of tasks running now; logs each of them when `report` is set. */
+unsigned tpool__pool_report_running(tpool_pool_t *p, bool report);
+/* Fills *ps under the lock (caller frees ps->active). Returns 0/-ENOMEM. */
+int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps);
+/* Expires overdue queued tasks and reports newly stuck ones. Returns the
+   time at which it next needs to look (UINT64_MAX: nothing to watch). */
+uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now);
+/* Hands a finished task to its loop, or frees it when it has no done. */
+void tpool__task_finish(tpool__task_t *t);
+/* The bridge's deliver function: runs the task's done callback on the
+   loop thread, then frees the task. */
+void tpool__task_deliver(tpool__node_t *node, void *arg);
+/* Frees a task whose done callback will never run. */
+void tpool__task_discard(tpool__node_t *node, void *arg);
+
+/* ---- manager.c ---------------------------------------------------------- */
+
+/* Wakes a shutdown waiting on state_cv, if one may be. Thread: any,
+   no pool lock held. */
+void tpool__manager_notify(tpool_manager_t *m);
+void tpool__manager_ref(tpool_manager_t *m);
+/* Drops a reference; the last one frees the manager's memory. */
+void tpool__manager_unref(tpool_manager_t *m);
+/* The bridge for `base` (NULL = the first one), or NULL. */
+tpool__bridge_t *tpool__manager_bridge(tpool_manager_t *m,
+                                       struct event_base *base);
+
+static inline bool tpool__verbose(tpool_manager_t *m) {
+  return atomic_load_explicit(&m->verbose, memory_order_relaxed);
+}
+
+/* ---- monitor.c ---------------------------------------------------------- */
+
+int tpool__monitor_start(tpool_manager_t *m);
+void tpool__monitor_stop(tpool_manager_t *m);
+/* Makes the monitor look again by time `when_ns` at the latest. */
+void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns);
+
+/* ---- status.c ----------------------------------------------------------- */
+
+/* Logs the status table at INFO. Returns 0 or -ENOMEM. */
+int tpool__status_log(tpool_manager_t *m);
+
+/* Blocks every asynchronous signal in the calling thread, saving the old
+   mask in *old, so a thread created now inherits the block: process
+   signals belong to the loop thread (libevent's signal events), never to a
+   worker or the monitor. Faults stay unblocked so they reach their
+   handlers (sanitizers, core dumps). Restore with pthread_sigmask(). */
+void tpool__signals_block(sigset_t *old);
+
+/* Test hook: replaces pthread_create for worker threads (fault injection).
+   NULL restores pthread_create. Not thread-safe; set it before starting. */
+typedef int (*tpool__thread_create_fn)(pthread_t *, const pthread_attr_t *,
+                                       void *(*)(void *), void *);
+extern tpool__thread_create_fn tpool__thread_create;
+
+#endif /* TPOOL_POOLS_INTERNAL_H */

@@ -1,0 +1,53 @@
+#!/bin/sh
+# setup.sh — installs what tpool needs on Debian 12 (only what is missing),
+# builds it, then runs the demo or the test suite.
+#
+#   ./setup.sh run     install, build, run tpool-demo with ./config.ini
+#   ./setup.sh test    install, build, run the whole test suite
+#   ./setup.sh build   install and build only
+#
+# TPOOL_BUILD     build directory (default: build)
+# TPOOL_SANITIZE  meson's b_sanitize: none (default), address,undefined or
+#                 thread — a separate build directory for each is best
+set -eu
+cd "$(dirname "$0")"
+
+packages="gcc libc6-dev meson ninja-build pkg-config libevent-dev \
+libinih-dev libcmocka-dev"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+    missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup.sh: installing$missing"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
+    --no-install-recommends $missing
+fi
+
+build=${TPOOL_BUILD:-build}
+sanitize=${TPOOL_SANITIZE:-none}
+if [ -f "$build/build.ninja" ]; then
+  meson configure "$build" -Db_sanitize="$sanitize"
+else
+  meson setup "$build" -Db_sanitize="$sanitize"
+fi
+ninja -C "$build"
+
+# Sanitizers slow the stress tests down several times over.
+multiplier=1
+[ "$sanitize" = none ] || multiplier=4
+
+case "${1:-build}" in
+run) exec "$build/tests/example/tpool-demo" -c config.ini ;;
+test) exec meson test -C "$build" --print-errorlogs \
+  --timeout-multiplier "$multiplier" ;;
+build) ;;
+*)
+  echo "usage: $0 [run|test|build]" >&2
+  exit 2
+  ;;
+esac

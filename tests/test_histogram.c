@@ -1,0 +1,100 @@
+/*
+ * test_histogram.c — the latency histogram: bucket boundaries tile the
+ * range without gaps, percentiles stay within 1/16 of the exact value, and
+ * merging equals recording everything in one.
+ */
+#include "helpers.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_histogram_buckets_tile_the_range(void **state) {
+  (void)state;
+  assert_int_equal(tpool__hist_bucket_low(0), 0);
+  for (unsigned i = 0; i + 1 < TPOOL__HIST_BUCKETS; i++) {
+    uint64_t lo = tpool__hist_bucket_low(i), hi = tpool__hist_bucket_high(i);
+    assert_true(hi > lo);
+    assert_int_equal(tpool__hist_bucket(lo), i);
+    assert_int_equal(tpool__hist_bucket(hi - 1), i);
+    /* No bucket is wider than 1/16 of its lowest value (above 16 ns). */
+    if (lo >= 16)
+      assert_true((hi - lo) * 16 <= lo);
+  }
+  assert_int_equal(tpool__hist_bucket(UINT64_MAX), TPOOL__HIST_BUCKETS - 1);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void test_histogram_quantiles_within_one_sixteenth(void **state) {
+  (void)state;
+  enum { N = 100000 };
+  uint64_t *v = malloc(N * sizeof(*v));
+  tpool__hist_t *h = calloc(1, sizeof(*h));
+  srand(42);
+  for (int i = 0; i < N; i++) {
+    /* Log-uniform from 100 ns to about 1 s. */
+    double e = 2.0 + 7.0 * rand() / (double)RAND_MAX;
+    v[i] = (uint64_t)pow(10.0, e);
+    tpool__hist_record(h, v[i]);
+  }
+  qsort(v, N, sizeof(*v), cmp_u64);
+  static const double qs[] = {0.5, 0.9, 0.99, 0.999};
+  for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
+    uint64_t exact = v[(size_t)ceil(qs[k] * N) - 1];
+    uint64_t got = tpool__hist_quantile(h, qs[k]);
+    double err = fabs((double)got - (double)exact) / (double)exact;
+    if (err > 1.0 / 16)
+      fail_msg("q%.3f: exact %llu, got %llu", qs[k], (unsigned long long)exact,
+               (unsigned long long)got);
+  }
+  assert_int_equal(tpool__hist_quantile(h, 1.0), v[N - 1]);
+  assert_int_equal(h->max_ns, v[N - 1]);
+  tpool_latency_t l;
+  tpool__hist_summary(h, &l);
+  assert_int_equal(l.count, N);
+  assert_true(l.p50_s <= l.p90_s && l.p90_s <= l.p99_s && l.p99_s <= l.max_s);
+  free(h);
+  free(v);
+}
+
+static void test_histogram_merge_equals_single(void **state) {
+  (void)state;
+  tpool__hist_t *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b)),
+                *all = calloc(1, sizeof(*all));
+  for (uint64_t i = 1; i < 5000; i++) {
+    uint64_t x = i * i * 37;
+    tpool__hist_record(i % 2 ? a : b, x);
+    tpool__hist_record(all, x);
+  }
+  tpool__hist_merge(a, b);
+  assert_memory_equal(a, all, sizeof(*a));
+  tpool__hist_t empty;
+  memset(&empty, 0, sizeof(empty));
+  assert_int_equal(tpool__hist_quantile(&empty, 0.5), 0);
+  tpool_latency_t l;
+  tpool__hist_summary(&empty, &l);
+  assert_int_equal(l.count, 0);
+  assert_true(l.max_s == 0.0);
+  free(a);
+  free(b);
+  free(all);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_histogram_buckets_tile_the_range),
+      cmocka_unit_test(test_histogram_quantiles_within_one_sixteenth),
+      cmocka_unit_test(test_histogram_merge_equals_single),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
