@@ -196,18 +196,12 @@ struct event_base *tpool__bridge_base(const tpool__bridge_t *b);
 /* Queues a node for delivery on the loop. Thread: any. */
 void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node);
 
-/* Delivers up to `max` pending nodes on the calling thread, which becomes
-   the bridge's owner. Returns how many were delivered.
-   Thread: loop of the bridge's base (or any thread once it has stopped). */
+/* Delivers up to `max` pending nodes on the calling thread. Returns how
+   many were delivered. Only one thread may drain a bridge: its loop thread
+   (the event callback does), or another thread once that loop has
+   stopped for good (tpool_manager_free() does).
+   Thread: loop of the bridge's base. */
 size_t tpool__bridge_drain(tpool__bridge_t *b, size_t max);
-
-/* True if the calling thread is the one that last drained (or created)
-   the bridge, i.e. its loop thread. Thread: any. */
-bool tpool__bridge_is_owner(const tpool__bridge_t *b);
-
-/* True if nodes wait for delivery. Thread: any (a hint unless the caller
-   is the owner). */
-bool tpool__bridge_has_pending(tpool__bridge_t *b);
 
 /* Number of eventfd writes so far (one per wakeup). Thread: any. */
 uint64_t tpool__bridge_wakeups(const tpool__bridge_t *b);

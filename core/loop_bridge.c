@@ -45,22 +45,9 @@ struct tpool__bridge {
   _Atomic(tpool__node_t *) head;  /* atomic: posted, newest first */
   atomic_bool armed;              /* atomic: eventfd written, not yet read */
   atomic_uint_fast64_t wakeups;   /* atomic: eventfd writes */
-  _Atomic(const void *) owner;    /* atomic: token of the loop thread */
   tpool__node_t *local;           /* loop thread only: oldest first */
   tpool__node_t *local_tail;      /* loop thread only */
 };
-
-/* Each thread's address of this variable identifies it: a cheap, portable
-   "which thread am I" for tpool__bridge_is_owner(). */
-static _Thread_local char thread_token;
-
-static void claim(tpool__bridge_t *b) {
-  atomic_store_explicit(&b->owner, &thread_token, memory_order_relaxed);
-}
-
-bool tpool__bridge_is_owner(const tpool__bridge_t *b) {
-  return atomic_load_explicit(&b->owner, memory_order_relaxed) == &thread_token;
-}
 
 /* ---- thread-awareness check ------------------------------------------- */
 
@@ -133,7 +120,6 @@ static bool take_posted(tpool__bridge_t *b) {
 }
 
 size_t tpool__bridge_drain(tpool__bridge_t *b, size_t max) {
-  claim(b);
   size_t n = 0;
   while (n < max) {
     if (!b->local && !take_posted(b))
@@ -149,7 +135,7 @@ size_t tpool__bridge_drain(tpool__bridge_t *b, size_t max) {
   return n;
 }
 
-bool tpool__bridge_has_pending(tpool__bridge_t *b) {
+static bool has_pending(tpool__bridge_t *b) {
   return b->local != NULL || atomic_load(&b->head) != NULL;
 }
 
@@ -163,7 +149,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     atomic_store(&b->armed, false);
   }
   tpool__bridge_drain(b, b->batch);
-  if (tpool__bridge_has_pending(b)) {
+  if (has_pending(b)) {
     static const struct timeval now = {0, 0};
     evtimer_add(b->more, &now);
   }
@@ -210,7 +196,6 @@ int tpool__bridge_new(struct event_base *base, unsigned batch,
   atomic_init(&b->head, NULL);
   atomic_init(&b->armed, false);
   atomic_init(&b->wakeups, 0);
-  atomic_init(&b->owner, NULL);
   b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (b->efd < 0) {
     free(b);
@@ -227,7 +212,6 @@ int tpool__bridge_new(struct event_base *base, unsigned batch,
     free(b);
     return -ENOMEM;
   }
-  claim(b);
   *out = b;
   return 0;
 }

@@ -75,6 +75,7 @@ struct event_base;
   X(EBUSY, "the task is already running")                                      \
   X(EALREADY, "already started")                                               \
   X(ENOSPC, "limit reached")                                                   \
+  X(EDEADLK, "called from one of the manager's own workers")                  \
   X(EIO, "input/output error")                                                 \
   X(EACCES, "permission denied")
 
@@ -343,7 +344,9 @@ TPOOL_API int tpool_manager_attach(tpool_manager_t *m, struct event_base *base);
  * Starts each pool's minimum number of workers and the monitor thread.
  * Tasks submitted before start wait in their queues.
  * Returns: 0; -EALREADY if started; -ESHUTDOWN after shutdown; -EAGAIN if
- * a pool could not start a single worker (the others are stopped).
+ * a pool could not start a single worker: then the manager is shut down —
+ * tasks already running finish normally, queued ones complete with
+ * -ECANCELED — and only tpool_manager_free() remains to be called.
  * Thread: any.
  */
 TPOOL_API int tpool_manager_start(tpool_manager_t *m);
@@ -354,12 +357,15 @@ TPOOL_API int tpool_manager_start(tpool_manager_t *m);
  * limit). At the deadline, tasks that never started complete with
  * -ECANCELED; a task still running is reported in the log and left to its
  * thread (threads cannot be killed); shutdown does not wait for it.
- * While it waits, it runs the pending done callbacks of the bases whose
- * loop thread is the calling thread; other bases' loops must keep running
- * to get theirs. Calling it again waits again, for what is still running.
- * Returns: 0 when every task has finished and every worker has exited;
- * -ETIMEDOUT if workers were still running tasks at the deadline.
- * Thread: loop, or any thread while the loops run.
+ * It only waits for the workers: the done callbacks of the tasks it
+ * drained run on their loops as usual, or in tpool_manager_free() for a
+ * loop that no longer runs. It may be called from a done callback or any
+ * other thread; calling it again waits again, for what is still running.
+ * Returns: 0 when every task has finished and every worker thread has
+ * exited; -ETIMEDOUT if workers were still running tasks at the deadline;
+ * -EDEADLK from a work function of this manager (it would wait for
+ * itself).
+ * Thread: any.
  */
 TPOOL_API int tpool_manager_shutdown(tpool_manager_t *m, double timeout_s);
 
@@ -370,8 +376,8 @@ TPOOL_API int tpool_manager_shutdown(tpool_manager_t *m, double timeout_s);
  * everything. Tasks still running after an earlier shutdown's deadline are
  * abandoned: their done callbacks never run, and their threads release
  * what they hold when the tasks return. Call it once the loops of the
- * attached bases have stopped, and before event_base_free(). NULL is a
- * no-op.
+ * attached bases have stopped, and before event_base_free(), never from a
+ * done callback or a work function. NULL is a no-op.
  * Thread: loop (once every loop has stopped).
  */
 TPOOL_API void tpool_manager_free(tpool_manager_t *m);
@@ -403,7 +409,9 @@ TPOOL_API const char *tpool_pool_name(const tpool_pool_t *pool);
  * Returns: the task id (> 0); -EAGAIN queue full (or no worker could be
  * started); -ESHUTDOWN after shutdown; -EINVAL if work is NULL, the base is
  * not attached or no base is attached while done is set; -ENOMEM.
- * A refused submit is counted as rejected, and fails at once.
+ * Every call fails at once. The pool counts a task it refuses (-EAGAIN,
+ * -ESHUTDOWN) as submitted and rejected; calls that never reach it
+ * (-EINVAL, -ENOMEM) are not counted.
  * Thread: any.
  */
 TPOOL_API int64_t tpool_submit(tpool_pool_t *pool, const char *name,
@@ -443,7 +451,8 @@ TPOOL_API int tpool_pool_resize(tpool_pool_t *pool, unsigned min_workers,
 
 /*
  * Turns per-task log lines and the periodic status table on or off, and
- * sets the table's period (seconds, > 0; other values keep the current).
+ * sets the table's period (seconds, raised to at least 0.1; 0 or less
+ * keeps the current one).
  * Thread: any.
  */
 TPOOL_API void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,

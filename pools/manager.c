@@ -10,8 +10,8 @@
  * What they share: the pools, fixed after tpool_manager_new(); the bridges,
  * an append-only array published through `nbridges`, so a submit finds its
  * loop without a lock; `started`/`shut` under `mu`; and `state_cv`, which
- * workers broadcast while a shutdown runs, whenever a task ends or a
- * worker leaves.
+ * workers broadcast while a shutdown runs, whenever a worker leaves or a
+ * queue is emptied by cancellation.
  * Lifetime: the manager is reference-counted — one reference for the user,
  * one per live worker thread. tpool_manager_free() does everything that
  * touches the user's world (drains and detaches the bridges from their
@@ -190,6 +190,68 @@ int tpool_manager_attach(tpool_manager_t *m, struct event_base *base) {
 
 /* ---- start and shutdown ------------------------------------------------ */
 
+/* Stops intake (submits fail with -ESHUTDOWN); workers drain their queues
+   and leave. Returns false if a shutdown had already begun. */
+static bool begin_shutdown(tpool_manager_t *m) {
+  pthread_mutex_lock(&m->mu);
+  bool first = !m->shut;
+  bool started = m->started;
+  m->shut = true;
+  pthread_mutex_unlock(&m->mu);
+  if (!first)
+    return false;
+  atomic_store(&m->stopping, true);
+  for (size_t i = 0; i < m->npools; i++) {
+    tpool__pool_stop(m->pools[i]);
+    if (!started) /* no worker will ever take them */
+      tpool__pool_cancel_queued(m->pools[i]);
+  }
+  return true;
+}
+
+static size_t cancel_all_queued(tpool_manager_t *m) {
+  size_t n = 0;
+  for (size_t i = 0; i < m->npools; i++)
+    n += tpool__pool_cancel_queued(m->pools[i]);
+  return n;
+}
+
+/*
+ * Waits until every pool is finished — no worker left, nothing queued — or
+ * the deadline passes. A pool whose queue has no worker left (none could
+ * be started) will never run it: those tasks are cancelled. Returns true
+ * if finished, and then every worker thread has been joined.
+ */
+static bool wait_finished(tpool_manager_t *m, uint64_t deadline) {
+  for (;;) {
+    for (size_t i = 0; i < m->npools; i++)
+      if (tpool__pool_is_stranded(m->pools[i]))
+        tpool__pool_cancel_queued(m->pools[i]);
+    pthread_mutex_lock(&m->mu);
+    bool finished = true;
+    for (size_t i = 0; i < m->npools && finished; i++)
+      finished = tpool__pool_is_finished(m->pools[i]);
+    uint64_t now = tpool__now_ns();
+    if (!finished && now < deadline)
+      tpool__cond_wait_until(&m->state_cv, &m->mu, deadline);
+    pthread_mutex_unlock(&m->mu);
+    if (finished) {
+      for (size_t i = 0; i < m->npools; i++)
+        tpool__pool_reap(m->pools[i]);
+      return true;
+    }
+    if (now >= deadline)
+      return false;
+  }
+}
+
+static unsigned count_running(tpool_manager_t *m, bool report) {
+  unsigned n = 0;
+  for (size_t i = 0; i < m->npools; i++)
+    n += tpool__pool_report_running(m->pools[i], report);
+  return n;
+}
+
 int tpool_manager_start(tpool_manager_t *m) {
   if (!m)
     return -EINVAL;
@@ -203,83 +265,28 @@ int tpool_manager_start(tpool_manager_t *m) {
   rc = tpool__monitor_start(m);
   for (size_t i = 0; i < m->npools && rc == 0; i++)
     rc = tpool__pool_start(m->pools[i]);
-  if (rc != 0) {
-    tpool__logf(&m->log, TPOOL_LOG_ERROR,
-                "ThreadPoolManager Could not start: %s", tpool_strerror(rc));
-    tpool_manager_shutdown(m, 0);
-    return -EAGAIN;
-  }
-  return 0;
-}
-
-/* Runs the pending done callbacks of every bridge whose loop thread is the
-   calling thread. */
-static void drain_own(tpool_manager_t *m) {
-  size_t n = atomic_load(&m->nbridges);
-  for (size_t i = 0; i < n; i++)
-    if (tpool__bridge_is_owner(m->bridges[i]))
-      tpool__bridge_drain(m->bridges[i], SIZE_MAX);
-}
-
-static bool own_pending(tpool_manager_t *m) {
-  size_t n = atomic_load(&m->nbridges);
-  for (size_t i = 0; i < n; i++)
-    if (tpool__bridge_is_owner(m->bridges[i]) &&
-        tpool__bridge_has_pending(m->bridges[i]))
-      return true;
-  return false;
-}
-
-/*
- * Waits until every pool is finished (no worker, nothing queued), running
- * this thread's completions meanwhile. A pool with queued tasks and no
- * worker left (none could be started) will never run them: they are
- * cancelled. Returns false if the deadline came first.
- */
-static bool wait_finished(tpool_manager_t *m, uint64_t deadline) {
-  for (;;) {
-    drain_own(m);
-    for (size_t i = 0; i < m->npools; i++)
-      if (tpool__pool_is_stranded(m->pools[i]))
-        tpool__pool_cancel_queued(m->pools[i]);
-    pthread_mutex_lock(&m->mu);
-    bool finished = true;
-    for (size_t i = 0; i < m->npools && finished; i++)
-      finished = tpool__pool_is_finished(m->pools[i]);
-    bool more = own_pending(m);
-    uint64_t now = tpool__now_ns();
-    if (!finished && !more && now < deadline)
-      tpool__cond_wait_until(&m->state_cv, &m->mu, deadline);
-    pthread_mutex_unlock(&m->mu);
-    if (finished) {
-      drain_own(m);
-      return true;
-    }
-    if (!more && now >= deadline)
-      return false;
-  }
-}
-
-static unsigned count_running(tpool_manager_t *m, bool report) {
-  unsigned n = 0;
-  for (size_t i = 0; i < m->npools; i++)
-    n += tpool__pool_report_running(m->pools[i], report);
-  return n;
+  if (rc == 0)
+    return 0;
+  /* Nothing new starts; what already runs finishes and completes
+     normally; what waits completes with -ECANCELED. */
+  tpool__logf(&m->log, TPOOL_LOG_ERROR,
+              "ThreadPoolManager Could not start: %s; shutting down",
+              rc == -EAGAIN ? "a pool could not start any worker thread"
+                            : tpool_strerror(rc));
+  begin_shutdown(m);
+  cancel_all_queued(m);
+  wait_finished(m, UINT64_MAX);
+  return -EAGAIN;
 }
 
 int tpool_manager_shutdown(tpool_manager_t *m, double timeout_s) {
   if (!m)
     return -EINVAL;
+  if (tpool__is_worker_of(m))
+    return -EDEADLK; /* it would wait for its own task */
   uint64_t deadline = timeout_s < 0 ? UINT64_MAX
                                     : tpool__now_ns() + tpool__s_to_ns(timeout_s);
-  pthread_mutex_lock(&m->mu);
-  bool first = !m->shut;
-  bool started = m->started;
-  m->shut = true;
-  pthread_mutex_unlock(&m->mu);
-
-  if (first) {
-    atomic_store(&m->stopping, true);
+  if (begin_shutdown(m)) {
     if (timeout_s < 0)
       tpool__logf(&m->log, TPOOL_LOG_INFO,
                   "ThreadPoolManager Shutting down: draining, no deadline");
@@ -287,19 +294,12 @@ int tpool_manager_shutdown(tpool_manager_t *m, double timeout_s) {
       tpool__logf(&m->log, TPOOL_LOG_INFO,
                   "ThreadPoolManager Shutting down: draining, deadline %.3fs",
                   timeout_s);
-    for (size_t i = 0; i < m->npools; i++) {
-      tpool__pool_stop(m->pools[i]);
-      if (!started) /* no worker will ever take them */
-        tpool__pool_cancel_queued(m->pools[i]);
-    }
   }
   if (wait_finished(m, deadline))
     return 0;
 
   /* Deadline: what never started is cancelled; what runs is reported. */
-  size_t cancelled = 0;
-  for (size_t i = 0; i < m->npools; i++)
-    cancelled += tpool__pool_cancel_queued(m->pools[i]);
+  size_t cancelled = cancel_all_queued(m);
   if (cancelled > 0)
     tpool__logf(&m->log, TPOOL_LOG_WARN,
                 "ThreadPoolManager Shutdown deadline passed: cancelled %zu "
@@ -309,25 +309,33 @@ int tpool_manager_shutdown(tpool_manager_t *m, double timeout_s) {
      if none runs, the remaining workers are idle and leave at once. */
   if (count_running(m, true) == 0 && wait_finished(m, UINT64_MAX))
     return 0;
-  drain_own(m);
   return -ETIMEDOUT;
 }
 
 void tpool_manager_free(tpool_manager_t *m) {
   if (!m)
     return;
+  if (tpool__is_worker_of(m)) {
+    tpool__logf(&m->log, TPOOL_LOG_ERROR,
+                "ThreadPoolManager tpool_manager_free() called from one of "
+                "its own workers: ignored");
+    return;
+  }
   pthread_mutex_lock(&m->mu);
   bool shut = m->shut;
   pthread_mutex_unlock(&m->mu);
   if (!shut)
     tpool_manager_shutdown(m, -1);
   tpool__monitor_stop(m);
+  for (size_t i = 0; i < m->npools; i++)
+    tpool__pool_reap(m->pools[i]);
   unsigned running = count_running(m, false);
   if (running > 0)
     tpool__logf(&m->log, TPOOL_LOG_WARN,
                 "ThreadPoolManager Freed with %u task(s) still running: "
                 "their done callbacks will not run",
                 running);
+  /* The loops have stopped: what they did not run, this thread runs. */
   size_t nb = atomic_load(&m->nbridges);
   for (size_t i = 0; i < nb; i++) {
     tpool__bridge_drain(m->bridges[i], SIZE_MAX);
@@ -376,8 +384,11 @@ void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,
   if (!m)
     return;
   atomic_store(&m->verbose, verbose);
-  if (status_interval_s > 0)
+  if (status_interval_s > 0) {
+    if (status_interval_s < TPOOL__STATUS_INTERVAL_MIN)
+      status_interval_s = TPOOL__STATUS_INTERVAL_MIN;
     atomic_store(&m->status_interval_ns, tpool__s_to_ns(status_interval_s));
+  }
   tpool__monitor_kick(m, 0);
 }
 

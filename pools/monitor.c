@@ -44,7 +44,6 @@ static uint64_t scan_all(tpool_manager_t *m, uint64_t *next_status) {
 
 static void *monitor_main(void *arg) {
   tpool_manager_t *m = arg;
-  pthread_setname_np(pthread_self(), "tpool-monitor");
   uint64_t next_status = tpool__now_ns() + atomic_load(&m->status_interval_ns);
 
   pthread_mutex_lock(&m->mon_mu);
@@ -86,6 +85,9 @@ int tpool__monitor_start(tpool_manager_t *m) {
   pthread_attr_destroy(&attr);
   if (rc != 0)
     return -rc;
+  /* Named here rather than by the thread, so the name is there as soon as
+     start returns. */
+  pthread_setname_np(m->mon_thread, "tpool-monitor");
   m->mon_running = true;
   return 0;
 }

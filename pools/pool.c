@@ -41,6 +41,16 @@
 
 tpool__thread_create_fn tpool__thread_create = NULL;
 
+/* Retries of a failed thread start, for a pool left with work and no
+   worker: 50 ms, doubling up to 5 s. */
+#define RESPAWN_FIRST_NS 50000000ull
+#define RESPAWN_MAX_NS 5000000000ull
+
+/* The manager whose worker the calling thread is, if any. */
+static _Thread_local const tpool_manager_t *worker_of;
+
+bool tpool__is_worker_of(const tpool_manager_t *m) { return worker_of == m; }
+
 /* Why a worker leaves. */
 typedef enum { RETIRE_IDLE, RETIRE_RESIZED, RETIRE_STOPPED } retire_t;
 
@@ -170,7 +180,6 @@ static int spawn(tpool_pool_t *p) {
                        ? (size_t)PTHREAD_STACK_MIN
                        : p->stack_size;
     pthread_attr_setstacksize(&attr, stack);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigset_t old;
     tpool__signals_block(&old);
     tpool__manager_ref(m);
@@ -189,11 +198,23 @@ static int spawn(tpool_pool_t *p) {
   p->nstarting--;
   p->thread_failures++;
   unsigned now_threads = p->nthreads, max = p->max_workers;
+  /* Tasks accepted while this thread was expected to start must not wait
+     for a submit that may never come: the monitor retries, with backoff. */
+  uint64_t retry = 0;
+  if (p->nthreads == 0 && p->queued > 0 && !p->stopping) {
+    p->respawn_delay_ns = p->respawn_delay_ns ? p->respawn_delay_ns * 2
+                                              : RESPAWN_FIRST_NS;
+    if (p->respawn_delay_ns > RESPAWN_MAX_NS)
+      p->respawn_delay_ns = RESPAWN_MAX_NS;
+    retry = p->respawn_at_ns = tpool__now_ns() + p->respawn_delay_ns;
+  }
   pthread_mutex_unlock(&p->mu);
   tpool__logf(&m->log, TPOOL_LOG_WARN,
               "ThreadPool[%s] Could not start a worker thread: %s "
               "(workers=%u/%u)",
               p->name, tpool_strerror(-rc), now_threads, max);
+  if (retry)
+    tpool__monitor_kick(m, retry);
   tpool__manager_notify(m);
   return -rc;
 }
@@ -210,13 +231,14 @@ static unsigned spawn_n(tpool_pool_t *p, unsigned n) {
 static void worker_setup(tpool__worker_t *w) {
   tpool_pool_t *p = w->pool;
   pthread_mutex_lock(&p->mu);
+  w->thread = pthread_self(); /* for the reaper, which reads it under mu */
   w->no = ++p->next_no;
   w->next = p->workers;
   if (p->workers)
     p->workers->prev = w;
   p->workers = w;
-  p->nstarting--;
   p->threads_started++;
+  p->respawn_delay_ns = 0;
   pthread_mutex_unlock(&p->mu);
 
   /* "tpool-cpu-3"; the prefix is cut so the number always fits Linux's
@@ -319,6 +341,9 @@ static void run_task(tpool_pool_t *p, tpool__task_t *t) {
              tpool_strerror(status), status);
 }
 
+/* Leaves the pool. The worker's record moves to the zombie list, where
+   whoever reaps next (the monitor, shutdown or free) joins the thread and
+   frees it; the thread touches no pool state after unlocking. */
 static void worker_retire(tpool__worker_t *w, retire_t why) {
   tpool_pool_t *p = w->pool;
   tpool_manager_t *m = p->m;
@@ -329,33 +354,58 @@ static void worker_retire(tpool__worker_t *w, retire_t why) {
     p->workers = w->next;
   if (w->next)
     w->next->prev = w->prev;
+  w->prev = NULL;
+  w->next = p->zombies;
+  p->zombies = w;
   p->nexiting--;
   p->threads_retired++;
   unsigned left = p->nthreads, max = p->max_workers;
   pthread_mutex_unlock(&p->mu);
-  if (why != RETIRE_STOPPED)
+  if (why != RETIRE_STOPPED) {
     tpool__logf(&m->log, TPOOL_LOG_INFO,
                 "ThreadPool[%s] Shrank to %u workers (%s, max %u)", p->name,
                 left, why == RETIRE_IDLE ? "idle" : "resized", max);
-  free(w);
+    tpool__monitor_kick(m, 0); /* to join this thread */
+  }
   tpool__manager_notify(m);
   tpool__manager_unref(m);
 }
 
+/* Joins (or, for the calling thread itself, detaches) every worker on the
+   list and frees their records. */
+static void join_all(tpool__worker_t *w) {
+  while (w) {
+    tpool__worker_t *next = w->next;
+    if (pthread_equal(w->thread, pthread_self()))
+      pthread_detach(w->thread); /* the last worker freeing the manager */
+    else
+      pthread_join(w->thread, NULL);
+    free(w);
+    w = next;
+  }
+}
+
+void tpool__pool_reap(tpool_pool_t *p) {
+  pthread_mutex_lock(&p->mu);
+  tpool__worker_t *z = p->zombies;
+  p->zombies = NULL;
+  pthread_mutex_unlock(&p->mu);
+  join_all(z);
+}
+
 /* Hands the worker's finished task to its loop. Called without mu. */
-static void flush(tpool_manager_t *m, tpool__task_t **finished) {
+static void flush(tpool__task_t **finished) {
   if (!*finished)
     return;
   tpool__task_finish(*finished);
   *finished = NULL;
-  if (atomic_load_explicit(&m->stopping, memory_order_relaxed))
-    tpool__manager_notify(m); /* a shutdown may be draining our loop */
 }
 
 static void *worker_main(void *arg) {
   tpool__worker_t *w = arg;
   tpool_pool_t *p = w->pool;
   tpool_manager_t *m = p->m;
+  worker_of = m;
   worker_setup(w);
 
   /* The task this worker last ran, posted once the lock is released: the
@@ -364,13 +414,16 @@ static void *worker_main(void *arg) {
   tpool__task_t *t = NULL;
   retire_t why = RETIRE_STOPPED;
   pthread_mutex_lock(&p->mu);
+  /* Counted as starting until now, under the same lock as its first look
+     for work, so a burst of submits does not start threads it needs not. */
+  p->nstarting--;
   for (;;) {
     next_t got = next_task(p, finished != NULL, &t, &why);
     if (got == MUST_RETIRE)
       break;
     if (got == MUST_FLUSH) {
       pthread_mutex_unlock(&p->mu);
-      flush(m, &finished);
+      flush(&finished);
       pthread_mutex_lock(&p->mu);
       continue;
     }
@@ -384,7 +437,7 @@ static void *worker_main(void *arg) {
     uint64_t soft = p->soft_timeout_ns;
     pthread_mutex_unlock(&p->mu);
 
-    flush(m, &finished);
+    flush(&finished);
     finished = t;
     if (got == GOT_EXPIRED) {
       if (tpool__verbose(m))
@@ -407,7 +460,7 @@ static void *worker_main(void *arg) {
     tpool__hist_record(&p->run_hist, t->end_ns - t->start_ns);
   }
   pthread_mutex_unlock(&p->mu);
-  flush(m, &finished);
+  flush(&finished);
   worker_retire(w, why);
   return NULL;
 }
@@ -558,6 +611,7 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
 void tpool__pool_free(tpool_pool_t *p) {
   if (!p)
     return;
+  join_all(p->zombies);
   while (p->qhead) { /* only if abandoned: done can no longer run */
     tpool__task_t *t = p->qhead;
     queue_remove(p, t);
@@ -571,8 +625,8 @@ void tpool__pool_free(tpool_pool_t *p) {
 int tpool__pool_start(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   p->started = true;
-  unsigned want = effective_min(p);
-  if (p->queued > want)
+  unsigned want = p->stopping ? 0 : effective_min(p);
+  if (!p->stopping && p->queued > want)
     want = p->queued < p->max_workers ? (unsigned)p->queued : p->max_workers;
   unsigned n = want > p->nthreads ? want - p->nthreads : 0;
   p->nthreads += n;
@@ -717,51 +771,93 @@ unsigned tpool__pool_report_running(tpool_pool_t *p, bool report) {
 
 /* ---- monitor scan and snapshot ---------------------------------------- */
 
+static uint64_t earlier(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* Under mu: ends queued tasks whose start deadline has passed. Returns the
+   earliest deadline still ahead. */
+static uint64_t expire_overdue(tpool_pool_t *p, uint64_t now,
+                               size_t *nexpired) {
+  uint64_t next = UINT64_MAX;
+  if (p->ndeadline == 0)
+    return next;
+  tpool__task_t *t = p->qhead;
+  while (t) {
+    tpool__task_t *following = t->qnext;
+    if (t->deadline_ns && t->deadline_ns <= now) {
+      end_unstarted(p, t, -ETIMEDOUT, now);
+      (*nexpired)++;
+    } else if (t->deadline_ns) {
+      next = earlier(next, t->deadline_ns);
+    }
+    t = following;
+  }
+  return next;
+}
+
+/* Under mu: flags running tasks that crossed the soft timeout, once each,
+   copying up to REPORT_MAX of them for the log. Returns the earliest
+   crossing still ahead. */
+static uint64_t flag_stuck(tpool_pool_t *p, uint64_t now, running_t *stuck,
+                           unsigned *nstuck) {
+  uint64_t next = UINT64_MAX;
+  if (p->soft_timeout_ns == 0)
+    return next;
+  for (tpool__worker_t *w = p->workers; w; w = w->next) {
+    tpool__task_t *t = w->current;
+    if (!t || w->stuck_reported)
+      continue;
+    uint64_t cross = t->start_ns + p->soft_timeout_ns;
+    if (cross > now) {
+      next = earlier(next, cross);
+      continue;
+    }
+    w->stuck_reported = true;
+    p->stuck_total++;
+    if (*nstuck < REPORT_MAX) {
+      running_t *r = &stuck[(*nstuck)++];
+      r->id = t->id;
+      memcpy(r->name, t->name, sizeof(r->name));
+      r->running_s = tpool__ns_to_s(now - t->start_ns);
+    }
+  }
+  return next;
+}
+
+/* Under mu: true when a pool left with queued tasks and no worker is due
+   for another try at starting one (then counted as starting); otherwise
+   *next gets the time of a pending retry. */
+static bool respawn_due(tpool_pool_t *p, uint64_t now, uint64_t *next) {
+  if (p->respawn_at_ns == 0)
+    return false;
+  if (p->nthreads > 0 || p->queued == 0 || p->stopping) {
+    p->respawn_at_ns = 0; /* a worker started meanwhile, or no need */
+    return false;
+  }
+  if (now < p->respawn_at_ns) {
+    *next = earlier(*next, p->respawn_at_ns);
+    return false;
+  }
+  p->respawn_at_ns = 0;
+  p->nthreads++;
+  p->nstarting++;
+  return true;
+}
+
 uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now) {
   running_t stuck[REPORT_MAX];
   unsigned nstuck = 0;
   size_t nexpired = 0;
-  uint64_t next = UINT64_MAX;
-  double soft_s = 0;
 
   pthread_mutex_lock(&p->mu);
-  if (p->ndeadline > 0) {
-    tpool__task_t *t = p->qhead;
-    while (t) {
-      tpool__task_t *following = t->qnext;
-      if (t->deadline_ns && t->deadline_ns <= now) {
-        end_unstarted(p, t, -ETIMEDOUT, now);
-        nexpired++;
-      } else if (t->deadline_ns && t->deadline_ns < next) {
-        next = t->deadline_ns;
-      }
-      t = following;
-    }
-  }
-  if (p->soft_timeout_ns > 0) {
-    soft_s = tpool__ns_to_s(p->soft_timeout_ns);
-    for (tpool__worker_t *w = p->workers; w; w = w->next) {
-      tpool__task_t *t = w->current;
-      if (!t || w->stuck_reported)
-        continue;
-      uint64_t cross = t->start_ns + p->soft_timeout_ns;
-      if (cross > now) {
-        if (cross < next)
-          next = cross;
-        continue;
-      }
-      w->stuck_reported = true;
-      p->stuck_total++;
-      if (nstuck < REPORT_MAX) {
-        stuck[nstuck].id = t->id;
-        memcpy(stuck[nstuck].name, t->name, sizeof(stuck[nstuck].name));
-        stuck[nstuck].running_s = tpool__ns_to_s(now - t->start_ns);
-        nstuck++;
-      }
-    }
-  }
+  uint64_t next = expire_overdue(p, now, &nexpired);
+  next = earlier(next, flag_stuck(p, now, stuck, &nstuck));
+  bool respawn = respawn_due(p, now, &next);
+  double soft_s = tpool__ns_to_s(p->soft_timeout_ns);
   pthread_mutex_unlock(&p->mu);
 
+  tpool__pool_reap(p);
+  if (respawn)
+    spawn(p); /* on failure it schedules the next try */
   for (unsigned i = 0; i < nstuck; i++)
     log_task(p, TPOOL_LOG_WARN, stuck[i].id,
              "'%s' is stuck: running for %.1fs, soft timeout %.1fs (a "

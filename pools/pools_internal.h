@@ -40,6 +40,7 @@ typedef struct tpool__task {
 typedef struct tpool__worker {
   struct tpool__worker *prev, *next; /* protected by pool mu */
   tpool_pool_t *pool;
+  pthread_t thread;                  /* set by the worker, under pool mu */
   unsigned no;                       /* its number in the thread name */
   tpool__task_t *current;            /* protected by pool mu */
   bool stuck_reported;               /* protected by pool mu */
@@ -75,7 +76,10 @@ struct tpool_pool {
   unsigned nbusy;         /* running a task */
   unsigned nexiting;      /* retiring, last completion not yet posted */
   unsigned next_no;
-  tpool__worker_t *workers;
+  tpool__worker_t *workers;   /* running */
+  tpool__worker_t *zombies;   /* retired, waiting to be joined */
+  uint64_t respawn_at_ns;     /* retry a failed start then; 0 = none */
+  uint64_t respawn_delay_ns;  /* backoff for the next retry */
   bool started;
   bool stopping;
 
@@ -136,12 +140,17 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id);
 bool tpool__pool_is_finished(tpool_pool_t *p);
 /* True when tasks are queued but no worker is left to run them. */
 bool tpool__pool_is_stranded(tpool_pool_t *p);
+/* Joins and frees the workers that have retired. Called without mu,
+   never from a worker of this pool for itself. */
+void tpool__pool_reap(tpool_pool_t *p);
 /* Number of tasks running now; logs each of them when `report` is set. */
 unsigned tpool__pool_report_running(tpool_pool_t *p, bool report);
 /* Fills *ps under the lock (caller frees ps->active). Returns 0/-ENOMEM. */
 int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps);
-/* Expires overdue queued tasks and reports newly stuck ones. Returns the
-   time at which it next needs to look (UINT64_MAX: nothing to watch). */
+/* Expires overdue queued tasks, reports newly stuck ones, joins retired
+   workers and retries starting a worker for a pool left with queued tasks
+   and none (after failed thread creations). Returns the time at which it
+   next needs to look (UINT64_MAX: nothing to watch). */
 uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now);
 /* Hands a finished task to its loop, or frees it when it has no done. */
 void tpool__task_finish(tpool__task_t *t);
@@ -162,6 +171,9 @@ void tpool__manager_unref(tpool_manager_t *m);
 /* The bridge for `base` (NULL = the first one), or NULL. */
 tpool__bridge_t *tpool__manager_bridge(tpool_manager_t *m,
                                        struct event_base *base);
+
+/* True when the calling thread is a worker of one of m's pools. */
+bool tpool__is_worker_of(const tpool_manager_t *m);
 
 static inline bool tpool__verbose(tpool_manager_t *m) {
   return atomic_load_explicit(&m->verbose, memory_order_relaxed);

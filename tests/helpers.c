@@ -171,6 +171,22 @@ bool th_run_until(struct event_base *base, bool (*pred)(void *), void *arg,
   }
 }
 
+typedef struct {
+  const int *value;
+  int want;
+} int_goal_t;
+
+static bool int_reached(void *arg) {
+  int_goal_t *g = arg;
+  return *g->value >= g->want;
+}
+
+bool th_run_until_int(struct event_base *base, const int *value, int want,
+                      double timeout_s) {
+  int_goal_t g = {value, want};
+  return th_run_until(base, int_reached, &g, timeout_s);
+}
+
 bool th_wait_stats(tpool_manager_t *m, struct event_base *base,
                    const char *pool,
                    bool (*pred)(const tpool_pool_stats_t *, void *), void *arg,

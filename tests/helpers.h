@@ -77,6 +77,11 @@ tpool_manager_t *th_manager(const tpool_options_t *o, struct event_base *base);
 bool th_run_until(struct event_base *base, bool (*pred)(void *), void *arg,
                   double timeout_s);
 
+/* Runs base's loop until *value >= want (a counter the loop's done
+   callbacks increase) or timeout_s passes. Returns whether it got there. */
+bool th_run_until_int(struct event_base *base, const int *value, int want,
+                      double timeout_s);
+
 /* Polls (running base's loop if not NULL) until the pool's snapshot
    satisfies pred, or timeout_s passes. */
 bool th_wait_stats(tpool_manager_t *m, struct event_base *base,

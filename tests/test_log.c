@@ -30,14 +30,8 @@ static void count(int status, const tpool_task_info_t *info, void *arg) {
   (*(int *)arg)++;
 }
 
-static bool reached(void *arg) {
-  void **a = arg;
-  return *(int *)a[0] >= *(int *)a[1];
-}
-
 static void run_until_count(struct event_base *base, int *n, int want) {
-  void *args[2] = {n, &want};
-  assert_true(th_run_until(base, reached, args, 10.0));
+  assert_true(th_run_until_int(base, n, want, 10.0));
 }
 
 static bool matches(const char *text, const char *pattern) {

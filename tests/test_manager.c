@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <event2/thread.h>
 
 /* ---- exactly once ------------------------------------------------------ */
@@ -165,12 +166,13 @@ static void test_manager_shutdown_drains_everything(void **state) {
   for (int i = 0; i < 1000; i++)
     assert_true(tpool_manager_submit(m, "w", "drain", short_work, tally_done,
                                      &t, NULL) > 0);
-  /* The loop is not running: shutdown itself delivers this thread's
-     completions while it waits. */
+  /* Shutdown waits for the workers; the loop then runs the callbacks. */
   assert_int_equal(tpool_manager_shutdown(m, -1), 0);
-  assert_int_equal(t.calls, 1000);
-  assert_int_equal(t.ok, 1000);
   assert_int_equal(t.ran, 1000);
+  assert_int_equal(th_pool_stats(m, "w").completed, 1000);
+  assert_int_equal(th_pool_stats(m, "w").current_workers, 0);
+  assert_true(th_run_until_int(base, &t.calls, 1000, 10.0));
+  assert_int_equal(t.ok, 1000);
   assert_int_equal(tpool_manager_submit(m, "w", "late", short_work, tally_done,
                                         &t, NULL),
                    -ESHUTDOWN);
@@ -237,6 +239,14 @@ static void test_manager_shutdown_deadline_cancels_unstarted(void **state) {
   assert_int_equal(tpool_manager_shutdown(m, 0.2), -ETIMEDOUT);
   assert_true(th_elapsed(&t0) < 1.2);
   assert_true(th_log_contains(&log, "still running after"));
+  int delivered = 0;
+  while (delivered < N - 2) { /* the cancelled ones reach the loop */
+    th_run_until(base, NULL, NULL, 0.01);
+    delivered = 0;
+    for (int i = 0; i < N; i++)
+      delivered += g[i].called;
+    assert_true(th_elapsed(&t0) < 10.0);
+  }
   int cancelled = 0;
   for (int i = 0; i < N; i++) {
     if (atomic_load(&g[i].started)) {
@@ -251,6 +261,7 @@ static void test_manager_shutdown_deadline_cancels_unstarted(void **state) {
 
   th_gate_open(&gate);
   assert_int_equal(tpool_manager_shutdown(m, 10.0), 0);
+  th_run_until(base, NULL, NULL, 0.05);
   for (int i = 0; i < N; i++) {
     assert_true(g[i].called);
     assert_int_equal(g[i].status, atomic_load(&g[i].started) ? 0 : -ECANCELED);
@@ -449,6 +460,7 @@ static void test_manager_tasks_before_start_wait(void **state) {
   tpool_manager_t *m = early_manager(&base, &t);
   assert_int_equal(tpool_manager_start(m), 0);
   assert_int_equal(tpool_manager_shutdown(m, -1), 0);
+  assert_true(th_run_until_int(base, &t.calls, 3, 10.0));
   assert_int_equal(t.ok, 3);
   tpool_manager_free(m);
   event_base_free(base);
@@ -461,12 +473,174 @@ static void test_manager_shutdown_before_start_cancels(void **state) {
   tally_t t;
   tpool_manager_t *m = early_manager(&base, &t);
   assert_int_equal(tpool_manager_shutdown(m, 5.0), 0);
+  th_assert_invariant(m);
+  tpool_manager_free(m); /* the loop never ran: free runs the callbacks */
   assert_int_equal(t.cancelled, 3);
   assert_int_equal(t.ran, 0);
+  event_base_free(base);
+  pthread_mutex_destroy(&t.mu);
+}
+
+/* A work function that tries to shut down its own manager. */
+typedef struct {
+  tpool_manager_t *m;
+  int rc_shutdown;
+} selfstop_t;
+
+static int selfstop_work(void *arg) {
+  selfstop_t *s = arg;
+  s->rc_shutdown = tpool_manager_shutdown(s->m, 1.0);
+  return 0;
+}
+
+static void test_manager_shutdown_from_worker_is_refused(void **state) {
+  (void)state;
+  tpool_options_t o;
+  th_options_empty(&o);
+  th_add_pool(&o, "w", 1, 1, 8);
+  tpool_manager_t *m = th_manager(&o, NULL);
+  selfstop_t s = {m, 0};
+  assert_true(tpool_manager_submit(m, "w", "selfstop", selfstop_work, NULL, &s,
+                                   NULL) > 0);
+  assert_int_equal(tpool_manager_shutdown(m, 5.0), 0);
+  assert_int_equal(s.rc_shutdown, -EDEADLK);
+  tpool_manager_free(m);
+}
+
+/* Thread creation fails from the `fail_from`-th call on. */
+static atomic_int creations;
+static int fail_from;
+static int flaky_create(pthread_t *t, const pthread_attr_t *a,
+                        void *(*fn)(void *), void *arg) {
+  if (atomic_fetch_add(&creations, 1) + 1 >= fail_from)
+    return EAGAIN;
+  return pthread_create(t, a, fn, arg);
+}
+
+static void test_manager_failed_start_cancels_queued(void **state) {
+  (void)state;
+  tpool_options_t o;
+  th_options_empty(&o);
+  th_add_pool(&o, "a", 1, 1, 8);
+  th_add_pool(&o, "b", 1, 1, 8);
+  struct event_base *base = th_base_new();
+  tpool_manager_t *m = NULL;
+  assert_int_equal(tpool_manager_new(&o, &m), 0);
+  assert_int_equal(tpool_manager_attach(m, base), 0);
+  tally_t t;
+  memset(&t, 0, sizeof(t));
+  pthread_mutex_init(&t.mu, NULL);
+  for (int i = 0; i < 3; i++)
+    assert_true(tpool_manager_submit(m, "a", "early", short_work, tally_done,
+                                     &t, NULL) > 0);
+  atomic_store(&creations, 0);
+  fail_from = 2; /* pool a's worker starts, pool b's cannot */
+  tpool__thread_create = flaky_create;
+  assert_int_equal(tpool_manager_start(m), -EAGAIN);
+  tpool__thread_create = NULL;
+  /* Whatever ran has finished; whatever waited is cancelled, and no task
+     is left to a thread after start returns. */
+  assert_int_equal(th_pool_stats(m, "a").current_workers, 0);
+  assert_int_equal(tpool_manager_submit(m, "a", "late", short_work,
+                                        tally_done, &t, NULL),
+                   -ESHUTDOWN);
+  tpool_manager_free(m);
+  assert_int_equal(t.calls, 3);
+  assert_int_equal(t.ok, t.ran);
+  assert_int_equal(t.ok + t.cancelled, 3);
+  event_base_free(base);
+  pthread_mutex_destroy(&t.mu);
+}
+
+/* The first creation waits for the test's signal, then fails: meanwhile a
+   second submit sees a thread "starting" and queues behind it. */
+static th_gate_t create_gate;
+static int gated_failing_create(pthread_t *t, const pthread_attr_t *a,
+                                void *(*fn)(void *), void *arg) {
+  if (atomic_fetch_add(&creations, 1) == 0) {
+    th_gate_pass(&create_gate);
+    return EAGAIN;
+  }
+  return pthread_create(t, a, fn, arg);
+}
+
+typedef struct {
+  tpool_manager_t *m;
+  tally_t *t;
+  int64_t id;
+} first_submit_t;
+
+static void *first_submit(void *arg) {
+  first_submit_t *f = arg;
+  f->id = tpool_manager_submit(f->m, "w", "first", short_work, tally_done,
+                               f->t, NULL);
+  return NULL;
+}
+
+static void test_manager_stranded_queue_gets_a_worker(void **state) {
+  (void)state;
+  tpool_options_t o;
+  th_log_t log;
+  th_options_logged(&o, &log);
+  th_add_pool(&o, "w", 0, 2, 8);
+  struct event_base *base = th_base_new();
+  tpool_manager_t *m = th_manager(&o, base);
+  tally_t t;
+  memset(&t, 0, sizeof(t));
+  pthread_mutex_init(&t.mu, NULL);
+  th_gate_init(&create_gate);
+  atomic_store(&creations, 0);
+  tpool__thread_create = gated_failing_create;
+
+  first_submit_t f = {m, &t, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, first_submit, &f);
+  while (th_gate_waiting(&create_gate) < 1)
+    sched_yield();
+  /* A thread is "starting": this one queues without starting another. */
+  assert_true(tpool_manager_submit(m, "w", "second", short_work, tally_done,
+                                   &t, NULL) > 0);
+  th_gate_open(&create_gate);
+  pthread_join(th, NULL);
+  assert_int_equal(f.id, -EAGAIN); /* its own task was refused */
+  /* The accepted task is not stranded: the monitor starts a worker. */
+  assert_true(th_run_until_int(base, &t.calls, 1, 10.0));
+  assert_int_equal(t.ok, 1);
+  assert_true(th_log_contains(&log, "Could not start a worker thread"));
+  tpool__thread_create = NULL;
+  assert_int_equal(tpool_manager_shutdown(m, 5.0), 0);
   th_assert_invariant(m);
   tpool_manager_free(m);
   event_base_free(base);
+  th_gate_destroy(&create_gate);
+  th_log_destroy(&log);
   pthread_mutex_destroy(&t.mu);
+}
+
+static int thread_count(void) {
+  DIR *d = opendir("/proc/self/task");
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+static void test_manager_shutdown_joins_every_worker(void **state) {
+  (void)state;
+  int before = thread_count();
+  tpool_options_t o;
+  th_options_empty(&o);
+  th_add_pool(&o, "w", 3, 3, 8);
+  tpool_manager_t *m = th_manager(&o, NULL);
+  assert_int_equal(thread_count(), before + 4); /* 3 workers, the monitor */
+  assert_int_equal(tpool_manager_shutdown(m, 5.0), 0);
+  /* Joined, not merely counted out: only the monitor is left. */
+  assert_int_equal(thread_count(), before + 1);
+  tpool_manager_free(m);
+  assert_int_equal(thread_count(), before);
 }
 
 int main(void) {
@@ -480,6 +654,10 @@ int main(void) {
       cmocka_unit_test(test_manager_rejects_invalid_options),
       cmocka_unit_test(test_manager_tasks_before_start_wait),
       cmocka_unit_test(test_manager_shutdown_before_start_cancels),
+      cmocka_unit_test(test_manager_shutdown_from_worker_is_refused),
+      cmocka_unit_test(test_manager_failed_start_cancels_queued),
+      cmocka_unit_test(test_manager_stranded_queue_gets_a_worker),
+      cmocka_unit_test(test_manager_shutdown_joins_every_worker),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
