@@ -52,7 +52,9 @@ static inline uint64_t tpool__now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static inline double tpool__ns_to_s(uint64_t ns) { return (double)ns / 1e9; }
+static inline double tpool__ns_to_s(uint64_t ns) {
+  return (double)ns / 1e9;
+}
 
 /* Seconds to nanoseconds, saturating; negative or NaN gives 0. */
 static inline uint64_t tpool__s_to_ns(double s) {
@@ -91,12 +93,12 @@ int tpool__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
 
 typedef struct tpool__log {
   pthread_mutex_t mu;
-  tpool_log_cb cb;       /* protected by mu; NULL = write to fd */
-  void *cb_arg;          /* protected by mu */
-  int fd;                /* protected by mu; -1 once closed */
-  bool own_fd;           /* fd was opened here and is closed here */
-  bool closed;           /* protected by mu */
-  atomic_int level;      /* atomic: lowest level written */
+  tpool_log_cb cb;  /* protected by mu; NULL = write to fd */
+  void *cb_arg;     /* protected by mu */
+  int fd;           /* protected by mu; -1 once closed */
+  bool own_fd;      /* fd was opened here and is closed here */
+  bool closed;      /* protected by mu */
+  atomic_int level; /* atomic: lowest level written */
 } tpool__log_t;
 
 /* Sets up the sink from o (log_cb, else log_path). Returns 0, -EIO if the
@@ -138,7 +140,8 @@ void tpool__vlogf(tpool__log_t *l, tpool_log_level_t lv, const char *fmt,
 #define TPOOL__HIST_SUB (1u << TPOOL__HIST_SUB_BITS)
 #define TPOOL__HIST_TOP_BIT 40
 #define TPOOL__HIST_BUCKETS                                                    \
-  (TPOOL__HIST_SUB + (TPOOL__HIST_TOP_BIT - TPOOL__HIST_SUB_BITS) * TPOOL__HIST_SUB)
+  (TPOOL__HIST_SUB +                                                           \
+   (TPOOL__HIST_TOP_BIT - TPOOL__HIST_SUB_BITS) * TPOOL__HIST_SUB)
 
 typedef struct tpool__hist {
   uint64_t count;

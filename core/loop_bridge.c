@@ -36,17 +36,17 @@
 
 struct tpool__bridge {
   struct event_base *base;
-  struct event *wake;             /* EV_READ | EV_PERSIST on efd */
-  struct event *more;             /* zero-delay timer: the next round */
+  struct event *wake; /* EV_READ | EV_PERSIST on efd */
+  struct event *more; /* zero-delay timer: the next round */
   int efd;
   unsigned batch;
   tpool__deliver_fn deliver;
   void *deliver_arg;
-  _Atomic(tpool__node_t *) head;  /* atomic: posted, newest first */
-  atomic_bool armed;              /* atomic: eventfd written, not yet read */
-  atomic_uint_fast64_t wakeups;   /* atomic: eventfd writes */
-  tpool__node_t *local;           /* loop thread only: oldest first */
-  tpool__node_t *local_tail;      /* loop thread only */
+  _Atomic(tpool__node_t *) head; /* atomic: posted, newest first */
+  atomic_bool armed;             /* atomic: eventfd written, not yet read */
+  atomic_uint_fast64_t wakeups;  /* atomic: eventfd writes */
+  tpool__node_t *local;          /* loop thread only: oldest first */
+  tpool__node_t *local_tail;     /* loop thread only */
 };
 
 /* ---- thread-awareness check ------------------------------------------- */

@@ -75,7 +75,7 @@ struct event_base;
   X(EBUSY, "the task is already running")                                      \
   X(EALREADY, "already started")                                               \
   X(ENOSPC, "limit reached")                                                   \
-  X(EDEADLK, "called from one of the manager's own workers")                  \
+  X(EDEADLK, "called from one of the manager's own workers")                   \
   X(EIO, "input/output error")                                                 \
   X(EACCES, "permission denied")
 
@@ -138,34 +138,35 @@ TPOOL_API const char *tpool_log_level_name(tpool_log_level_t level);
 
 typedef struct tpool_pool_options {
   char name[TPOOL_NAME_MAX];
-  bool enabled;           /* false: the pool is not created */
-  unsigned max_workers;   /* 1..TPOOL_WORKERS_MAX ("workers" in config) */
-  unsigned min_workers;   /* 0..max_workers, or TPOOL_MIN_EQUALS_MAX */
-  size_t queue_limit;     /* tasks waiting; a full queue fails submits */
-  double idle_timeout_s;  /* an idle worker above the minimum retires */
-  size_t stack_size;      /* bytes per worker stack */
-  double soft_timeout_s;  /* a task running longer is "stuck"; 0 = off */
-  char thread_name[TPOOL_THREAD_NAME_MAX]; /* prefix; "": "tpool-" + 5 of name */
+  bool enabled;          /* false: the pool is not created */
+  unsigned max_workers;  /* 1..TPOOL_WORKERS_MAX ("workers" in config) */
+  unsigned min_workers;  /* 0..max_workers, or TPOOL_MIN_EQUALS_MAX */
+  size_t queue_limit;    /* tasks waiting; a full queue fails submits */
+  double idle_timeout_s; /* an idle worker above the minimum retires */
+  size_t stack_size;     /* bytes per worker stack */
+  double soft_timeout_s; /* a task running longer is "stuck"; 0 = off */
+  char
+      thread_name[TPOOL_THREAD_NAME_MAX]; /* prefix; "": "tpool-" + 5 of name */
   bool has_affinity;
   uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64]; /* bit n = CPU n */
   int line; /* config line of the [pool.NAME] section; 0 if set in code */
 } tpool_pool_options_t;
 
 typedef struct tpool_http_options {
-  char listen_host[64];       /* numeric IPv4 or IPv6 address */
-  uint16_t listen_port;       /* 0 = any free port */
+  char listen_host[64];              /* numeric IPv4 or IPv6 address */
+  uint16_t listen_port;              /* 0 = any free port */
   char admin_token[TPOOL_TOKEN_MAX]; /* "" = POST routes need no token */
-  size_t max_header_size;     /* bytes */
-  size_t max_body_size;       /* bytes */
-  double timeout_s;           /* read/write timeout per connection */
+  size_t max_header_size;            /* bytes */
+  size_t max_body_size;              /* bytes */
+  double timeout_s;                  /* read/write timeout per connection */
 } tpool_http_options_t;
 
 typedef struct tpool_options {
-  bool verbose;              /* per-task log lines and the periodic table */
-  double status_interval_s;  /* period of the status table when verbose */
+  bool verbose;             /* per-task log lines and the periodic table */
+  double status_interval_s; /* period of the status table when verbose */
   tpool_log_level_t log_level;
   char log_path[TPOOL_PATH_MAX]; /* "stderr", "stdout" or a file to append */
-  tpool_log_cb log_cb;       /* if set, replaces log_path; see tpool_log_cb */
+  tpool_log_cb log_cb; /* if set, replaces log_path; see tpool_log_cb */
   void *log_arg;
   unsigned completion_batch; /* done callbacks per loop round, 1..65536 */
   tpool_http_options_t http; /* read by the HTTP layer */
@@ -222,8 +223,8 @@ typedef struct tpool_config_error {
   char file[TPOOL_PATH_MAX]; /* the file (or name) that was read */
   int line;                  /* 1-based; 0 when no line is involved */
   char key[96];              /* "[pool.cpu] workers", or "" */
-  char message[256];         /* what is wrong, e.g. expected 1..4096, got "abc" */
-  char text[720];            /* file:line: key: message, as one line */
+  char message[256]; /* what is wrong, e.g. expected 1..4096, got "abc" */
+  char text[720];    /* file:line: key: message, as one line */
 } tpool_config_error_t;
 
 /*

@@ -142,8 +142,10 @@ int tpool_manager_new_from_file(const char *path, tpool_manager_t **out,
   if (rc == 0)
     rc = tpool_manager_new(o, out);
   if (rc == -EIO && err && !err->text[0]) /* the log file, after loading */
-    snprintf(err->text, sizeof(err->text), "%s: [general] log: cannot open "
-             "\"%s\" for appending", path, o->log_path);
+    snprintf(err->text, sizeof(err->text),
+             "%s: [general] log: cannot open "
+             "\"%s\" for appending",
+             path, o->log_path);
   free(o);
   return rc;
 }
@@ -284,8 +286,8 @@ int tpool_manager_shutdown(tpool_manager_t *m, double timeout_s) {
     return -EINVAL;
   if (tpool__is_worker_of(m))
     return -EDEADLK; /* it would wait for its own task */
-  uint64_t deadline = timeout_s < 0 ? UINT64_MAX
-                                    : tpool__now_ns() + tpool__s_to_ns(timeout_s);
+  uint64_t deadline =
+      timeout_s < 0 ? UINT64_MAX : tpool__now_ns() + tpool__s_to_ns(timeout_s);
   if (begin_shutdown(m)) {
     if (timeout_s < 0)
       tpool__logf(&m->log, TPOOL_LOG_INFO,

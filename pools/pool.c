@@ -49,13 +49,19 @@ tpool__thread_create_fn tpool__thread_create = NULL;
 /* The manager whose worker the calling thread is, if any. */
 static _Thread_local const tpool_manager_t *worker_of;
 
-bool tpool__is_worker_of(const tpool_manager_t *m) { return worker_of == m; }
+bool tpool__is_worker_of(const tpool_manager_t *m) {
+  return worker_of == m;
+}
 
 /* Why a worker leaves. */
 typedef enum { RETIRE_IDLE, RETIRE_RESIZED, RETIRE_STOPPED } retire_t;
 
-static tpool__task_t *task_new(void) { return malloc(sizeof(tpool__task_t)); }
-static void task_free(tpool__task_t *t) { free(t); }
+static tpool__task_t *task_new(void) {
+  return malloc(sizeof(tpool__task_t));
+}
+static void task_free(tpool__task_t *t) {
+  free(t);
+}
 
 static unsigned effective_min(const tpool_pool_t *p) {
   return p->min_equals_max ? p->max_workers : p->min_workers;
@@ -154,7 +160,7 @@ void tpool__task_deliver(tpool__node_t *node, void *arg) {
 /* ---- worker threads ---------------------------------------------------- */
 
 void tpool__signals_block(sigset_t *old) {
-  static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+  static const int faults[] = {SIGSEGV, SIGBUS,  SIGFPE, SIGILL,
                                SIGTRAP, SIGABRT, SIGSYS};
   sigset_t all;
   sigfillset(&all);
@@ -184,8 +190,8 @@ static int spawn(tpool_pool_t *p) {
     tpool__signals_block(&old);
     tpool__manager_ref(m);
     pthread_t th;
-    rc = (tpool__thread_create ? tpool__thread_create : pthread_create)(
-        &th, &attr, worker_main, w);
+    rc = (tpool__thread_create ? tpool__thread_create
+                               : pthread_create)(&th, &attr, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc == 0)
@@ -202,8 +208,8 @@ static int spawn(tpool_pool_t *p) {
      for a submit that may never come: the monitor retries, with backoff. */
   uint64_t retry = 0;
   if (p->nthreads == 0 && p->queued > 0 && !p->stopping) {
-    p->respawn_delay_ns = p->respawn_delay_ns ? p->respawn_delay_ns * 2
-                                              : RESPAWN_FIRST_NS;
+    p->respawn_delay_ns =
+        p->respawn_delay_ns ? p->respawn_delay_ns * 2 : RESPAWN_FIRST_NS;
     if (p->respawn_delay_ns > RESPAWN_MAX_NS)
       p->respawn_delay_ns = RESPAWN_MAX_NS;
     retry = p->respawn_at_ns = tpool__now_ns() + p->respawn_delay_ns;
@@ -597,8 +603,7 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
   p->soft_timeout_ns = tpool__s_to_ns(po->soft_timeout_s);
   p->stack_size = po->stack_size;
   if (po->thread_name[0])
-    snprintf(p->thread_prefix, sizeof(p->thread_prefix), "%s",
-             po->thread_name);
+    snprintf(p->thread_prefix, sizeof(p->thread_prefix), "%s", po->thread_name);
   else
     snprintf(p->thread_prefix, sizeof(p->thread_prefix), "tpool-%.5s",
              po->name); /* tpool-embed-12 fits Linux's 15 characters */
@@ -680,9 +685,8 @@ int tpool_pool_resize(tpool_pool_t *p, unsigned min_workers,
   pthread_cond_broadcast(&p->work_cv);
   spawn_n(p, n);
   tpool__logf(&p->m->log, TPOOL_LOG_INFO,
-              "ThreadPool[%s] Resized to min %u, max %u (workers=%u)",
-              p->name, min_workers == TPOOL_MIN_EQUALS_MAX ? max_workers
-                                                           : min_workers,
+              "ThreadPool[%s] Resized to min %u, max %u (workers=%u)", p->name,
+              min_workers == TPOOL_MIN_EQUALS_MAX ? max_workers : min_workers,
               max_workers, now_threads);
   return 0;
 }
@@ -771,7 +775,9 @@ unsigned tpool__pool_report_running(tpool_pool_t *p, bool report) {
 
 /* ---- monitor scan and snapshot ---------------------------------------- */
 
-static uint64_t earlier(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t earlier(uint64_t a, uint64_t b) {
+  return a < b ? a : b;
+}
 
 /* Under mu: ends queued tasks whose start deadline has passed. Returns the
    earliest deadline still ahead. */
@@ -934,4 +940,6 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
   return rc;
 }
 
-const char *tpool_pool_name(const tpool_pool_t *p) { return p->name; }
+const char *tpool_pool_name(const tpool_pool_t *p) {
+  return p->name;
+}

@@ -20,19 +20,19 @@
 /* One submitted task, from tpool_submit() until its done callback returns.
    `node` comes first so a bridge node converts back to its task. */
 typedef struct tpool__task {
-  tpool__node_t node;          /* link on a bridge while completing */
-  struct tpool__task *qprev;   /* protected by pool mu: queue links */
+  tpool__node_t node;        /* link on a bridge while completing */
+  struct tpool__task *qprev; /* protected by pool mu: queue links */
   struct tpool__task *qnext;
   int64_t id;
   tpool_pool_t *pool;
-  tpool__bridge_t *bridge;     /* NULL when done is NULL */
+  tpool__bridge_t *bridge; /* NULL when done is NULL */
   tpool_work_cb work;
   tpool_done_cb done;
   void *arg;
   uint64_t submit_ns;
-  uint64_t start_ns;           /* 0 if it never ran */
-  uint64_t end_ns;             /* when it finished or left the queue */
-  uint64_t deadline_ns;        /* start deadline; 0 = none */
+  uint64_t start_ns;    /* 0 if it never ran */
+  uint64_t end_ns;      /* when it finished or left the queue */
+  uint64_t deadline_ns; /* start deadline; 0 = none */
   int status;
   char name[TPOOL_TASK_NAME_MAX];
 } tpool__task_t;
@@ -40,10 +40,10 @@ typedef struct tpool__task {
 typedef struct tpool__worker {
   struct tpool__worker *prev, *next; /* protected by pool mu */
   tpool_pool_t *pool;
-  pthread_t thread;                  /* set by the worker, under pool mu */
-  unsigned no;                       /* its number in the thread name */
-  tpool__task_t *current;            /* protected by pool mu */
-  bool stuck_reported;               /* protected by pool mu */
+  pthread_t thread;       /* set by the worker, under pool mu */
+  unsigned no;            /* its number in the thread name */
+  tpool__task_t *current; /* protected by pool mu */
+  bool stuck_reported;    /* protected by pool mu */
 } tpool__worker_t;
 
 struct tpool_pool {
@@ -54,7 +54,7 @@ struct tpool_pool {
 
   /* Settings; protected by mu (resize changes them live). */
   unsigned max_workers;
-  unsigned min_workers;   /* meaningless when min_equals_max */
+  unsigned min_workers; /* meaningless when min_equals_max */
   bool min_equals_max;
   size_t queue_limit;
   uint64_t idle_timeout_ns;
@@ -68,18 +68,18 @@ struct tpool_pool {
   /* State; protected by mu. */
   tpool__task_t *qhead, *qtail;
   size_t queued;
-  size_t ndeadline;       /* queued tasks that have a start deadline */
-  unsigned nthreads;      /* live or starting workers */
-  unsigned nstarting;     /* created but not yet looking for work */
-  unsigned nidle;         /* waiting on work_cv */
-  unsigned nwakeups;      /* signals sent to idle workers, not yet taken */
-  unsigned nbusy;         /* running a task */
-  unsigned nexiting;      /* retiring, last completion not yet posted */
+  size_t ndeadline;   /* queued tasks that have a start deadline */
+  unsigned nthreads;  /* live or starting workers */
+  unsigned nstarting; /* created but not yet looking for work */
+  unsigned nidle;     /* waiting on work_cv */
+  unsigned nwakeups;  /* signals sent to idle workers, not yet taken */
+  unsigned nbusy;     /* running a task */
+  unsigned nexiting;  /* retiring, last completion not yet posted */
   unsigned next_no;
-  tpool__worker_t *workers;   /* running */
-  tpool__worker_t *zombies;   /* retired, waiting to be joined */
-  uint64_t respawn_at_ns;     /* retry a failed start then; 0 = none */
-  uint64_t respawn_delay_ns;  /* backoff for the next retry */
+  tpool__worker_t *workers;  /* running */
+  tpool__worker_t *zombies;  /* retired, waiting to be joined */
+  uint64_t respawn_at_ns;    /* retry a failed start then; 0 = none */
+  uint64_t respawn_delay_ns; /* backoff for the next retry */
   bool started;
   bool stopping;
 
@@ -92,11 +92,11 @@ struct tpool_pool {
 
 struct tpool_manager {
   tpool__log_t log;
-  atomic_bool verbose;                  /* atomic */
+  atomic_bool verbose;                     /* atomic */
   atomic_uint_fast64_t status_interval_ns; /* atomic */
-  atomic_int_fast64_t next_id;          /* atomic */
-  atomic_int refs;                      /* atomic: user + live workers */
-  atomic_bool stopping;                 /* atomic: shutdown has begun */
+  atomic_int_fast64_t next_id;             /* atomic */
+  atomic_int refs;                         /* atomic: user + live workers */
+  atomic_bool stopping;                    /* atomic: shutdown has begun */
   uint64_t created_ns;
   unsigned completion_batch;
 
@@ -104,7 +104,7 @@ struct tpool_manager {
   tpool_pool_t *pools[TPOOL_POOLS_MAX]; /* fixed after new */
 
   tpool__bridge_t *bridges[TPOOL__BRIDGES_MAX]; /* append-only */
-  atomic_size_t nbridges;               /* atomic: published entries */
+  atomic_size_t nbridges;                       /* atomic: published entries */
 
   pthread_mutex_t mu;
   pthread_cond_t state_cv; /* shutdown waits here; signalled while stopping */
@@ -113,7 +113,7 @@ struct tpool_manager {
 
   /* The monitor thread: deadlines, stuck tasks, the periodic table. */
   pthread_t mon_thread;
-  bool mon_running;                 /* set by start, read by free */
+  bool mon_running; /* set by start, read by free */
   pthread_mutex_t mon_mu;
   pthread_cond_t mon_cv;
   bool mon_stop;                    /* protected by mon_mu */

@@ -13,15 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RULE_HEAVY "============================================================"
-#define RULE_LIGHT "------------------------------------------------------------"
+#define RULE_HEAVY                                                             \
+  "============================================================"
+#define RULE_LIGHT                                                             \
+  "------------------------------------------------------------"
 
 static void format_pool(FILE *f, const tpool_pool_stats_t *ps) {
   double pct = ps->max_workers
                    ? 100.0 * (double)ps->busy_workers / (double)ps->max_workers
                    : 0.0;
-  fprintf(f, "  %-12s | Workers: %3u/%3u (%5.1f%%) | Queued: %3zu\n",
-          ps->name, ps->busy_workers, ps->max_workers, pct, ps->queued);
+  fprintf(f, "  %-12s | Workers: %3u/%3u (%5.1f%%) | Queued: %3zu\n", ps->name,
+          ps->busy_workers, ps->max_workers, pct, ps->queued);
   for (size_t i = 0; i < ps->nactive; i++) {
     const tpool_active_task_t *a = &ps->active[i];
     fprintf(f, "    └─ Task #%" PRId64 ": %s (running for %.1fs%s)\n", a->id,

@@ -86,8 +86,8 @@ void th_log_sink(tpool_log_level_t level, const char *msg, void *arg) {
     l->text = text;
     l->cap = cap;
   }
-  l->len += (size_t)snprintf(l->text + l->len, l->cap - l->len, "%s %s\n",
-                             word, msg);
+  l->len +=
+      (size_t)snprintf(l->text + l->len, l->cap - l->len, "%s %s\n", word, msg);
   pthread_mutex_unlock(&l->mu);
 }
 
@@ -146,7 +146,9 @@ tpool_manager_t *th_manager(const tpool_options_t *o, struct event_base *base) {
   return m;
 }
 
-void th_now(struct timespec *ts) { clock_gettime(CLOCK_MONOTONIC, ts); }
+void th_now(struct timespec *ts) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+}
 
 double th_elapsed(const struct timespec *since) {
   struct timespec now;
@@ -238,10 +240,9 @@ void th_assert_invariant(tpool_manager_t *m) {
                "%u)",
                p->name, (unsigned long long)p->submitted,
                (unsigned long long)p->rejected,
-               (unsigned long long)p->completed,
-               (unsigned long long)p->failed,
-               (unsigned long long)p->cancelled,
-               (unsigned long long)p->expired, p->queued, p->busy_workers);
+               (unsigned long long)p->completed, (unsigned long long)p->failed,
+               (unsigned long long)p->cancelled, (unsigned long long)p->expired,
+               p->queued, p->busy_workers);
   }
   tpool_stats_free(s);
 }

@@ -67,15 +67,14 @@ static void test_log_task_lines_match_design(void **state) {
                                         count, &done, NULL),
                    1);
   run_until_count(base, &done, 1);
-  assert_int_equal(tpool_manager_submit(m, "cpu", "parse", fail_io, count,
-                                        &done, NULL),
-                   2);
+  assert_int_equal(
+      tpool_manager_submit(m, "cpu", "parse", fail_io, count, &done, NULL), 2);
   run_until_count(base, &done, 2);
   char *text = th_log_copy(&log);
   assert_matches(text, "^INFO ThreadPool\\[cpu\\] Task #1: Submitting "
                        "'process_data' \\(active_threads=0, queued=0\\)$");
-  assert_matches(text,
-                 "^INFO ThreadPool\\[cpu\\] Task #1: Completed in 0\\.[0-9]{3}s$");
+  assert_matches(
+      text, "^INFO ThreadPool\\[cpu\\] Task #1: Completed in 0\\.[0-9]{3}s$");
   assert_matches(text, "^INFO ThreadPool\\[cpu\\] Task #2: Failed in "
                        "0\\.[0-9]{3}s: input/output error \\(-5\\)$");
   free(text);
@@ -124,14 +123,14 @@ static void test_log_status_table_matches_design(void **state) {
   assert_int_equal(tpool_manager_submit(m, "cpu", "heavy_computation",
                                         held_work, held_done, &h, NULL),
                    1);
-  assert_int_equal(tpool_manager_submit(m, "db", "query", held_work,
-                                        held_done, &h, NULL),
-                   2);
+  assert_int_equal(
+      tpool_manager_submit(m, "db", "query", held_work, held_done, &h, NULL),
+      2);
   assert_true(th_wait_stats(m, base, "cpu", busy_one, NULL, 5.0));
   assert_true(th_wait_stats(m, base, "db", busy_one, NULL, 5.0));
   for (int i = 0; i < 2; i++)
-    assert_true(tpool_manager_submit(m, "db", "later", held_work, held_done,
-                                     &h, NULL) > 0);
+    assert_true(tpool_manager_submit(m, "db", "later", held_work, held_done, &h,
+                                     NULL) > 0);
   assert_int_equal(tpool_manager_log_status(m), 0);
 
   char *text = th_log_copy(&log);
@@ -209,8 +208,8 @@ static void test_log_periodic_table_only_when_verbose(void **state) {
 
   /* Verbose off: no task lines, but pool-level lines remain. */
   int done = 0;
-  assert_true(tpool_manager_submit(m, "io", "quiet", th_noop, count, &done,
-                                   NULL) > 0);
+  assert_true(
+      tpool_manager_submit(m, "io", "quiet", th_noop, count, &done, NULL) > 0);
   run_until_count(base, &done, 1);
   assert_false(th_log_contains(&log, "'quiet'"));
   assert_true(th_log_contains(&log, "ThreadPool[io] Started 1 workers"));
@@ -228,8 +227,8 @@ typedef struct {
 static void *spam(void *arg) {
   spammer_t *s = arg;
   for (int i = 0; i < s->n; i++)
-    while (tpool_manager_submit(s->m, "w", "spam", th_noop, NULL, NULL,
-                                NULL) == -EAGAIN)
+    while (tpool_manager_submit(s->m, "w", "spam", th_noop, NULL, NULL, NULL) ==
+           -EAGAIN)
       ;
   return NULL;
 }

@@ -112,8 +112,8 @@ static void test_loop_bridge_flood_yields_to_other_events(void **state) {
   assert_int_equal(pipe(fds), 0);
   assert_int_equal(write(fds[1], "x", 1), 1);
   ticker_t t = {&s, 0};
-  struct event *tick = event_new(base, fds[0], EV_READ | EV_PERSIST, on_tick,
-                                 &t);
+  struct event *tick =
+      event_new(base, fds[0], EV_READ | EV_PERSIST, on_tick, &t);
   event_add(tick, NULL);
   poster_t p = {b, 1, 1000};
   post_items(&p);

@@ -173,9 +173,9 @@ static void test_manager_shutdown_drains_everything(void **state) {
   assert_int_equal(th_pool_stats(m, "w").current_workers, 0);
   assert_true(th_run_until_int(base, &t.calls, 1000, 10.0));
   assert_int_equal(t.ok, 1000);
-  assert_int_equal(tpool_manager_submit(m, "w", "late", short_work, tally_done,
-                                        &t, NULL),
-                   -ESHUTDOWN);
+  assert_int_equal(
+      tpool_manager_submit(m, "w", "late", short_work, tally_done, &t, NULL),
+      -ESHUTDOWN);
   assert_int_equal(tpool_manager_shutdown(m, 1.0), 0); /* twice: harmless */
   th_assert_invariant(m);
   assert_int_equal(th_pool_stats(m, "w").rejected, 1);
@@ -364,8 +364,8 @@ static void test_manager_several_loops_get_their_own_completions(void **s) {
   loop_t loops[L];
   pthread_t th[L];
   for (int i = 0; i < L; i++) {
-    loops[i] = (loop_t){.m = m, .base = th_base_new(),
-                        .n = TH_TSAN ? 5000 : 50000};
+    loops[i] =
+        (loop_t){.m = m, .base = th_base_new(), .n = TH_TSAN ? 5000 : 50000};
     assert_int_equal(pthread_create(&th[i], NULL, loop_thread, &loops[i]), 0);
   }
   for (int i = 0; i < L; i++)
@@ -396,9 +396,9 @@ static void test_manager_attach_rejects_bad_bases(void **state) {
   assert_int_equal(tpool_manager_start(m), 0);
   assert_int_equal(tpool_manager_start(m), -EALREADY);
   /* No base yet: a task with a done callback has nowhere to complete. */
-  assert_int_equal(tpool_manager_submit(m, "w", "x", th_noop, gtask_done, NULL,
-                                        NULL),
-                   -EINVAL);
+  assert_int_equal(
+      tpool_manager_submit(m, "w", "x", th_noop, gtask_done, NULL, NULL),
+      -EINVAL);
   assert_int_equal(tpool_manager_attach(m, NULL), -EINVAL);
 
   struct event_base *base = th_base_new();
@@ -447,8 +447,8 @@ static tpool_manager_t *early_manager(struct event_base **base, tally_t *t) {
   memset(t, 0, sizeof(*t));
   pthread_mutex_init(&t->mu, NULL);
   for (int i = 0; i < 3; i++)
-    assert_true(tpool_manager_submit(m, "w", "early", short_work, tally_done,
-                                     t, NULL) > 0);
+    assert_true(tpool_manager_submit(m, "w", "early", short_work, tally_done, t,
+                                     NULL) > 0);
   assert_int_equal(th_pool_stats(m, "w").queued, 3);
   return m;
 }
@@ -541,9 +541,9 @@ static void test_manager_failed_start_cancels_queued(void **state) {
   /* Whatever ran has finished; whatever waited is cancelled, and no task
      is left to a thread after start returns. */
   assert_int_equal(th_pool_stats(m, "a").current_workers, 0);
-  assert_int_equal(tpool_manager_submit(m, "a", "late", short_work,
-                                        tally_done, &t, NULL),
-                   -ESHUTDOWN);
+  assert_int_equal(
+      tpool_manager_submit(m, "a", "late", short_work, tally_done, &t, NULL),
+      -ESHUTDOWN);
   tpool_manager_free(m);
   assert_int_equal(t.calls, 3);
   assert_int_equal(t.ok, t.ran);
@@ -572,8 +572,8 @@ typedef struct {
 
 static void *first_submit(void *arg) {
   first_submit_t *f = arg;
-  f->id = tpool_manager_submit(f->m, "w", "first", short_work, tally_done,
-                               f->t, NULL);
+  f->id = tpool_manager_submit(f->m, "w", "first", short_work, tally_done, f->t,
+                               NULL);
   return NULL;
 }
 
@@ -598,8 +598,8 @@ static void test_manager_stranded_queue_gets_a_worker(void **state) {
   while (th_gate_waiting(&create_gate) < 1)
     sched_yield();
   /* A thread is "starting": this one queues without starting another. */
-  assert_true(tpool_manager_submit(m, "w", "second", short_work, tally_done,
-                                   &t, NULL) > 0);
+  assert_true(tpool_manager_submit(m, "w", "second", short_work, tally_done, &t,
+                                   NULL) > 0);
   th_gate_open(&create_gate);
   pthread_join(th, NULL);
   assert_int_equal(f.id, -EAGAIN); /* its own task was refused */

@@ -96,8 +96,7 @@ static int fixture_gate_work(void *arg) {
   return 0;
 }
 
-static void fixture_done(int status, const tpool_task_info_t *info,
-                         void *arg) {
+static void fixture_done(int status, const tpool_task_info_t *info, void *arg) {
   count_done(status, info, &((struct fixture *)arg)->d);
 }
 
@@ -265,8 +264,8 @@ static void test_pool_resize_under_load_loses_nothing(void **state) {
   seen_t s = {0, 0, NULL};
   for (int i = 0; i < N; i++)
     assert_true(tpool_submit(p, NULL, seen_work, mark_seen, &s, NULL) > 0);
-  static const unsigned sizes[][2] = {{1, 8}, {0, 2}, {2, 6}, {0, 1},
-                                      {TPOOL_MIN_EQUALS_MAX, 3}, {1, 4}};
+  static const unsigned sizes[][2] = {
+      {1, 8}, {0, 2}, {2, 6}, {0, 1}, {TPOOL_MIN_EQUALS_MAX, 3}, {1, 4}};
   int step = 0;
   while (s.done < N) {
     unsigned min = sizes[step % 6][0], max = sizes[step % 6][1];
@@ -364,9 +363,9 @@ static void test_pool_submit_bad_arguments(void **state) {
   assert_null(tpool_manager_pool(f->m, "nope"));
   assert_int_equal(tpool_submit(p, "x", NULL, count_done, &f->d, NULL),
                    -EINVAL);
-  assert_int_equal(tpool_manager_submit(f->m, "nope", "x", th_noop,
-                                        count_done, &f->d, NULL),
-                   -ENOENT);
+  assert_int_equal(
+      tpool_manager_submit(f->m, "nope", "x", th_noop, count_done, &f->d, NULL),
+      -ENOENT);
   struct event_base *other = th_base_new();
   tpool_task_opts_t opts = {.base = other};
   assert_int_equal(tpool_submit(p, "x", th_noop, count_done, &f->d, &opts),

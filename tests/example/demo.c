@@ -21,8 +21,10 @@ static const struct {
   int ms;
   bool spin; /* burn CPU rather than sleep */
 } kinds[] = {
-    {"io", "read_file", 40, false},        {"cpu", "compute_hash", 15, true},
-    {"inference", "run_model", 250, false}, {"embedding", "embed_text", 60, false},
+    {"io", "read_file", 40, false},
+    {"cpu", "compute_hash", 15, true},
+    {"inference", "run_model", 250, false},
+    {"embedding", "embed_text", 60, false},
     {"db", "query_users", 30, false},
 };
 enum { PER_KIND = 12 };
@@ -51,7 +53,8 @@ static int do_work(void *arg) {
   do
     clock_gettime(CLOCK_MONOTONIC, &now);
   while ((now.tv_sec - start.tv_sec) * 1000 +
-             (now.tv_nsec - start.tv_nsec) / 1000000 < ms);
+             (now.tv_nsec - start.tv_nsec) / 1000000 <
+         ms);
   return 0;
 }
 
@@ -95,8 +98,8 @@ int main(int argc, char **argv) {
   tpool_config_error_t err;
   int rc = tpool_manager_new_from_file(config, &demo.m, &err);
   if (rc != 0) {
-    fprintf(stderr, "tpool-demo: %s\n", err.text[0] ? err.text
-                                                    : tpool_strerror(rc));
+    fprintf(stderr, "tpool-demo: %s\n",
+            err.text[0] ? err.text : tpool_strerror(rc));
     event_base_free(demo.base);
     return 2;
   }

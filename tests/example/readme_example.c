@@ -31,8 +31,8 @@ int main(int argc, char **argv) {
 
   tpool_manager_t *m;
   tpool_config_error_t err;
-  int rc = tpool_manager_new_from_file(argc > 1 ? argv[1] : "config.ini", &m,
-                                       &err);
+  int rc =
+      tpool_manager_new_from_file(argc > 1 ? argv[1] : "config.ini", &m, &err);
   if (rc != 0) {
     fprintf(stderr, "%s\n", err.text[0] ? err.text : tpool_strerror(rc));
     return 2;
