@@ -89,27 +89,14 @@ static void log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
 /* ---- queue (all under mu) ---------------------------------------------- */
 
 static void queue_push(tpool_pool_t *p, tpool__task_t *t) {
-  t->qnext = NULL;
-  t->qprev = p->qtail;
-  if (p->qtail)
-    p->qtail->qnext = t;
-  else
-    p->qhead = t;
-  p->qtail = t;
+  TAILQ_INSERT_TAIL(&p->queue, t, qlink);
   p->queued++;
   if (t->deadline_ns)
     p->ndeadline++;
 }
 
 static void queue_remove(tpool_pool_t *p, tpool__task_t *t) {
-  if (t->qprev)
-    t->qprev->qnext = t->qnext;
-  else
-    p->qhead = t->qnext;
-  if (t->qnext)
-    t->qnext->qprev = t->qprev;
-  else
-    p->qtail = t->qprev;
+  TAILQ_REMOVE(&p->queue, t, qlink);
   p->queued--;
   if (t->deadline_ns)
     p->ndeadline--;
@@ -239,10 +226,7 @@ static void worker_setup(tpool__worker_t *w) {
   pthread_mutex_lock(&p->mu);
   w->thread = pthread_self(); /* for the reaper, which reads it under mu */
   w->no = ++p->next_no;
-  w->next = p->workers;
-  if (p->workers)
-    p->workers->prev = w;
-  p->workers = w;
+  LIST_INSERT_HEAD(&p->workers, w, link);
   p->threads_started++;
   p->respawn_delay_ns = 0;
   pthread_mutex_unlock(&p->mu);
@@ -291,7 +275,7 @@ static next_t next_task(tpool_pool_t *p, bool holding, tpool__task_t **out,
       *why = RETIRE_RESIZED;
       break;
     }
-    tpool__task_t *t = p->qhead;
+    tpool__task_t *t = TAILQ_FIRST(&p->queue);
     if (t) {
       queue_remove(p, t);
       *out = t;
@@ -322,7 +306,7 @@ static next_t next_task(tpool_pool_t *p, bool holding, tpool__task_t **out,
     p->nidle--;
     if (p->nwakeups > 0)
       p->nwakeups--;
-    if (rc == ETIMEDOUT && !p->qhead && !p->stopping &&
+    if (rc == ETIMEDOUT && p->queued == 0 && !p->stopping &&
         p->nthreads > effective_min(p)) {
       *why = RETIRE_IDLE;
       break;
@@ -354,15 +338,8 @@ static void worker_retire(tpool__worker_t *w, retire_t why) {
   tpool_pool_t *p = w->pool;
   tpool_manager_t *m = p->m;
   pthread_mutex_lock(&p->mu);
-  if (w->prev)
-    w->prev->next = w->next;
-  else
-    p->workers = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
-  w->prev = NULL;
-  w->next = p->zombies;
-  p->zombies = w;
+  LIST_REMOVE(w, link);
+  LIST_INSERT_HEAD(&p->zombies, w, link);
   p->nexiting--;
   p->threads_retired++;
   unsigned left = p->nthreads, max = p->max_workers;
@@ -377,11 +354,11 @@ static void worker_retire(tpool__worker_t *w, retire_t why) {
   tpool__manager_unref(m);
 }
 
-/* Joins (or, for the calling thread itself, detaches) every worker on the
-   list and frees their records. */
+/* Joins (or, for the calling thread itself, detaches) every worker from
+   `w` on along the list and frees their records. */
 static void join_all(tpool__worker_t *w) {
   while (w) {
-    tpool__worker_t *next = w->next;
+    tpool__worker_t *next = LIST_NEXT(w, link);
     if (pthread_equal(w->thread, pthread_self()))
       pthread_detach(w->thread); /* the last worker freeing the manager */
     else
@@ -393,8 +370,8 @@ static void join_all(tpool__worker_t *w) {
 
 void tpool__pool_reap(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
-  tpool__worker_t *z = p->zombies;
-  p->zombies = NULL;
+  tpool__worker_t *z = LIST_FIRST(&p->zombies);
+  LIST_INIT(&p->zombies);
   pthread_mutex_unlock(&p->mu);
   join_all(z);
 }
@@ -594,6 +571,9 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
     return -ENOMEM;
   }
   p->m = m;
+  TAILQ_INIT(&p->queue);
+  LIST_INIT(&p->workers);
+  LIST_INIT(&p->zombies);
   snprintf(p->name, sizeof(p->name), "%s", po->name);
   p->max_workers = po->max_workers;
   p->min_equals_max = po->min_workers == TPOOL_MIN_EQUALS_MAX;
@@ -616,9 +596,9 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
 void tpool__pool_free(tpool_pool_t *p) {
   if (!p)
     return;
-  join_all(p->zombies);
-  while (p->qhead) { /* only if abandoned: done can no longer run */
-    tpool__task_t *t = p->qhead;
+  join_all(LIST_FIRST(&p->zombies));
+  tpool__task_t *t;
+  while ((t = TAILQ_FIRST(&p->queue))) { /* abandoned: done cannot run */
     queue_remove(p, t);
     task_free(t);
   }
@@ -695,7 +675,8 @@ int tpool_pool_resize(tpool_pool_t *p, unsigned min_workers,
 
 int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
   pthread_mutex_lock(&p->mu);
-  for (tpool__task_t *t = p->qhead; t; t = t->qnext) {
+  tpool__task_t *t;
+  TAILQ_FOREACH(t, &p->queue, qlink) {
     if (t->id != id)
       continue;
     end_unstarted(p, t, -ECANCELED, tpool__now_ns());
@@ -705,7 +686,8 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
     tpool__manager_notify(p->m);
     return 0;
   }
-  for (tpool__worker_t *w = p->workers; w; w = w->next) {
+  tpool__worker_t *w;
+  LIST_FOREACH(w, &p->workers, link) {
     if (w->current && w->current->id == id) {
       pthread_mutex_unlock(&p->mu);
       return -EBUSY;
@@ -719,8 +701,9 @@ size_t tpool__pool_cancel_queued(tpool_pool_t *p) {
   uint64_t now = tpool__now_ns();
   pthread_mutex_lock(&p->mu);
   size_t n = p->queued;
-  while (p->qhead)
-    end_unstarted(p, p->qhead, -ECANCELED, now);
+  tpool__task_t *t;
+  while ((t = TAILQ_FIRST(&p->queue)))
+    end_unstarted(p, t, -ECANCELED, now);
   pthread_mutex_unlock(&p->mu);
   if (n > 0)
     tpool__manager_notify(p->m);
@@ -756,8 +739,9 @@ unsigned tpool__pool_report_running(tpool_pool_t *p, bool report) {
   pthread_mutex_lock(&p->mu);
   uint64_t now = tpool__now_ns(); /* under the lock: no task starts later */
   unsigned busy = p->nbusy;
-  for (tpool__worker_t *w = p->workers; w && n < REPORT_MAX; w = w->next) {
-    if (!w->current)
+  tpool__worker_t *w;
+  LIST_FOREACH(w, &p->workers, link) {
+    if (!w->current || n == REPORT_MAX)
       continue;
     r[n].id = w->current->id;
     memcpy(r[n].name, w->current->name, sizeof(r[n].name));
@@ -786,9 +770,9 @@ static uint64_t expire_overdue(tpool_pool_t *p, uint64_t now,
   uint64_t next = UINT64_MAX;
   if (p->ndeadline == 0)
     return next;
-  tpool__task_t *t = p->qhead;
+  tpool__task_t *t = TAILQ_FIRST(&p->queue);
   while (t) {
-    tpool__task_t *following = t->qnext;
+    tpool__task_t *following = TAILQ_NEXT(t, qlink);
     if (t->deadline_ns && t->deadline_ns <= now) {
       end_unstarted(p, t, -ETIMEDOUT, now);
       (*nexpired)++;
@@ -808,7 +792,8 @@ static uint64_t flag_stuck(tpool_pool_t *p, uint64_t now, running_t *stuck,
   uint64_t next = UINT64_MAX;
   if (p->soft_timeout_ns == 0)
     return next;
-  for (tpool__worker_t *w = p->workers; w; w = w->next) {
+  tpool__worker_t *w;
+  LIST_FOREACH(w, &p->workers, link) {
     tpool__task_t *t = w->current;
     if (!t || w->stuck_reported)
       continue;
@@ -921,9 +906,10 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
     if (!ps->active)
       rc = -ENOMEM;
   }
-  for (tpool__worker_t *w = p->workers; w && ps->active; w = w->next) {
+  tpool__worker_t *w;
+  LIST_FOREACH(w, &p->workers, link) {
     tpool__task_t *t = w->current;
-    if (!t || ps->nactive == p->nbusy)
+    if (!t || !ps->active || ps->nactive == p->nbusy)
       continue;
     tpool_active_task_t *a = &ps->active[ps->nactive++];
     a->id = t->id;

@@ -14,15 +14,15 @@
 #include "internal.h"
 
 #include <signal.h>
+#include <sys/queue.h> /* BSD lists, as libevent uses them */
 
 #define TPOOL__BRIDGES_MAX 64
 
 /* One submitted task, from tpool_submit() until its done callback returns.
    `node` comes first so a bridge node converts back to its task. */
 typedef struct tpool__task {
-  tpool__node_t node;        /* link on a bridge while completing */
-  struct tpool__task *qprev; /* protected by pool mu: queue links */
-  struct tpool__task *qnext;
+  tpool__node_t node;             /* link on a bridge while completing */
+  TAILQ_ENTRY(tpool__task) qlink; /* protected by pool mu */
   int64_t id;
   tpool_pool_t *pool;
   tpool__bridge_t *bridge; /* NULL when done is NULL */
@@ -38,7 +38,7 @@ typedef struct tpool__task {
 } tpool__task_t;
 
 typedef struct tpool__worker {
-  struct tpool__worker *prev, *next; /* protected by pool mu */
+  LIST_ENTRY(tpool__worker) link; /* protected by pool mu */
   tpool_pool_t *pool;
   pthread_t thread;       /* set by the worker, under pool mu */
   unsigned no;            /* its number in the thread name */
@@ -66,7 +66,7 @@ struct tpool_pool {
   uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64];
 
   /* State; protected by mu. */
-  tpool__task_t *qhead, *qtail;
+  TAILQ_HEAD(, tpool__task) queue;
   size_t queued;
   size_t ndeadline;   /* queued tasks that have a start deadline */
   unsigned nthreads;  /* live or starting workers */
@@ -76,10 +76,10 @@ struct tpool_pool {
   unsigned nbusy;     /* running a task */
   unsigned nexiting;  /* retiring, last completion not yet posted */
   unsigned next_no;
-  tpool__worker_t *workers;  /* running */
-  tpool__worker_t *zombies;  /* retired, waiting to be joined */
-  uint64_t respawn_at_ns;    /* retry a failed start then; 0 = none */
-  uint64_t respawn_delay_ns; /* backoff for the next retry */
+  LIST_HEAD(, tpool__worker) workers; /* running */
+  LIST_HEAD(, tpool__worker) zombies; /* retired, waiting to be joined */
+  uint64_t respawn_at_ns;             /* retry a failed start then; 0 = none */
+  uint64_t respawn_delay_ns;          /* backoff for the next retry */
   bool started;
   bool stopping;
 
