@@ -1,7 +1,8 @@
 /*
- * pool.c — the executor behind one named pool: its worker threads, its
- * bounded queue, growth and shrink, the per-worker current-task slot and
- * the counters and histograms its snapshot reports.
+ * pool.c — the executor behind one named pool: its bounded queue, submit,
+ * growth and shrink, resize, cancel, the monitor's scan and the counters
+ * and histograms its snapshot reports. The worker threads themselves —
+ * how they start, take work, retire and are joined — are in worker.c.
  *
  * DESIGN
  * Who runs here: submitters (any thread) push tasks; worker threads pop
@@ -17,44 +18,17 @@
  * after unlocking. If none is idle and the pool is below its maximum, the
  * submitter starts a thread first (as Java's ThreadPoolExecutor does), so
  * a pool that cannot start any thread refuses the task rather than strand
- * it. A worker takes the lock once per task: it accounts for the task it
- * just ran and pops the next in the same critical section, then posts the
- * finished task to its loop's bridge after unlocking.
- * Idle workers above the minimum wait with the idle timeout and retire when
- * it passes; workers at or below the minimum wait without a timeout, so a
- * quiet pool costs no wakeups. Resize only changes the limits and wakes
- * everyone: workers above the new maximum retire when they next look for
- * work, and queued tasks stay queued, so nothing is lost.
- * Shutdown sets `stopping`: workers drain the queue, then retire. A worker
- * posts its last completion before it counts itself out (`nexiting`), so
- * once a pool is finished every completion is on its bridge.
+ * it.
+ * Resize only changes the limits and wakes every worker (worker.c says
+ * what they do then); queued tasks stay queued, so nothing is lost.
  */
 #include "pools_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-tpool__thread_create_fn tpool__thread_create = NULL;
-
-/* Retries of a failed thread start, for a pool left with work and no
-   worker: 50 ms, doubling up to 5 s. */
-#define RESPAWN_FIRST_NS 50000000ull
-#define RESPAWN_MAX_NS 5000000000ull
-
-/* The manager whose worker the calling thread is, if any. */
-static _Thread_local const tpool_manager_t *worker_of;
-
-bool tpool__is_worker_of(const tpool_manager_t *m) {
-  return worker_of == m;
-}
-
-/* Why a worker leaves. */
-typedef enum { RETIRE_IDLE, RETIRE_RESIZED, RETIRE_STOPPED } retire_t;
 
 static tpool__task_t *task_new(void) {
   return malloc(sizeof(tpool__task_t));
@@ -63,15 +37,8 @@ static void task_free(tpool__task_t *t) {
   free(t);
 }
 
-static unsigned effective_min(const tpool_pool_t *p) {
-  return p->min_equals_max ? p->max_workers : p->min_workers;
-}
-
-static void log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
-                     const char *fmt, ...) TPOOL_PRINTF(4, 5);
-
 /* "ThreadPool[cpu] Task #42: <message>" */
-static void log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
+void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
                      const char *fmt, ...) {
   tpool__log_t *log = &p->m->log;
   if (!tpool__log_enabled(log, lv))
@@ -86,28 +53,12 @@ static void log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
   tpool__log_write(log, lv, msg);
 }
 
-/* ---- queue (all under mu) ---------------------------------------------- */
-
-static void queue_push(tpool_pool_t *p, tpool__task_t *t) {
-  TAILQ_INSERT_TAIL(&p->queue, t, qlink);
-  p->queued++;
-  if (t->deadline_ns)
-    p->ndeadline++;
-}
-
-static void queue_remove(tpool_pool_t *p, tpool__task_t *t) {
-  TAILQ_REMOVE(&p->queue, t, qlink);
-  p->queued--;
-  if (t->deadline_ns)
-    p->ndeadline--;
-}
-
 /* Ends a queued task that will never run, with `status`. Called under mu:
    posting does not call user code, and doing it under the lock means a
    pool never looks finished while a completion is still on its way. */
 static void end_unstarted(tpool_pool_t *p, tpool__task_t *t, int status,
                           uint64_t now) {
-  queue_remove(p, t);
+  tpool__queue_remove(p, t);
   t->status = status;
   t->end_ns = now;
   if (status == -ETIMEDOUT)
@@ -144,310 +95,6 @@ void tpool__task_deliver(tpool__node_t *node, void *arg) {
   task_free(t);
 }
 
-/* ---- worker threads ---------------------------------------------------- */
-
-void tpool__signals_block(sigset_t *old) {
-  static const int faults[] = {SIGSEGV, SIGBUS,  SIGFPE, SIGILL,
-                               SIGTRAP, SIGABRT, SIGSYS};
-  sigset_t all;
-  sigfillset(&all);
-  for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
-    sigdelset(&all, faults[i]);
-  pthread_sigmask(SIG_SETMASK, &all, old);
-}
-
-static void *worker_main(void *arg);
-
-/* Starts one worker thread. The caller has already counted it in nthreads
-   and nstarting (under mu), so concurrent submitters do not over-grow;
-   this undoes that count on failure. Called without mu. */
-static int spawn(tpool_pool_t *p) {
-  tpool_manager_t *m = p->m;
-  tpool__worker_t *w = calloc(1, sizeof(*w));
-  int rc = ENOMEM;
-  if (w) {
-    w->pool = p;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    size_t stack = p->stack_size < (size_t)PTHREAD_STACK_MIN
-                       ? (size_t)PTHREAD_STACK_MIN
-                       : p->stack_size;
-    pthread_attr_setstacksize(&attr, stack);
-    sigset_t old;
-    tpool__signals_block(&old);
-    tpool__manager_ref(m);
-    pthread_t th;
-    rc = (tpool__thread_create ? tpool__thread_create
-                               : pthread_create)(&th, &attr, worker_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc == 0)
-      return 0;
-    tpool__manager_unref(m); /* never the last: the caller holds one */
-    free(w);
-  }
-  pthread_mutex_lock(&p->mu);
-  p->nthreads--;
-  p->nstarting--;
-  p->thread_failures++;
-  unsigned now_threads = p->nthreads, max = p->max_workers;
-  /* Tasks accepted while this thread was expected to start must not wait
-     for a submit that may never come: the monitor retries, with backoff. */
-  uint64_t retry = 0;
-  if (p->nthreads == 0 && p->queued > 0 && !p->stopping) {
-    p->respawn_delay_ns =
-        p->respawn_delay_ns ? p->respawn_delay_ns * 2 : RESPAWN_FIRST_NS;
-    if (p->respawn_delay_ns > RESPAWN_MAX_NS)
-      p->respawn_delay_ns = RESPAWN_MAX_NS;
-    retry = p->respawn_at_ns = tpool__now_ns() + p->respawn_delay_ns;
-  }
-  pthread_mutex_unlock(&p->mu);
-  tpool__logf(&m->log, TPOOL_LOG_WARN,
-              "ThreadPool[%s] Could not start a worker thread: %s "
-              "(workers=%u/%u)",
-              p->name, tpool_strerror(-rc), now_threads, max);
-  if (retry)
-    tpool__monitor_kick(m, retry);
-  tpool__manager_notify(m);
-  return -rc;
-}
-
-/* Starts n workers already counted in nthreads/nstarting. Returns how many
-   started. */
-static unsigned spawn_n(tpool_pool_t *p, unsigned n) {
-  unsigned ok = 0;
-  for (unsigned i = 0; i < n; i++)
-    ok += spawn(p) == 0;
-  return ok;
-}
-
-static void worker_setup(tpool__worker_t *w) {
-  tpool_pool_t *p = w->pool;
-  pthread_mutex_lock(&p->mu);
-  w->thread = pthread_self(); /* for the reaper, which reads it under mu */
-  w->no = ++p->next_no;
-  LIST_INSERT_HEAD(&p->workers, w, link);
-  p->threads_started++;
-  p->respawn_delay_ns = 0;
-  pthread_mutex_unlock(&p->mu);
-
-  /* "tpool-cpu-3"; the prefix is cut so the number always fits Linux's
-     15 characters. */
-  char suffix[16], name[TPOOL_THREAD_NAME_MAX];
-  size_t slen = (size_t)snprintf(suffix, sizeof(suffix), "-%u", w->no);
-  size_t plen = strlen(p->thread_prefix);
-  if (plen > sizeof(name) - 1 - slen)
-    plen = sizeof(name) - 1 - slen;
-  memcpy(name, p->thread_prefix, plen);
-  memcpy(name + plen, suffix, slen + 1);
-  pthread_setname_np(pthread_self(), name);
-
-  if (p->has_affinity) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    for (unsigned c = 0; c < TPOOL_CPUS_MAX && c < CPU_SETSIZE; c++)
-      if (p->cpu_affinity[c / 64] >> (c % 64) & 1)
-        CPU_SET(c, &set);
-    int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-    if (rc != 0)
-      tpool__logf(&p->m->log, TPOOL_LOG_WARN,
-                  "ThreadPool[%s] Could not set the CPU affinity of %s: %s",
-                  p->name, name, tpool_strerror(-rc));
-  }
-}
-
-/* What next_task() found. */
-typedef enum { GOT_TASK, GOT_EXPIRED, MUST_FLUSH, MUST_RETIRE } next_t;
-
-/*
- * Finds this worker's next task. GOT_EXPIRED: a queued task whose start
- * deadline has passed, already accounted for. MUST_FLUSH: the queue is
- * empty and the worker still holds a finished task (`holding`): it must
- * post it before it may sleep. MUST_RETIRE: the worker must leave; it is
- * already counted out of nthreads and into nexiting, so no two workers
- * retire for the same reason.
- * Called and returns with mu held.
- */
-static next_t next_task(tpool_pool_t *p, bool holding, tpool__task_t **out,
-                        retire_t *why) {
-  for (;;) {
-    if (p->nthreads > p->max_workers) {
-      *why = RETIRE_RESIZED;
-      break;
-    }
-    tpool__task_t *t = TAILQ_FIRST(&p->queue);
-    if (t) {
-      queue_remove(p, t);
-      *out = t;
-      if (t->deadline_ns) {
-        uint64_t now = tpool__now_ns();
-        if (now >= t->deadline_ns) {
-          t->status = -ETIMEDOUT;
-          t->end_ns = now;
-          p->expired++;
-          return GOT_EXPIRED;
-        }
-      }
-      return GOT_TASK;
-    }
-    if (p->stopping) {
-      *why = RETIRE_STOPPED;
-      break;
-    }
-    if (holding)
-      return MUST_FLUSH;
-    /* At or below the minimum, wait without a timeout: a quiet fixed-size
-       pool costs no wakeups. */
-    uint64_t until = p->nthreads > effective_min(p)
-                         ? tpool__now_ns() + p->idle_timeout_ns
-                         : UINT64_MAX;
-    p->nidle++;
-    int rc = tpool__cond_wait_until(&p->work_cv, &p->mu, until);
-    p->nidle--;
-    if (p->nwakeups > 0)
-      p->nwakeups--;
-    if (rc == ETIMEDOUT && p->queued == 0 && !p->stopping &&
-        p->nthreads > effective_min(p)) {
-      *why = RETIRE_IDLE;
-      break;
-    }
-  }
-  p->nthreads--;
-  p->nexiting++;
-  return MUST_RETIRE;
-}
-
-static void run_task(tpool_pool_t *p, tpool__task_t *t) {
-  int status = t->work(t->arg);
-  t->end_ns = tpool__now_ns();
-  t->status = status;
-  if (!tpool__verbose(p->m))
-    return;
-  double secs = tpool__ns_to_s(t->end_ns - t->start_ns);
-  if (status == 0)
-    log_task(p, TPOOL_LOG_INFO, t->id, "Completed in %.3fs", secs);
-  else
-    log_task(p, TPOOL_LOG_INFO, t->id, "Failed in %.3fs: %s (%d)", secs,
-             tpool_strerror(status), status);
-}
-
-/* Leaves the pool. The worker's record moves to the zombie list, where
-   whoever reaps next (the monitor, shutdown or free) joins the thread and
-   frees it; the thread touches no pool state after unlocking. */
-static void worker_retire(tpool__worker_t *w, retire_t why) {
-  tpool_pool_t *p = w->pool;
-  tpool_manager_t *m = p->m;
-  pthread_mutex_lock(&p->mu);
-  LIST_REMOVE(w, link);
-  LIST_INSERT_HEAD(&p->zombies, w, link);
-  p->nexiting--;
-  p->threads_retired++;
-  unsigned left = p->nthreads, max = p->max_workers;
-  pthread_mutex_unlock(&p->mu);
-  if (why != RETIRE_STOPPED) {
-    tpool__logf(&m->log, TPOOL_LOG_INFO,
-                "ThreadPool[%s] Shrank to %u workers (%s, max %u)", p->name,
-                left, why == RETIRE_IDLE ? "idle" : "resized", max);
-    tpool__monitor_kick(m, 0); /* to join this thread */
-  }
-  tpool__manager_notify(m);
-  tpool__manager_unref(m);
-}
-
-/* Joins (or, for the calling thread itself, detaches) every worker from
-   `w` on along the list and frees their records. */
-static void join_all(tpool__worker_t *w) {
-  while (w) {
-    tpool__worker_t *next = LIST_NEXT(w, link);
-    if (pthread_equal(w->thread, pthread_self()))
-      pthread_detach(w->thread); /* the last worker freeing the manager */
-    else
-      pthread_join(w->thread, NULL);
-    free(w);
-    w = next;
-  }
-}
-
-void tpool__pool_reap(tpool_pool_t *p) {
-  pthread_mutex_lock(&p->mu);
-  tpool__worker_t *z = LIST_FIRST(&p->zombies);
-  LIST_INIT(&p->zombies);
-  pthread_mutex_unlock(&p->mu);
-  join_all(z);
-}
-
-/* Hands the worker's finished task to its loop. Called without mu. */
-static void flush(tpool__task_t **finished) {
-  if (!*finished)
-    return;
-  tpool__task_finish(*finished);
-  *finished = NULL;
-}
-
-static void *worker_main(void *arg) {
-  tpool__worker_t *w = arg;
-  tpool_pool_t *p = w->pool;
-  tpool_manager_t *m = p->m;
-  worker_of = m;
-  worker_setup(w);
-
-  /* The task this worker last ran, posted once the lock is released: the
-     accounting for one task and the pop of the next share a lock. */
-  tpool__task_t *finished = NULL;
-  tpool__task_t *t = NULL;
-  retire_t why = RETIRE_STOPPED;
-  pthread_mutex_lock(&p->mu);
-  /* Counted as starting until now, under the same lock as its first look
-     for work, so a burst of submits does not start threads it needs not. */
-  p->nstarting--;
-  for (;;) {
-    next_t got = next_task(p, finished != NULL, &t, &why);
-    if (got == MUST_RETIRE)
-      break;
-    if (got == MUST_FLUSH) {
-      pthread_mutex_unlock(&p->mu);
-      flush(&finished);
-      pthread_mutex_lock(&p->mu);
-      continue;
-    }
-    if (got == GOT_TASK) {
-      w->current = t;
-      w->stuck_reported = false;
-      t->start_ns = tpool__now_ns();
-      p->nbusy++;
-      tpool__hist_record(&p->wait_hist, t->start_ns - t->submit_ns);
-    }
-    uint64_t soft = p->soft_timeout_ns;
-    pthread_mutex_unlock(&p->mu);
-
-    flush(&finished);
-    finished = t;
-    if (got == GOT_EXPIRED) {
-      if (tpool__verbose(m))
-        log_task(p, TPOOL_LOG_INFO, t->id, "Expired after %.3fs in queue",
-                 tpool__ns_to_s(t->end_ns - t->submit_ns));
-      pthread_mutex_lock(&p->mu);
-      continue;
-    }
-    if (soft)
-      tpool__monitor_kick(m, t->start_ns + soft);
-    run_task(p, t);
-
-    pthread_mutex_lock(&p->mu);
-    p->nbusy--;
-    w->current = NULL;
-    if (t->status == 0)
-      p->completed++;
-    else
-      p->failed++;
-    tpool__hist_record(&p->run_hist, t->end_ns - t->start_ns);
-  }
-  pthread_mutex_unlock(&p->mu);
-  flush(&finished);
-  worker_retire(w, why);
-  return NULL;
-}
-
 /* ---- submit ------------------------------------------------------------ */
 
 /* Refuses new work when stopping or full. Under mu. */
@@ -475,7 +122,7 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
     p->nthreads++;
     p->nstarting++;
     pthread_mutex_unlock(&p->mu);
-    int spawned = spawn(p);
+    int spawned = tpool__worker_spawn(p);
     pthread_mutex_lock(&p->mu);
     rc = admit(p);
     if (rc == 0 && spawned != 0 && p->nthreads == 0)
@@ -486,7 +133,7 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
     pthread_mutex_unlock(&p->mu);
     return rc;
   }
-  queue_push(p, t);
+  tpool__queue_push(p, t);
   bool wake = p->nidle > p->nwakeups;
   if (wake)
     p->nwakeups++;
@@ -538,14 +185,15 @@ int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
     unsigned busy = p->nbusy;
     size_t queued = p->queued;
     pthread_mutex_unlock(&p->mu);
-    log_task(p, TPOOL_LOG_INFO, id,
-             "Submitting '%s' (active_threads=%u, queued=%zu)", t->name, busy,
-             queued);
+    tpool__log_task(p, TPOOL_LOG_INFO, id,
+                    "Submitting '%s' (active_threads=%u, queued=%zu)", t->name,
+                    busy, queued);
   }
   int rc = enqueue(p, t);
   if (rc != 0) {
     if (verbose)
-      log_task(p, TPOOL_LOG_INFO, id, "Rejected: %s", tpool_strerror(rc));
+      tpool__log_task(p, TPOOL_LOG_INFO, id, "Rejected: %s",
+                      tpool_strerror(rc));
     task_free(t);
     return rc;
   }
@@ -596,10 +244,10 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
 void tpool__pool_free(tpool_pool_t *p) {
   if (!p)
     return;
-  join_all(LIST_FIRST(&p->zombies));
+  tpool__pool_reap(p);
   tpool__task_t *t;
   while ((t = TAILQ_FIRST(&p->queue))) { /* abandoned: done cannot run */
-    queue_remove(p, t);
+    tpool__queue_remove(p, t);
     task_free(t);
   }
   pthread_cond_destroy(&p->work_cv);
@@ -610,17 +258,17 @@ void tpool__pool_free(tpool_pool_t *p) {
 int tpool__pool_start(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   p->started = true;
-  unsigned want = p->stopping ? 0 : effective_min(p);
+  unsigned want = p->stopping ? 0 : tpool__pool_min(p);
   if (!p->stopping && p->queued > want)
     want = p->queued < p->max_workers ? (unsigned)p->queued : p->max_workers;
   unsigned n = want > p->nthreads ? want - p->nthreads : 0;
   p->nthreads += n;
   p->nstarting += n;
-  unsigned min = effective_min(p), max = p->max_workers;
+  unsigned min = tpool__pool_min(p), max = p->max_workers;
   size_t limit = p->queue_limit;
   pthread_mutex_unlock(&p->mu);
 
-  unsigned ok = spawn_n(p, n);
+  unsigned ok = tpool__worker_spawn_n(p, n);
   tpool__logf(&p->m->log, TPOOL_LOG_INFO,
               "ThreadPool[%s] Started %u workers (min %u, max %u, queue "
               "limit %zu)",
@@ -649,7 +297,7 @@ int tpool_pool_resize(tpool_pool_t *p, unsigned min_workers,
     /* Grow to the new minimum, and further for queued tasks that no idle
        or starting worker is about to take. */
     size_t soon = (size_t)(p->nidle - p->nwakeups) + p->nstarting;
-    size_t want = effective_min(p);
+    size_t want = tpool__pool_min(p);
     if (p->queued > soon && p->nthreads + (p->queued - soon) > want)
       want = p->nthreads + (p->queued - soon);
     if (want > max_workers)
@@ -663,7 +311,7 @@ int tpool_pool_resize(tpool_pool_t *p, unsigned min_workers,
   /* Everyone re-checks: above the new maximum they retire; below a lowered
      minimum an untimed idle wait becomes a timed one. */
   pthread_cond_broadcast(&p->work_cv);
-  spawn_n(p, n);
+  tpool__worker_spawn_n(p, n);
   tpool__logf(&p->m->log, TPOOL_LOG_INFO,
               "ThreadPool[%s] Resized to min %u, max %u (workers=%u)", p->name,
               min_workers == TPOOL_MIN_EQUALS_MAX ? max_workers : min_workers,
@@ -682,7 +330,7 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
     end_unstarted(p, t, -ECANCELED, tpool__now_ns());
     pthread_mutex_unlock(&p->mu);
     if (tpool__verbose(p->m))
-      log_task(p, TPOOL_LOG_INFO, id, "Cancelled");
+      tpool__log_task(p, TPOOL_LOG_INFO, id, "Cancelled");
     tpool__manager_notify(p->m);
     return 0;
   }
@@ -750,10 +398,11 @@ unsigned tpool__pool_report_running(tpool_pool_t *p, bool report) {
   }
   pthread_mutex_unlock(&p->mu);
   for (unsigned i = 0; report && i < n; i++)
-    log_task(p, TPOOL_LOG_WARN, r[i].id,
-             "'%s' still running after %.1fs at the shutdown deadline; its "
-             "thread is left to finish it",
-             r[i].name, r[i].running_s);
+    tpool__log_task(
+        p, TPOOL_LOG_WARN, r[i].id,
+        "'%s' still running after %.1fs at the shutdown deadline; its "
+        "thread is left to finish it",
+        r[i].name, r[i].running_s);
   return busy;
 }
 
@@ -848,12 +497,12 @@ uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now) {
 
   tpool__pool_reap(p);
   if (respawn)
-    spawn(p); /* on failure it schedules the next try */
+    tpool__worker_spawn(p); /* on failure it schedules the next try */
   for (unsigned i = 0; i < nstuck; i++)
-    log_task(p, TPOOL_LOG_WARN, stuck[i].id,
-             "'%s' is stuck: running for %.1fs, soft timeout %.1fs (a "
-             "thread cannot be killed; the task keeps its worker)",
-             stuck[i].name, stuck[i].running_s, soft_s);
+    tpool__log_task(p, TPOOL_LOG_WARN, stuck[i].id,
+                    "'%s' is stuck: running for %.1fs, soft timeout %.1fs (a "
+                    "thread cannot be killed; the task keeps its worker)",
+                    stuck[i].name, stuck[i].running_s, soft_s);
   if (nexpired > 0) {
     if (tpool__verbose(p->m))
       tpool__logf(&p->m->log, TPOOL_LOG_INFO,
@@ -881,7 +530,7 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
   pthread_mutex_lock(&p->mu);
   uint64_t now = tpool__now_ns(); /* under the lock: no task starts later */
   snprintf(ps->name, sizeof(ps->name), "%s", p->name);
-  ps->min_workers = effective_min(p);
+  ps->min_workers = tpool__pool_min(p);
   ps->max_workers = p->max_workers;
   ps->current_workers = p->nthreads;
   ps->busy_workers = p->nbusy;

@@ -123,6 +123,30 @@ struct tpool_manager {
 
 /* ---- pool.c ------------------------------------------------------------- */
 
+/* The pool's minimum, resolving "the same as the maximum". Under mu. */
+static inline unsigned tpool__pool_min(const tpool_pool_t *p) {
+  return p->min_equals_max ? p->max_workers : p->min_workers;
+}
+
+/* Queue operations, under mu. */
+static inline void tpool__queue_push(tpool_pool_t *p, tpool__task_t *t) {
+  TAILQ_INSERT_TAIL(&p->queue, t, qlink);
+  p->queued++;
+  if (t->deadline_ns)
+    p->ndeadline++;
+}
+
+static inline void tpool__queue_remove(tpool_pool_t *p, tpool__task_t *t) {
+  TAILQ_REMOVE(&p->queue, t, qlink);
+  p->queued--;
+  if (t->deadline_ns)
+    p->ndeadline--;
+}
+
+/* Logs "ThreadPool[name] Task #id: <message>". */
+void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
+                     const char *fmt, ...) TPOOL_PRINTF(4, 5);
+
 int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
                     tpool_pool_t **out);
 /* Frees a pool whose workers have all exited; queued tasks go to discard. */
@@ -159,6 +183,16 @@ void tpool__task_finish(tpool__task_t *t);
 void tpool__task_deliver(tpool__node_t *node, void *arg);
 /* Frees a task whose done callback will never run. */
 void tpool__task_discard(tpool__node_t *node, void *arg);
+
+/* ---- worker.c ----------------------------------------------------------- */
+
+/* Starts one worker thread, which the caller has already counted in
+   nthreads and nstarting (under mu); undoes that count on failure, logs it,
+   and has the monitor retry if the pool is left with work and no worker.
+   Returns 0 or a negative errno. Called without mu. */
+int tpool__worker_spawn(tpool_pool_t *p);
+/* tpool__worker_spawn() n times. Returns how many started. */
+unsigned tpool__worker_spawn_n(tpool_pool_t *p, unsigned n);
 
 /* ---- manager.c ---------------------------------------------------------- */
 

@@ -98,6 +98,17 @@ bool th_log_contains(th_log_t *l, const char *needle) {
   return found;
 }
 
+bool th_log_wait_for(th_log_t *l, const char *needle, double timeout_s) {
+  struct timespec start, nap = {0, 1000000};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (!th_log_contains(l, needle)) {
+    if (th_elapsed(&start) >= timeout_s)
+      return false;
+    nanosleep(&nap, NULL);
+  }
+  return true;
+}
+
 char *th_log_copy(th_log_t *l) {
   pthread_mutex_lock(&l->mu);
   char *copy = strdup(l->text ? l->text : "");

@@ -55,6 +55,9 @@ void th_log_destroy(th_log_t *l);
 void th_log_sink(tpool_log_level_t level, const char *msg, void *arg);
 /* True if the captured text contains `needle`. */
 bool th_log_contains(th_log_t *l, const char *needle);
+/* Waits up to timeout_s for the captured text to contain `needle` (a
+   worker counts itself out before it logs why). */
+bool th_log_wait_for(th_log_t *l, const char *needle, double timeout_s);
 /* A copy of the captured text (caller frees). */
 char *th_log_copy(th_log_t *l);
 

@@ -230,7 +230,8 @@ static void test_pool_grows_to_max_and_shrinks_to_min(void **state) {
   tpool_pool_stats_t ps = th_pool_stats(f->m, "work");
   assert_int_equal(ps.threads_started, 8);
   assert_int_equal(ps.threads_retired, 7);
-  assert_true(th_log_contains(&f->log, "ThreadPool[work] Shrank to 1 workers"));
+  assert_true(
+      th_log_wait_for(&f->log, "ThreadPool[work] Shrank to 1 workers", 5.0));
   fixture_free(f);
 }
 
@@ -296,7 +297,7 @@ static void test_pool_soft_timeout_flags_stuck_task(void **state) {
   f->m = th_manager(&f->o, f->base);
   assert_true(submit_gate(f) > 0);
   assert_true(th_wait_stats(f->m, f->base, "work", stuck_seen, NULL, 5.0));
-  assert_true(th_log_contains(&f->log, "'blocked' is stuck"));
+  assert_true(th_log_wait_for(&f->log, "'blocked' is stuck", 5.0));
   th_gate_open(&f->gate);
   assert_true(run_until_calls(f->base, &f->d, 1));
   fixture_free(f);

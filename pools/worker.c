@@ -1,0 +1,351 @@
+/*
+ * worker.c — the worker threads of a pool: starting one (with its stack
+ * size, name, CPU affinity and a signal mask that leaves process signals
+ * to the loop thread), its loop — take a task, run it, account for it —
+ * and its retirement, after which the thread is joined by the monitor,
+ * shutdown or free.
+ *
+ * DESIGN
+ * A worker takes the pool lock once per task: it accounts for the task it
+ * just ran and pops the next in the same critical section, and posts the
+ * finished task to its loop's bridge after unlocking; with nothing left
+ * to pop it posts before it sleeps. Idle workers above the minimum wait
+ * with the idle timeout and retire when it passes; at or below the
+ * minimum they wait without a timeout, so a quiet pool costs no wakeups.
+ * Workers above a lowered maximum retire when they next look for work; on
+ * shutdown they drain the queue, then retire. A retiring worker posts its
+ * last completion before it counts itself out (`nexiting`), so once a pool
+ * is finished every completion is on its bridge. Threads are joinable: a
+ * retired worker's record waits on the pool's zombie list until someone
+ * joins it, so "shut down" means every thread has exited. Only a worker
+ * still inside a task at free is left running; the last such worker frees
+ * the manager and detaches itself.
+ */
+#include "pools_internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+tpool__thread_create_fn tpool__thread_create = NULL;
+
+/* Retries of a failed thread start, for a pool left with work and no
+   worker: 50 ms, doubling up to 5 s. */
+#define RESPAWN_FIRST_NS 50000000ull
+#define RESPAWN_MAX_NS 5000000000ull
+
+/* The manager whose worker the calling thread is, if any. */
+static _Thread_local const tpool_manager_t *worker_of;
+
+bool tpool__is_worker_of(const tpool_manager_t *m) {
+  return worker_of == m;
+}
+
+/* Why a worker leaves. */
+typedef enum { RETIRE_IDLE, RETIRE_RESIZED, RETIRE_STOPPED } retire_t;
+
+void tpool__signals_block(sigset_t *old) {
+  static const int faults[] = {SIGSEGV, SIGBUS,  SIGFPE, SIGILL,
+                               SIGTRAP, SIGABRT, SIGSYS};
+  sigset_t all;
+  sigfillset(&all);
+  for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+    sigdelset(&all, faults[i]);
+  pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
+static void *worker_main(void *arg);
+
+/* Starts one worker thread. The caller has already counted it in nthreads
+   and nstarting (under mu), so concurrent submitters do not over-grow;
+   this undoes that count on failure. Called without mu. */
+int tpool__worker_spawn(tpool_pool_t *p) {
+  tpool_manager_t *m = p->m;
+  tpool__worker_t *w = calloc(1, sizeof(*w));
+  int rc = ENOMEM;
+  if (w) {
+    w->pool = p;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    size_t stack = p->stack_size < (size_t)PTHREAD_STACK_MIN
+                       ? (size_t)PTHREAD_STACK_MIN
+                       : p->stack_size;
+    pthread_attr_setstacksize(&attr, stack);
+    sigset_t old;
+    tpool__signals_block(&old);
+    tpool__manager_ref(m);
+    pthread_t th;
+    rc = (tpool__thread_create ? tpool__thread_create
+                               : pthread_create)(&th, &attr, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc == 0)
+      return 0;
+    tpool__manager_unref(m); /* never the last: the caller holds one */
+    free(w);
+  }
+  pthread_mutex_lock(&p->mu);
+  p->nthreads--;
+  p->nstarting--;
+  p->thread_failures++;
+  unsigned now_threads = p->nthreads, max = p->max_workers;
+  /* Tasks accepted while this thread was expected to start must not wait
+     for a submit that may never come: the monitor retries, with backoff. */
+  uint64_t retry = 0;
+  if (p->nthreads == 0 && p->queued > 0 && !p->stopping) {
+    p->respawn_delay_ns =
+        p->respawn_delay_ns ? p->respawn_delay_ns * 2 : RESPAWN_FIRST_NS;
+    if (p->respawn_delay_ns > RESPAWN_MAX_NS)
+      p->respawn_delay_ns = RESPAWN_MAX_NS;
+    retry = p->respawn_at_ns = tpool__now_ns() + p->respawn_delay_ns;
+  }
+  pthread_mutex_unlock(&p->mu);
+  tpool__logf(&m->log, TPOOL_LOG_WARN,
+              "ThreadPool[%s] Could not start a worker thread: %s "
+              "(workers=%u/%u)",
+              p->name, tpool_strerror(-rc), now_threads, max);
+  if (retry)
+    tpool__monitor_kick(m, retry);
+  tpool__manager_notify(m);
+  return -rc;
+}
+
+/* Starts n workers already counted in nthreads/nstarting. Returns how many
+   started. */
+unsigned tpool__worker_spawn_n(tpool_pool_t *p, unsigned n) {
+  unsigned ok = 0;
+  for (unsigned i = 0; i < n; i++)
+    ok += tpool__worker_spawn(p) == 0;
+  return ok;
+}
+
+static void worker_setup(tpool__worker_t *w) {
+  tpool_pool_t *p = w->pool;
+  pthread_mutex_lock(&p->mu);
+  w->thread = pthread_self(); /* for the reaper, which reads it under mu */
+  w->no = ++p->next_no;
+  LIST_INSERT_HEAD(&p->workers, w, link);
+  p->threads_started++;
+  p->respawn_delay_ns = 0;
+  pthread_mutex_unlock(&p->mu);
+
+  /* "tpool-cpu-3"; the prefix is cut so the number always fits Linux's
+     15 characters. */
+  char suffix[16], name[TPOOL_THREAD_NAME_MAX];
+  size_t slen = (size_t)snprintf(suffix, sizeof(suffix), "-%u", w->no);
+  size_t plen = strlen(p->thread_prefix);
+  if (plen > sizeof(name) - 1 - slen)
+    plen = sizeof(name) - 1 - slen;
+  memcpy(name, p->thread_prefix, plen);
+  memcpy(name + plen, suffix, slen + 1);
+  pthread_setname_np(pthread_self(), name);
+
+  if (p->has_affinity) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (unsigned c = 0; c < TPOOL_CPUS_MAX && c < CPU_SETSIZE; c++)
+      if (p->cpu_affinity[c / 64] >> (c % 64) & 1)
+        CPU_SET(c, &set);
+    int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (rc != 0)
+      tpool__logf(&p->m->log, TPOOL_LOG_WARN,
+                  "ThreadPool[%s] Could not set the CPU affinity of %s: %s",
+                  p->name, name, tpool_strerror(-rc));
+  }
+}
+
+/* What next_task() found. */
+typedef enum { GOT_TASK, GOT_EXPIRED, MUST_FLUSH, MUST_RETIRE } next_t;
+
+/*
+ * Finds this worker's next task. GOT_EXPIRED: a queued task whose start
+ * deadline has passed, already accounted for. MUST_FLUSH: the queue is
+ * empty and the worker still holds a finished task (`holding`): it must
+ * post it before it may sleep. MUST_RETIRE: the worker must leave; it is
+ * already counted out of nthreads and into nexiting, so no two workers
+ * retire for the same reason.
+ * Called and returns with mu held.
+ */
+static next_t next_task(tpool_pool_t *p, bool holding, tpool__task_t **out,
+                        retire_t *why) {
+  for (;;) {
+    if (p->nthreads > p->max_workers) {
+      *why = RETIRE_RESIZED;
+      break;
+    }
+    tpool__task_t *t = TAILQ_FIRST(&p->queue);
+    if (t) {
+      tpool__queue_remove(p, t);
+      *out = t;
+      if (t->deadline_ns) {
+        uint64_t now = tpool__now_ns();
+        if (now >= t->deadline_ns) {
+          t->status = -ETIMEDOUT;
+          t->end_ns = now;
+          p->expired++;
+          return GOT_EXPIRED;
+        }
+      }
+      return GOT_TASK;
+    }
+    if (p->stopping) {
+      *why = RETIRE_STOPPED;
+      break;
+    }
+    if (holding)
+      return MUST_FLUSH;
+    /* At or below the minimum, wait without a timeout: a quiet fixed-size
+       pool costs no wakeups. */
+    uint64_t until = p->nthreads > tpool__pool_min(p)
+                         ? tpool__now_ns() + p->idle_timeout_ns
+                         : UINT64_MAX;
+    p->nidle++;
+    int rc = tpool__cond_wait_until(&p->work_cv, &p->mu, until);
+    p->nidle--;
+    if (p->nwakeups > 0)
+      p->nwakeups--;
+    if (rc == ETIMEDOUT && p->queued == 0 && !p->stopping &&
+        p->nthreads > tpool__pool_min(p)) {
+      *why = RETIRE_IDLE;
+      break;
+    }
+  }
+  p->nthreads--;
+  p->nexiting++;
+  return MUST_RETIRE;
+}
+
+static void run_task(tpool_pool_t *p, tpool__task_t *t) {
+  int status = t->work(t->arg);
+  t->end_ns = tpool__now_ns();
+  t->status = status;
+  if (!tpool__verbose(p->m))
+    return;
+  double secs = tpool__ns_to_s(t->end_ns - t->start_ns);
+  if (status == 0)
+    tpool__log_task(p, TPOOL_LOG_INFO, t->id, "Completed in %.3fs", secs);
+  else
+    tpool__log_task(p, TPOOL_LOG_INFO, t->id, "Failed in %.3fs: %s (%d)", secs,
+                    tpool_strerror(status), status);
+}
+
+/* Leaves the pool. The worker's record moves to the zombie list, where
+   whoever reaps next (the monitor, shutdown or free) joins the thread and
+   frees it; the thread touches no pool state after unlocking. */
+static void worker_retire(tpool__worker_t *w, retire_t why) {
+  tpool_pool_t *p = w->pool;
+  tpool_manager_t *m = p->m;
+  pthread_mutex_lock(&p->mu);
+  LIST_REMOVE(w, link);
+  LIST_INSERT_HEAD(&p->zombies, w, link);
+  p->nexiting--;
+  p->threads_retired++;
+  unsigned left = p->nthreads, max = p->max_workers;
+  pthread_mutex_unlock(&p->mu);
+  if (why != RETIRE_STOPPED) {
+    tpool__logf(&m->log, TPOOL_LOG_INFO,
+                "ThreadPool[%s] Shrank to %u workers (%s, max %u)", p->name,
+                left, why == RETIRE_IDLE ? "idle" : "resized", max);
+    tpool__monitor_kick(m, 0); /* to join this thread */
+  }
+  tpool__manager_notify(m);
+  tpool__manager_unref(m);
+}
+
+/* Joins (or, for the calling thread itself, detaches) every worker from
+   `w` on along the list and frees their records. */
+static void join_all(tpool__worker_t *w) {
+  while (w) {
+    tpool__worker_t *next = LIST_NEXT(w, link);
+    if (pthread_equal(w->thread, pthread_self()))
+      pthread_detach(w->thread); /* the last worker freeing the manager */
+    else
+      pthread_join(w->thread, NULL);
+    free(w);
+    w = next;
+  }
+}
+
+void tpool__pool_reap(tpool_pool_t *p) {
+  pthread_mutex_lock(&p->mu);
+  tpool__worker_t *z = LIST_FIRST(&p->zombies);
+  LIST_INIT(&p->zombies);
+  pthread_mutex_unlock(&p->mu);
+  join_all(z);
+}
+
+/* Hands the worker's finished task to its loop. Called without mu. */
+static void flush(tpool__task_t **finished) {
+  if (!*finished)
+    return;
+  tpool__task_finish(*finished);
+  *finished = NULL;
+}
+
+static void *worker_main(void *arg) {
+  tpool__worker_t *w = arg;
+  tpool_pool_t *p = w->pool;
+  tpool_manager_t *m = p->m;
+  worker_of = m;
+  worker_setup(w);
+
+  /* The task this worker last ran, posted once the lock is released: the
+     accounting for one task and the pop of the next share a lock. */
+  tpool__task_t *finished = NULL;
+  tpool__task_t *t = NULL;
+  retire_t why = RETIRE_STOPPED;
+  pthread_mutex_lock(&p->mu);
+  /* Counted as starting until now, under the same lock as its first look
+     for work, so a burst of submits does not start threads it needs not. */
+  p->nstarting--;
+  for (;;) {
+    next_t got = next_task(p, finished != NULL, &t, &why);
+    if (got == MUST_RETIRE)
+      break;
+    if (got == MUST_FLUSH) {
+      pthread_mutex_unlock(&p->mu);
+      flush(&finished);
+      pthread_mutex_lock(&p->mu);
+      continue;
+    }
+    if (got == GOT_TASK) {
+      w->current = t;
+      w->stuck_reported = false;
+      t->start_ns = tpool__now_ns();
+      p->nbusy++;
+      tpool__hist_record(&p->wait_hist, t->start_ns - t->submit_ns);
+    }
+    uint64_t soft = p->soft_timeout_ns;
+    pthread_mutex_unlock(&p->mu);
+
+    flush(&finished);
+    finished = t;
+    if (got == GOT_EXPIRED) {
+      if (tpool__verbose(m))
+        tpool__log_task(p, TPOOL_LOG_INFO, t->id,
+                        "Expired after %.3fs in queue",
+                        tpool__ns_to_s(t->end_ns - t->submit_ns));
+      pthread_mutex_lock(&p->mu);
+      continue;
+    }
+    if (soft)
+      tpool__monitor_kick(m, t->start_ns + soft);
+    run_task(p, t);
+
+    pthread_mutex_lock(&p->mu);
+    p->nbusy--;
+    w->current = NULL;
+    if (t->status == 0)
+      p->completed++;
+    else
+      p->failed++;
+    tpool__hist_record(&p->run_hist, t->end_ns - t->start_ns);
+  }
+  pthread_mutex_unlock(&p->mu);
+  flush(&finished);
+  worker_retire(w, why);
+  return NULL;
+}
