@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <sched.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -424,6 +425,50 @@ static void test_pool_threads_are_named(void **state) {
   tpool_manager_free(m);
 }
 
+/* What a worker sees of its own thread. */
+typedef struct {
+  size_t stack;
+  int ncpus;
+  bool on_cpu0;
+} self_t;
+
+static int inspect_self(void *arg) {
+  self_t *me = arg;
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    pthread_attr_getstacksize(&attr, &me->stack);
+    pthread_attr_destroy(&attr);
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    me->ncpus = CPU_COUNT(&set);
+    me->on_cpu0 = CPU_ISSET(0, &set);
+  }
+  return 0;
+}
+
+static void test_pool_stack_size_and_affinity_apply(void **state) {
+  (void)state;
+  tpool_options_t o;
+  th_options_empty(&o);
+  tpool_pool_options_t *po = th_add_pool(&o, "pinned", 1, 1, 8);
+  /* Larger than any stack so far: glibc may hand a smaller request a
+     cached stack of an exited thread, never a smaller one. */
+  po->stack_size = 1536 * 1024;
+  po->has_affinity = true;
+  po->cpu_affinity[0] = 1; /* CPU 0 only */
+  tpool_manager_t *m = th_manager(&o, NULL);
+  self_t me = {0, 0, false};
+  assert_true(tpool_manager_submit(m, "pinned", "inspect", inspect_self, NULL,
+                                   &me, NULL) > 0);
+  assert_int_equal(tpool_manager_shutdown(m, 5.0), 0);
+  assert_true(me.stack >= 1536 * 1024);
+  assert_int_equal(me.ncpus, 1);
+  assert_true(me.on_cpu0);
+  tpool_manager_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pool_full_queue_returns_eagain),
@@ -437,6 +482,7 @@ int main(void) {
       cmocka_unit_test(test_pool_without_threads_refuses_work),
       cmocka_unit_test(test_pool_submit_bad_arguments),
       cmocka_unit_test(test_pool_threads_are_named),
+      cmocka_unit_test(test_pool_stack_size_and_affinity_apply),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
