@@ -226,13 +226,10 @@ static size_t cancel_all_queued(tpool_manager_t *m) {
  */
 static bool wait_finished(tpool_manager_t *m, uint64_t deadline) {
   for (;;) {
-    for (size_t i = 0; i < m->npools; i++)
-      if (tpool__pool_is_stranded(m->pools[i]))
-        tpool__pool_cancel_queued(m->pools[i]);
     pthread_mutex_lock(&m->mu);
     bool finished = true;
     for (size_t i = 0; i < m->npools && finished; i++)
-      finished = tpool__pool_is_finished(m->pools[i]);
+      finished = tpool__pool_settle(m->pools[i]);
     uint64_t now = tpool__now_ns();
     if (!finished && now < deadline)
       tpool__cond_wait_until(&m->state_cv, &m->mu, deadline);

@@ -174,7 +174,11 @@ int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   if (opts && opts->start_timeout_s > 0)
     deadline = t->submit_ns + tpool__s_to_ns(opts->start_timeout_s);
   t->deadline_ns = deadline;
-  snprintf(t->name, sizeof(t->name), "%s", name && *name ? name : "task");
+  if (!name || !*name)
+    name = "task";
+  size_t len = strnlen(name, sizeof(t->name) - 1);
+  memcpy(t->name, name, len); /* not snprintf: this is the hot path */
+  t->name[len] = '\0';
 
   bool verbose = tpool__verbose(m);
   if (verbose) {
@@ -358,18 +362,17 @@ size_t tpool__pool_cancel_queued(tpool_pool_t *p) {
   return n;
 }
 
-bool tpool__pool_is_finished(tpool_pool_t *p) {
+bool tpool__pool_settle(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
-  bool done = p->nthreads == 0 && p->nexiting == 0 && p->queued == 0;
+  bool finished = p->nthreads == 0 && p->nexiting == 0;
+  if (finished) { /* no worker is left to run what is still queued */
+    uint64_t now = tpool__now_ns();
+    tpool__task_t *t;
+    while ((t = TAILQ_FIRST(&p->queue)))
+      end_unstarted(p, t, -ECANCELED, now);
+  }
   pthread_mutex_unlock(&p->mu);
-  return done;
-}
-
-bool tpool__pool_is_stranded(tpool_pool_t *p) {
-  pthread_mutex_lock(&p->mu);
-  bool stranded = p->nthreads == 0 && p->nexiting == 0 && p->queued > 0;
-  pthread_mutex_unlock(&p->mu);
-  return stranded;
+  return finished;
 }
 
 /* A running task, copied under the lock to be logged without it. */

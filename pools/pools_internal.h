@@ -160,10 +160,9 @@ void tpool__pool_stop(tpool_pool_t *p);
 size_t tpool__pool_cancel_queued(tpool_pool_t *p);
 /* 0 cancelled, -EBUSY running, -ENOENT not in this pool. */
 int tpool__pool_cancel(tpool_pool_t *p, int64_t id);
-/* True when no worker is left and no task is queued. */
-bool tpool__pool_is_finished(tpool_pool_t *p);
-/* True when tasks are queued but no worker is left to run them. */
-bool tpool__pool_is_stranded(tpool_pool_t *p);
+/* True when no worker is left. Tasks still queued then (no worker could be
+   started for them) will never run: they complete with -ECANCELED first. */
+bool tpool__pool_settle(tpool_pool_t *p);
 /* Joins and frees the workers that have retired. Called without mu,
    never from a worker of this pool for itself. */
 void tpool__pool_reap(tpool_pool_t *p);

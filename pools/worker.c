@@ -234,7 +234,8 @@ static void run_task(tpool_pool_t *p, tpool__task_t *t) {
 
 /* Leaves the pool. The worker's record moves to the zombie list, where
    whoever reaps next (the monitor, shutdown or free) joins the thread and
-   frees it; the thread touches no pool state after unlocking. */
+   frees it; after unlocking, the thread reads only the pool's immutable
+   name and touches the manager, which its reference keeps alive. */
 static void worker_retire(tpool__worker_t *w, retire_t why) {
   tpool_pool_t *p = w->pool;
   tpool_manager_t *m = p->m;

@@ -157,6 +157,14 @@ tpool_manager_t *th_manager(const tpool_options_t *o, struct event_base *base) {
   return m;
 }
 
+tpool_manager_t *th_one_pool(unsigned workers, size_t limit,
+                             struct event_base *base) {
+  tpool_options_t o;
+  th_options_empty(&o);
+  th_add_pool(&o, "w", workers, workers, limit);
+  return th_manager(&o, base);
+}
+
 void th_now(struct timespec *ts) {
   clock_gettime(CLOCK_MONOTONIC, ts);
 }

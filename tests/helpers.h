@@ -72,6 +72,11 @@ tpool_pool_options_t *th_add_pool(tpool_options_t *o, const char *name,
                                   unsigned min_workers, unsigned max_workers,
                                   size_t queue_limit);
 
+/* A started manager with one fixed pool "w" of `workers` threads and a
+   queue of `limit`, attached to base (if not NULL). */
+tpool_manager_t *th_one_pool(unsigned workers, size_t limit,
+                             struct event_base *base);
+
 /* New manager from o, attached to base and started; asserts success. */
 tpool_manager_t *th_manager(const tpool_options_t *o, struct event_base *base);
 

@@ -132,6 +132,11 @@ typedef struct {
   pthread_mutex_t mu;
 } tally_t;
 
+static void tally_init(tally_t *t) {
+  memset(t, 0, sizeof(*t));
+  pthread_mutex_init(&t->mu, NULL);
+}
+
 static void tally_done(int status, const tpool_task_info_t *info, void *arg) {
   (void)info;
   tally_t *t = arg;
@@ -156,13 +161,10 @@ static int short_work(void *arg) {
 
 static void test_manager_shutdown_drains_everything(void **state) {
   (void)state;
-  tpool_options_t o;
-  th_options_empty(&o);
-  th_add_pool(&o, "w", 4, 4, 2000);
   struct event_base *base = th_base_new();
-  tpool_manager_t *m = th_manager(&o, base);
-  tally_t t = {0};
-  pthread_mutex_init(&t.mu, NULL);
+  tpool_manager_t *m = th_one_pool(4, 2000, base);
+  tally_t t;
+  tally_init(&t);
   for (int i = 0; i < 1000; i++)
     assert_true(tpool_manager_submit(m, "w", "drain", short_work, tally_done,
                                      &t, NULL) > 0);
@@ -444,8 +446,7 @@ static tpool_manager_t *early_manager(struct event_base **base, tally_t *t) {
   tpool_manager_t *m = NULL;
   assert_int_equal(tpool_manager_new(&o, &m), 0);
   assert_int_equal(tpool_manager_attach(m, *base), 0);
-  memset(t, 0, sizeof(*t));
-  pthread_mutex_init(&t->mu, NULL);
+  tally_init(t);
   for (int i = 0; i < 3; i++)
     assert_true(tpool_manager_submit(m, "w", "early", short_work, tally_done, t,
                                      NULL) > 0);
@@ -495,10 +496,7 @@ static int selfstop_work(void *arg) {
 
 static void test_manager_shutdown_from_worker_is_refused(void **state) {
   (void)state;
-  tpool_options_t o;
-  th_options_empty(&o);
-  th_add_pool(&o, "w", 1, 1, 8);
-  tpool_manager_t *m = th_manager(&o, NULL);
+  tpool_manager_t *m = th_one_pool(1, 8, NULL);
   selfstop_t s = {m, 0};
   assert_true(tpool_manager_submit(m, "w", "selfstop", selfstop_work, NULL, &s,
                                    NULL) > 0);
@@ -528,8 +526,7 @@ static void test_manager_failed_start_cancels_queued(void **state) {
   assert_int_equal(tpool_manager_new(&o, &m), 0);
   assert_int_equal(tpool_manager_attach(m, base), 0);
   tally_t t;
-  memset(&t, 0, sizeof(t));
-  pthread_mutex_init(&t.mu, NULL);
+  tally_init(&t);
   for (int i = 0; i < 3; i++)
     assert_true(tpool_manager_submit(m, "a", "early", short_work, tally_done,
                                      &t, NULL) > 0);
@@ -586,8 +583,7 @@ static void test_manager_stranded_queue_gets_a_worker(void **state) {
   struct event_base *base = th_base_new();
   tpool_manager_t *m = th_manager(&o, base);
   tally_t t;
-  memset(&t, 0, sizeof(t));
-  pthread_mutex_init(&t.mu, NULL);
+  tally_init(&t);
   th_gate_init(&create_gate);
   atomic_store(&creations, 0);
   tpool__thread_create = gated_failing_create;
@@ -631,10 +627,7 @@ static int thread_count(void) {
 static void test_manager_shutdown_joins_every_worker(void **state) {
   (void)state;
   int before = thread_count();
-  tpool_options_t o;
-  th_options_empty(&o);
-  th_add_pool(&o, "w", 3, 3, 8);
-  tpool_manager_t *m = th_manager(&o, NULL);
+  tpool_manager_t *m = th_one_pool(3, 8, NULL);
   assert_int_equal(thread_count(), before + 4); /* 3 workers, the monitor */
   assert_int_equal(tpool_manager_shutdown(m, 5.0), 0);
   /* Joined, not merely counted out: only the monitor is left. */
