@@ -2,7 +2,7 @@
 # setup.sh — installs what tpool needs on Debian 12 (only what is missing),
 # builds it, then runs the demo or the test suite.
 #
-#   ./setup.sh run     install, build, run tpool-demo with ./config.ini
+#   ./setup.sh run     install, build, start tpool-server with ./config.ini
 #   ./setup.sh test    install, build, run the whole test suite
 #   ./setup.sh build   install and build only
 #
@@ -13,7 +13,9 @@ set -eu
 cd "$(dirname "$0")"
 
 packages="gcc libc6-dev meson ninja-build pkg-config libevent-dev \
-libinih-dev libcmocka-dev"
+libinih-dev libjansson-dev libcmocka-dev"
+# The tests check /metrics with promtool, from Debian's prometheus package.
+[ "${1:-build}" = test ] && packages="$packages prometheus"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -23,9 +25,28 @@ if [ -n "$missing" ]; then
   echo "setup.sh: installing$missing"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
+  # Only promtool is wanted from prometheus: a policy-rc.d that says no
+  # keeps the package's daemon from starting during the install.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$guard" >/dev/null
+    $sudo chmod 755 "$guard"
+  fi
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
-    --no-install-recommends $missing
+    --no-install-recommends $missing || {
+    [ -z "$guard" ] || $sudo rm -f "$guard"
+    exit 1
+  }
+  [ -z "$guard" ] || $sudo rm -f "$guard"
+  case "$missing" in
+  *prometheus*)
+    if [ -d /run/systemd/system ]; then
+      $sudo systemctl disable prometheus >/dev/null 2>&1 || true
+    fi
+    ;;
+  esac
 fi
 
 build=${TPOOL_BUILD:-build}
@@ -42,7 +63,7 @@ multiplier=1
 [ "$sanitize" = none ] || multiplier=4
 
 case "${1:-build}" in
-run) exec "$build/tests/example/tpool-demo" -c config.ini ;;
+run) exec "$build/http/tpool-server" -c config.ini ;;
 test) exec meson test -C "$build" --print-errorlogs \
   --timeout-multiplier "$multiplier" ;;
 build) ;;

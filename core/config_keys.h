@@ -78,7 +78,7 @@ typedef struct tpool__keydef {
 /* The keys of [general] and [http] (fields of tpool_options_t) and of
    [pool.NAME] (fields of tpool_pool_options_t), in the order that
    tpool_options_check() checks them. */
-#define TPOOL__GENERAL_NKEYS 4
+#define TPOOL__GENERAL_NKEYS 5
 #define TPOOL__HTTP_NKEYS 5
 #define TPOOL__POOL_NKEYS 9
 extern const tpool__keydef_t tpool__general_keys[TPOOL__GENERAL_NKEYS];

@@ -117,6 +117,8 @@ const tpool__keydef_t tpool__general_keys[] = {
      TPOOL__KEY_CODE_ABOVE_ZERO},
     {"log_level", TPOOL__KIND_LEVEL, 0, 0, GENERAL(log_level), 0},
     {"log", TPOOL__KIND_LOG, 0, 0, GENERAL(log_path), 0},
+    {"shutdown_timeout", TPOOL__KIND_SECONDS, 0, TPOOL__SECONDS_MAX,
+     GENERAL(shutdown_timeout_s), 0},
 };
 
 const tpool__keydef_t tpool__http_keys[] = {

@@ -11,6 +11,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 #define SUB TPOOL__HIST_SUB
@@ -40,8 +41,37 @@ uint64_t tpool__hist_bucket_high(unsigned i) {
   return tpool__hist_bucket_low(i + 1);
 }
 
+/* The bounds of tpool_latency_t.le_count in nanoseconds: 1, 2.5 and 5
+   per decade from 1 µs to 10 s, then 30 s and 60 s. */
+static const uint64_t le_bounds_ns[TPOOL_LATENCY_BUCKETS] = {
+    1000,       2500,       5000,       10000,       25000,       50000,
+    100000,     250000,     500000,     1000000,     2500000,     5000000,
+    10000000,   25000000,   50000000,   100000000,   250000000,   500000000,
+    1000000000, 2500000000, 5000000000, 10000000000, 30000000000, 60000000000};
+
+double tpool_latency_bound(unsigned i) {
+  if (i >= TPOOL_LATENCY_BUCKETS)
+    return HUGE_VAL;
+  return tpool__ns_to_s(le_bounds_ns[i]);
+}
+
+/* Index of the first bound at or above ns (TPOOL_LATENCY_BUCKETS: none),
+   by binary search: five comparisons. */
+static unsigned le_index(uint64_t ns) {
+  unsigned lo = 0, hi = TPOOL_LATENCY_BUCKETS;
+  while (lo < hi) {
+    unsigned mid = (lo + hi) / 2;
+    if (le_bounds_ns[mid] < ns)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 void tpool__hist_record(tpool__hist_t *h, uint64_t ns) {
   h->buckets[tpool__hist_bucket(ns)]++;
+  h->le[le_index(ns)]++;
   h->count++;
   h->sum_ns += ns;
   if (ns > h->max_ns)
@@ -51,6 +81,8 @@ void tpool__hist_record(tpool__hist_t *h, uint64_t ns) {
 void tpool__hist_merge(tpool__hist_t *into, const tpool__hist_t *from) {
   for (unsigned i = 0; i < TPOOL__HIST_BUCKETS; i++)
     into->buckets[i] += from->buckets[i];
+  for (unsigned i = 0; i <= TPOOL_LATENCY_BUCKETS; i++)
+    into->le[i] += from->le[i];
   into->count += from->count;
   into->sum_ns += from->sum_ns;
   if (from->max_ns > into->max_ns)
@@ -94,4 +126,9 @@ void tpool__hist_summary(const tpool__hist_t *h, tpool_latency_t *out) {
   out->p90_s = tpool__ns_to_s(tpool__hist_quantile(h, 0.90));
   out->p99_s = tpool__ns_to_s(tpool__hist_quantile(h, 0.99));
   out->max_s = tpool__ns_to_s(h->max_ns);
+  uint64_t below = 0;
+  for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++) {
+    below += h->le[i];
+    out->le_count[i] = below;
+  }
 }

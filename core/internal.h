@@ -148,6 +148,10 @@ typedef struct tpool__hist {
   uint64_t sum_ns;
   uint64_t max_ns;
   uint64_t buckets[TPOOL__HIST_BUCKETS];
+  /* Exact counts per fixed bound of tpool_latency_bound() (the last entry:
+     above every bound), kept beside the log-linear buckets because those
+     edges are powers of two and Prometheus wants decimal ones. */
+  uint64_t le[TPOOL_LATENCY_BUCKETS + 1];
 } tpool__hist_t;
 
 void tpool__hist_record(tpool__hist_t *h, uint64_t ns);
@@ -160,7 +164,7 @@ uint64_t tpool__hist_bucket_high(unsigned i);
 /* Value at quantile q (0..1): the middle of the bucket that holds it,
    clamped to max. 0 when empty. */
 uint64_t tpool__hist_quantile(const tpool__hist_t *h, double q);
-/* Count, sum, p50, p90, p99 and max in seconds. */
+/* Count, sum, p50, p90, p99, max in seconds and the cumulative counts. */
 void tpool__hist_summary(const tpool__hist_t *h, tpool_latency_t *out);
 
 /* ------------------------------------------------------------------------

@@ -87,6 +87,7 @@ void tpool_options_init(tpool_options_t *o) {
   o->log_cb = NULL;
   o->log_arg = NULL;
   o->completion_batch = 256;
+  o->shutdown_timeout_s = 30.0;
 
   strcpy(o->http.listen_host, "127.0.0.1");
   o->http.listen_port = 8080;

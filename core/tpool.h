@@ -169,6 +169,7 @@ typedef struct tpool_options {
   tpool_log_cb log_cb; /* if set, replaces log_path; see tpool_log_cb */
   void *log_arg;
   unsigned completion_batch; /* done callbacks per loop round, 1..65536 */
+  double shutdown_timeout_s; /* how long a server's drain may take */
   tpool_http_options_t http; /* read by the HTTP layer */
   char config_path[TPOOL_PATH_MAX]; /* file the options came from, or "" */
   size_t npools;
@@ -179,7 +180,8 @@ typedef struct tpool_options {
  * Fills *o with the defaults: verbose off, status table every 10 s, level
  * info to stderr, HTTP on 127.0.0.1:8080, and the five built-in pools
  * io 50, cpu 30, inference 20, embedding 15, db 25 workers (fixed size,
- * queue limit 65536, 512 KiB stacks, soft timeout 60 s).
+ * queue limit 65536, 512 KiB stacks, soft timeout 60 s), and a 30 s
+ * shutdown timeout.
  * Thread: any.
  */
 TPOOL_API void tpool_options_init(tpool_options_t *o);
@@ -460,6 +462,25 @@ TPOOL_API void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,
                                          double status_interval_s);
 
 /*
+ * Applies new options to a running manager, as a server does when it
+ * re-reads its config file. *o is checked first with tpool_options_check();
+ * if it is invalid, nothing changes.
+ * Applied live: verbose, status_interval_s and log_level; for every pool
+ * in both: max_workers and min_workers (as tpool_pool_resize()),
+ * queue_limit (a lower limit keeps what is already queued), idle_timeout_s
+ * and soft_timeout_s. Fixed until a restart, and logged as a warning when
+ * *o differs: pools added, removed, enabled or disabled; a pool's
+ * stack_size, thread_name and cpu_affinity; log_path; completion_batch.
+ * The http options are stored for the HTTP layer to read and apply.
+ * Returns: 0; -EINVAL invalid options (*err filled if not NULL), with
+ * nothing changed; -ESHUTDOWN once shutdown has begun.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_reconfigure(tpool_manager_t *m,
+                                        const tpool_options_t *o,
+                                        tpool_config_error_t *err);
+
+/*
  * Writes a message through the manager's log sink, if `level` passes the
  * configured log level. Thread: any.
  */
@@ -472,13 +493,28 @@ TPOOL_API void tpool_manager_log(tpool_manager_t *m, tpool_log_level_t level,
  * A snapshot is copied under each pool's lock and read without locks.
  * ------------------------------------------------------------------------ */
 
+/* Number of fixed bounds of a latency distribution, 1 µs to 60 s. */
+#define TPOOL_LATENCY_BUCKETS 24
+
 /* A latency distribution, in seconds. Percentiles are within 1/16 of the
-   true value; max is exact. All zero when count is 0. */
+   true value; max, sum and the bucket counts are exact. All zero when
+   count is 0. */
 typedef struct tpool_latency {
   uint64_t count;
   double sum_s;
   double p50_s, p90_s, p99_s, max_s;
+  /* le_count[i]: values at or below tpool_latency_bound(i), cumulative as
+     in a Prometheus histogram; `count` is the +Inf bucket. */
+  uint64_t le_count[TPOOL_LATENCY_BUCKETS];
 } tpool_latency_t;
+
+/*
+ * The i-th bound of tpool_latency_t.le_count, in seconds: 1e-06, 2.5e-06,
+ * 5e-06, 1e-05, ... 10, 30, 60 (ascending).
+ * Returns: the bound, or +infinity for i >= TPOOL_LATENCY_BUCKETS.
+ * Thread: any.
+ */
+TPOOL_API double tpool_latency_bound(unsigned i);
 
 typedef struct tpool_active_task {
   int64_t id;
@@ -501,8 +537,9 @@ typedef struct tpool_pool_stats {
   uint64_t thread_failures; /* worker threads that could not be created */
   uint64_t threads_started, threads_retired;
   double soft_timeout_s;
-  tpool_latency_t run;  /* time in the work function */
-  tpool_latency_t wait; /* time in the queue */
+  double last_reject_age_s; /* seconds since a submit was refused; -1: never */
+  tpool_latency_t run;      /* time in the work function */
+  tpool_latency_t wait;     /* time in the queue */
   size_t nactive;
   tpool_active_task_t *active; /* nactive entries, borrowed from the snapshot */
 } tpool_pool_stats_t;
@@ -510,6 +547,7 @@ typedef struct tpool_pool_stats {
 typedef struct tpool_stats {
   double uptime_s;
   bool verbose;
+  bool shutting_down;     /* tpool_manager_shutdown() has begun */
   unsigned total_workers; /* sum of current_workers */
   unsigned total_busy;
   size_t total_queued;

@@ -39,6 +39,7 @@ static void manager_destroy(tpool_manager_t *m) {
   pthread_cond_destroy(&m->state_cv);
   pthread_mutex_destroy(&m->mu);
   tpool__log_destroy(&m->log);
+  free(m->opts);
   free(m);
 }
 
@@ -99,11 +100,14 @@ int tpool_manager_new(const tpool_options_t *o, tpool_manager_t **out) {
     free(m);
     return -EINVAL;
   }
-  if (init_sync(m) != 0) {
+  m->opts = malloc(sizeof(*m->opts));
+  if (!m->opts || init_sync(m) != 0) {
     tpool__log_destroy(&m->log);
+    free(m->opts);
     free(m);
     return -ENOMEM;
   }
+  *m->opts = *o;
   atomic_init(&m->verbose, o->verbose);
   atomic_init(&m->status_interval_ns, tpool__s_to_ns(o->status_interval_s));
   atomic_init(&m->next_id, 1);
@@ -427,6 +431,7 @@ int tpool_manager_stats(tpool_manager_t *m, tpool_stats_t **out) {
   s->npools = m->npools;
   s->uptime_s = tpool__ns_to_s(tpool__now_ns() - m->created_ns);
   s->verbose = tpool__verbose(m);
+  s->shutting_down = atomic_load(&m->stopping);
   *out = s;
   return 0;
 }

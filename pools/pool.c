@@ -130,6 +130,7 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
   }
   if (rc != 0) {
     p->rejected++;
+    p->last_reject_ns = tpool__now_ns();
     pthread_mutex_unlock(&p->mu);
     return rc;
   }
@@ -321,6 +322,35 @@ int tpool_pool_resize(tpool_pool_t *p, unsigned min_workers,
               min_workers == TPOOL_MIN_EQUALS_MAX ? max_workers : min_workers,
               max_workers, now_threads);
   return 0;
+}
+
+void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po) {
+  uint64_t idle_ns = tpool__s_to_ns(po->idle_timeout_s);
+  uint64_t soft_ns = tpool__s_to_ns(po->soft_timeout_s);
+  pthread_mutex_lock(&p->mu);
+  bool limits =
+      p->max_workers != po->max_workers ||
+      p->min_equals_max != (po->min_workers == TPOOL_MIN_EQUALS_MAX) ||
+      (!p->min_equals_max && p->min_workers != po->min_workers);
+  bool others = p->queue_limit != po->queue_limit ||
+                p->idle_timeout_ns != idle_ns || p->soft_timeout_ns != soft_ns;
+  /* A lower queue limit keeps what is queued; only new submits see it. */
+  p->queue_limit = po->queue_limit;
+  p->idle_timeout_ns = idle_ns;
+  p->soft_timeout_ns = soft_ns;
+  pthread_mutex_unlock(&p->mu);
+  if (limits)
+    tpool_pool_resize(p, po->min_workers, po->max_workers);
+  if (!others)
+    return;
+  /* Idle workers re-arm their timed waits; the monitor re-reads the soft
+     timeout. */
+  pthread_cond_broadcast(&p->work_cv);
+  tpool__monitor_kick(p->m, tpool__now_ns());
+  tpool__logf(&p->m->log, TPOOL_LOG_INFO,
+              "ThreadPool[%s] Reconfigured: queue_limit=%zu idle_timeout=%.3fs "
+              "soft_timeout=%.3fs",
+              p->name, po->queue_limit, po->idle_timeout_s, po->soft_timeout_s);
 }
 
 /* ---- cancel, shutdown helpers ------------------------------------------ */
@@ -551,6 +581,8 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
   ps->threads_started = p->threads_started;
   ps->threads_retired = p->threads_retired;
   ps->soft_timeout_s = tpool__ns_to_s(p->soft_timeout_ns);
+  ps->last_reject_age_s =
+      p->last_reject_ns ? tpool__ns_to_s(now - p->last_reject_ns) : -1.0;
   h[0] = p->run_hist;
   h[1] = p->wait_hist;
   if (p->nbusy > 0) {

@@ -86,6 +86,7 @@ struct tpool_pool {
   /* Counters; protected by mu. */
   uint64_t submitted, rejected, completed, failed, cancelled, expired;
   uint64_t stuck_total, thread_failures, threads_started, threads_retired;
+  uint64_t last_reject_ns; /* 0 = never */
   tpool__hist_t run_hist;
   tpool__hist_t wait_hist;
 };
@@ -99,6 +100,7 @@ struct tpool_manager {
   atomic_bool stopping;                    /* atomic: shutdown has begun */
   uint64_t created_ns;
   unsigned completion_batch;
+  tpool_options_t *opts; /* protected by mu: as created, then reconfigured */
 
   size_t npools;
   tpool_pool_t *pools[TPOOL_POOLS_MAX]; /* fixed after new */
@@ -168,6 +170,9 @@ bool tpool__pool_settle(tpool_pool_t *p);
 void tpool__pool_reap(tpool_pool_t *p);
 /* Number of tasks running now; logs each of them when `report` is set. */
 unsigned tpool__pool_report_running(tpool_pool_t *p, bool report);
+/* Applies the live settings of *po (limits, queue limit, idle and soft
+   timeouts) and logs what changed. Called without mu. */
+void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po);
 /* Fills *ps under the lock (caller frees ps->active). Returns 0/-ENOMEM. */
 int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps);
 /* Expires overdue queued tasks, reports newly stuck ones, joins retired

@@ -3,6 +3,7 @@
  */
 #include "helpers.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 
 #include <cmocka.h>
 #include <event2/thread.h>
+#include <unistd.h>
 
 void th_gate_init(th_gate_t *g) {
   memset(g, 0, sizeof(*g));
@@ -266,7 +268,70 @@ void th_assert_invariant(tpool_manager_t *m) {
   tpool_stats_free(s);
 }
 
+void th_tally_init(th_tally_t *t) {
+  memset(t, 0, sizeof(*t));
+  pthread_mutex_init(&t->mu, NULL);
+  th_gate_init(&t->gate);
+}
+
+void th_tally_destroy(th_tally_t *t) {
+  th_gate_destroy(&t->gate);
+  pthread_mutex_destroy(&t->mu);
+}
+
+void th_tally_done(int status, const tpool_task_info_t *info, void *arg) {
+  (void)info;
+  th_tally_t *t = arg;
+  t->calls++;
+  if (status == 0)
+    t->ok++;
+  else if (status == -ECANCELED)
+    t->cancelled++;
+  else
+    t->failed++;
+}
+
+int th_tally_held(void *arg) {
+  th_gate_pass(&((th_tally_t *)arg)->gate);
+  return 0;
+}
+
+int th_fail_eio(void *arg) {
+  (void)arg;
+  return -EIO;
+}
+
 int th_noop(void *arg) {
   (void)arg;
   return 0;
+}
+
+/* Fails the test, not skips it, when promtool is missing: a metrics
+   change that promtool would reject must not pass unnoticed. */
+void th_assert_promtool_accepts(const char *text) {
+  if (system("command -v promtool >/dev/null 2>&1") != 0)
+    fail_msg("promtool not found in PATH: install the Debian package "
+             "`prometheus` (apt-get install --no-install-recommends "
+             "prometheus) to run this test");
+  const char *dir = getenv("TMPDIR");
+  char path[512];
+  snprintf(path, sizeof(path), "%s/tpool-metrics-XXXXXX", dir ? dir : "/tmp");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  size_t len = strlen(text);
+  assert_int_equal(write(fd, text, len), (ssize_t)len);
+  close(fd);
+
+  char cmd[600], said[4096];
+  snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s' 2>&1", path);
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  size_t n = fread(said, 1, sizeof(said) - 1, f);
+  said[n] = '\0';
+  int status = pclose(f);
+  unlink(path);
+  if (n > 0 || status != 0) {
+    print_message("%s\npromtool said:\n%s", text, said);
+    fail_msg("promtool check metrics: exit status %d", status);
+  }
 }

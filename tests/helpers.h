@@ -104,8 +104,30 @@ tpool_pool_stats_t th_pool_stats(tpool_manager_t *m, const char *pool);
    submitted = rejected + completed + failed + cancelled + expired. */
 void th_assert_invariant(tpool_manager_t *m);
 
+/* Done callbacks counted by outcome, and work functions that ran. */
+typedef struct th_tally {
+  int calls, ok, failed, cancelled; /* loop thread only */
+  int ran;                          /* protected by mu */
+  pthread_mutex_t mu;
+  th_gate_t gate; /* for work that waits, like th_tally_held() */
+} th_tally_t;
+
+/* Zeroes *t; undo with th_tally_destroy(). */
+void th_tally_init(th_tally_t *t);
+void th_tally_destroy(th_tally_t *t);
+/* A done callback: arg is a th_tally_t. -ECANCELED counts as cancelled,
+   any other non-zero status as failed. */
+void th_tally_done(int status, const tpool_task_info_t *info, void *arg);
+/* A work function: arg is a th_tally_t; waits in its gate. */
+int th_tally_held(void *arg);
+
+/* Runs `promtool check metrics` on text; fails the test on any complaint,
+   or if promtool (Debian package prometheus) is missing. */
+void th_assert_promtool_accepts(const char *text);
+
 /* Tiny work functions. */
 int th_noop(void *arg);
+int th_fail_eio(void *arg); /* returns -EIO */
 double th_elapsed(const struct timespec *since);
 void th_now(struct timespec *ts);
 

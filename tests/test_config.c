@@ -347,6 +347,7 @@ static void test_config_every_key(void **state) {
   assert_true(o.verbose);
   assert_true(o.status_interval_s == 2.5);
   assert_int_equal(o.log_level, TPOOL_LOG_DEBUG);
+  assert_true(o.shutdown_timeout_s == 0);
   assert_string_equal(o.log_path, "/var/log/tpool.log");
   assert_string_equal(o.http.listen_host, "::1");
   assert_int_equal(o.http.listen_port, 0);
@@ -357,7 +358,7 @@ static void test_config_every_key(void **state) {
 
   cpu = tpool_options_pool(&o, "cpu");
   assert_non_null(cpu);
-  assert_int_equal(cpu->line, 17);
+  assert_int_equal(cpu->line, 18);
   assert_int_equal(cpu->max_workers, ncpu < 1 ? 1 : ncpu);
   assert_int_equal(cpu->min_workers, 1);
   assert_int_equal(cpu->queue_limit, 10000000);

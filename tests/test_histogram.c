@@ -90,11 +90,39 @@ static void test_histogram_merge_equals_single(void **state) {
   free(all);
 }
 
+static void test_histogram_prometheus_buckets_are_exact(void **state) {
+  (void)state;
+  assert_true(tpool_latency_bound(0) == 1e-6);
+  assert_true(tpool_latency_bound(TPOOL_LATENCY_BUCKETS - 1) == 60.0);
+  assert_true(isinf(tpool_latency_bound(TPOOL_LATENCY_BUCKETS)));
+  for (unsigned i = 1; i < TPOOL_LATENCY_BUCKETS; i++)
+    assert_true(tpool_latency_bound(i) > tpool_latency_bound(i - 1));
+
+  /* A value on a bound counts in it ("le"); one nanosecond more does not. */
+  tpool__hist_t *h = calloc(1, sizeof(*h));
+  assert_non_null(h);
+  for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++) {
+    uint64_t bound = (uint64_t)llround(tpool_latency_bound(i) * 1e9);
+    tpool__hist_record(h, bound);
+    tpool__hist_record(h, bound + 1);
+  }
+  tpool__hist_record(h, 0);
+  tpool_latency_t l;
+  tpool__hist_summary(h, &l);
+  assert_int_equal(l.count, 2 * TPOOL_LATENCY_BUCKETS + 1);
+  /* At bound i: the zero, the value on each bound up to i, and the value
+     just above each bound below i. */
+  for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++)
+    assert_int_equal(l.le_count[i], 1 + (i + 1) + i);
+  free(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_histogram_buckets_tile_the_range),
       cmocka_unit_test(test_histogram_quantiles_within_one_sixteenth),
       cmocka_unit_test(test_histogram_merge_equals_single),
+      cmocka_unit_test(test_histogram_prometheus_buckets_are_exact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,31 +126,8 @@ static void test_manager_exactly_once_over_five_pools(void **state) {
 
 /* ---- shutdown ---------------------------------------------------------- */
 
-typedef struct {
-  int calls, ok, cancelled, other;
-  int ran; /* work functions that ran; written by workers */
-  pthread_mutex_t mu;
-} tally_t;
-
-static void tally_init(tally_t *t) {
-  memset(t, 0, sizeof(*t));
-  pthread_mutex_init(&t->mu, NULL);
-}
-
-static void tally_done(int status, const tpool_task_info_t *info, void *arg) {
-  (void)info;
-  tally_t *t = arg;
-  t->calls++;
-  if (status == 0)
-    t->ok++;
-  else if (status == -ECANCELED)
-    t->cancelled++;
-  else
-    t->other++;
-}
-
 static int short_work(void *arg) {
-  tally_t *t = arg;
+  th_tally_t *t = arg;
   struct timespec nap = {0, 100000}; /* 100 µs */
   nanosleep(&nap, NULL);
   pthread_mutex_lock(&t->mu);
@@ -163,10 +140,10 @@ static void test_manager_shutdown_drains_everything(void **state) {
   (void)state;
   struct event_base *base = th_base_new();
   tpool_manager_t *m = th_one_pool(4, 2000, base);
-  tally_t t;
-  tally_init(&t);
+  th_tally_t t;
+  th_tally_init(&t);
   for (int i = 0; i < 1000; i++)
-    assert_true(tpool_manager_submit(m, "w", "drain", short_work, tally_done,
+    assert_true(tpool_manager_submit(m, "w", "drain", short_work, th_tally_done,
                                      &t, NULL) > 0);
   /* Shutdown waits for the workers; the loop then runs the callbacks. */
   assert_int_equal(tpool_manager_shutdown(m, -1), 0);
@@ -176,14 +153,14 @@ static void test_manager_shutdown_drains_everything(void **state) {
   assert_true(th_run_until_int(base, &t.calls, 1000, 10.0));
   assert_int_equal(t.ok, 1000);
   assert_int_equal(
-      tpool_manager_submit(m, "w", "late", short_work, tally_done, &t, NULL),
+      tpool_manager_submit(m, "w", "late", short_work, th_tally_done, &t, NULL),
       -ESHUTDOWN);
   assert_int_equal(tpool_manager_shutdown(m, 1.0), 0); /* twice: harmless */
   th_assert_invariant(m);
   assert_int_equal(th_pool_stats(m, "w").rejected, 1);
   tpool_manager_free(m);
   event_base_free(base);
-  pthread_mutex_destroy(&t.mu);
+  th_tally_destroy(&t);
 }
 
 /* A task held at a gate; work and done share it, as they share `arg`. */
@@ -436,9 +413,61 @@ static void test_manager_rejects_invalid_options(void **state) {
   th_log_destroy(&log);
 }
 
+static void test_manager_reconfigure_applies_live_settings(void **state) {
+  (void)state;
+  tpool_options_t *o = malloc(sizeof(*o));
+  tpool_options_t *next = malloc(sizeof(*next));
+  assert_non_null(o);
+  assert_non_null(next);
+  th_log_t log;
+  th_options_logged(o, &log);
+  th_add_pool(o, "a", 2, 2, 8);
+  th_add_pool(o, "b", 1, 1, 4);
+  tpool_manager_t *m = th_manager(o, NULL);
+
+  /* Live: verbose, sizes, queue limit. Fixed: a's stack, a new pool c,
+     pool b dropped. */
+  th_options_empty(next);
+  next->log_cb = th_log_sink;
+  next->log_arg = &log;
+  th_add_pool(next, "a", 1, 4, 2)->stack_size = 1024 * 1024;
+  th_add_pool(next, "c", 1, 1, 4);
+  next->verbose = true;
+  tpool_config_error_t err;
+  assert_int_equal(tpool_manager_reconfigure(m, next, &err), 0);
+  tpool_pool_stats_t a = th_pool_stats(m, "a");
+  assert_int_equal(a.max_workers, 4);
+  assert_int_equal(a.min_workers, 1);
+  assert_int_equal(a.queue_limit, 2);
+  tpool_stats_t *s;
+  assert_int_equal(tpool_manager_stats(m, &s), 0);
+  assert_true(s->verbose);
+  assert_int_equal(s->npools, 2);
+  tpool_stats_free(s);
+  assert_null(tpool_manager_pool(m, "c"));
+  assert_true(th_log_contains(&log, "[pool.a] stack_size changes at restart"));
+  assert_true(th_log_contains(&log, "a new pool [pool.c] changes at restart"));
+  assert_true(th_log_contains(&log, "removing pool [pool.b] changes at"));
+
+  /* Invalid options change nothing. */
+  next->pools[0].min_workers = 9;
+  next->verbose = false;
+  assert_int_equal(tpool_manager_reconfigure(m, next, &err), -EINVAL);
+  assert_non_null(strstr(err.text, "min_workers"));
+  assert_int_equal(th_pool_stats(m, "a").min_workers, 1);
+  assert_true(th_log_contains(&log, "Configuration reloaded"));
+
+  assert_int_equal(tpool_manager_shutdown(m, -1), 0);
+  assert_int_equal(tpool_manager_reconfigure(m, o, &err), -ESHUTDOWN);
+  tpool_manager_free(m);
+  th_log_destroy(&log);
+  free(o);
+  free(next);
+}
+
 /* A manager attached to *base but not started, with three short tasks
    already queued in pool "w". */
-static tpool_manager_t *early_manager(struct event_base **base, tally_t *t) {
+static tpool_manager_t *early_manager(struct event_base **base, th_tally_t *t) {
   tpool_options_t o;
   th_options_empty(&o);
   th_add_pool(&o, "w", 2, 2, 8);
@@ -446,10 +475,10 @@ static tpool_manager_t *early_manager(struct event_base **base, tally_t *t) {
   tpool_manager_t *m = NULL;
   assert_int_equal(tpool_manager_new(&o, &m), 0);
   assert_int_equal(tpool_manager_attach(m, *base), 0);
-  tally_init(t);
+  th_tally_init(t);
   for (int i = 0; i < 3; i++)
-    assert_true(tpool_manager_submit(m, "w", "early", short_work, tally_done, t,
-                                     NULL) > 0);
+    assert_true(tpool_manager_submit(m, "w", "early", short_work, th_tally_done,
+                                     t, NULL) > 0);
   assert_int_equal(th_pool_stats(m, "w").queued, 3);
   return m;
 }
@@ -457,7 +486,7 @@ static tpool_manager_t *early_manager(struct event_base **base, tally_t *t) {
 static void test_manager_tasks_before_start_wait(void **state) {
   (void)state;
   struct event_base *base;
-  tally_t t;
+  th_tally_t t;
   tpool_manager_t *m = early_manager(&base, &t);
   assert_int_equal(tpool_manager_start(m), 0);
   assert_int_equal(tpool_manager_shutdown(m, -1), 0);
@@ -465,13 +494,13 @@ static void test_manager_tasks_before_start_wait(void **state) {
   assert_int_equal(t.ok, 3);
   tpool_manager_free(m);
   event_base_free(base);
-  pthread_mutex_destroy(&t.mu);
+  th_tally_destroy(&t);
 }
 
 static void test_manager_shutdown_before_start_cancels(void **state) {
   (void)state;
   struct event_base *base;
-  tally_t t;
+  th_tally_t t;
   tpool_manager_t *m = early_manager(&base, &t);
   assert_int_equal(tpool_manager_shutdown(m, 5.0), 0);
   th_assert_invariant(m);
@@ -479,7 +508,7 @@ static void test_manager_shutdown_before_start_cancels(void **state) {
   assert_int_equal(t.cancelled, 3);
   assert_int_equal(t.ran, 0);
   event_base_free(base);
-  pthread_mutex_destroy(&t.mu);
+  th_tally_destroy(&t);
 }
 
 /* A work function that tries to shut down its own manager. */
@@ -525,10 +554,10 @@ static void test_manager_failed_start_cancels_queued(void **state) {
   tpool_manager_t *m = NULL;
   assert_int_equal(tpool_manager_new(&o, &m), 0);
   assert_int_equal(tpool_manager_attach(m, base), 0);
-  tally_t t;
-  tally_init(&t);
+  th_tally_t t;
+  th_tally_init(&t);
   for (int i = 0; i < 3; i++)
-    assert_true(tpool_manager_submit(m, "a", "early", short_work, tally_done,
+    assert_true(tpool_manager_submit(m, "a", "early", short_work, th_tally_done,
                                      &t, NULL) > 0);
   atomic_store(&creations, 0);
   fail_from = 2; /* pool a's worker starts, pool b's cannot */
@@ -539,14 +568,14 @@ static void test_manager_failed_start_cancels_queued(void **state) {
      is left to a thread after start returns. */
   assert_int_equal(th_pool_stats(m, "a").current_workers, 0);
   assert_int_equal(
-      tpool_manager_submit(m, "a", "late", short_work, tally_done, &t, NULL),
+      tpool_manager_submit(m, "a", "late", short_work, th_tally_done, &t, NULL),
       -ESHUTDOWN);
   tpool_manager_free(m);
   assert_int_equal(t.calls, 3);
   assert_int_equal(t.ok, t.ran);
   assert_int_equal(t.ok + t.cancelled, 3);
   event_base_free(base);
-  pthread_mutex_destroy(&t.mu);
+  th_tally_destroy(&t);
 }
 
 /* The first creation waits for the test's signal, then fails: meanwhile a
@@ -563,14 +592,14 @@ static int gated_failing_create(pthread_t *t, const pthread_attr_t *a,
 
 typedef struct {
   tpool_manager_t *m;
-  tally_t *t;
+  th_tally_t *t;
   int64_t id;
 } first_submit_t;
 
 static void *first_submit(void *arg) {
   first_submit_t *f = arg;
-  f->id = tpool_manager_submit(f->m, "w", "first", short_work, tally_done, f->t,
-                               NULL);
+  f->id = tpool_manager_submit(f->m, "w", "first", short_work, th_tally_done,
+                               f->t, NULL);
   return NULL;
 }
 
@@ -582,8 +611,8 @@ static void test_manager_stranded_queue_gets_a_worker(void **state) {
   th_add_pool(&o, "w", 0, 2, 8);
   struct event_base *base = th_base_new();
   tpool_manager_t *m = th_manager(&o, base);
-  tally_t t;
-  tally_init(&t);
+  th_tally_t t;
+  th_tally_init(&t);
   th_gate_init(&create_gate);
   atomic_store(&creations, 0);
   tpool__thread_create = gated_failing_create;
@@ -594,8 +623,8 @@ static void test_manager_stranded_queue_gets_a_worker(void **state) {
   while (th_gate_waiting(&create_gate) < 1)
     sched_yield();
   /* A thread is "starting": this one queues without starting another. */
-  assert_true(tpool_manager_submit(m, "w", "second", short_work, tally_done, &t,
-                                   NULL) > 0);
+  assert_true(tpool_manager_submit(m, "w", "second", short_work, th_tally_done,
+                                   &t, NULL) > 0);
   th_gate_open(&create_gate);
   pthread_join(th, NULL);
   assert_int_equal(f.id, -EAGAIN); /* its own task was refused */
@@ -610,7 +639,7 @@ static void test_manager_stranded_queue_gets_a_worker(void **state) {
   event_base_free(base);
   th_gate_destroy(&create_gate);
   th_log_destroy(&log);
-  pthread_mutex_destroy(&t.mu);
+  th_tally_destroy(&t);
 }
 
 static int thread_count(void) {
@@ -645,6 +674,7 @@ int main(void) {
       cmocka_unit_test(test_manager_several_loops_get_their_own_completions),
       cmocka_unit_test(test_manager_attach_rejects_bad_bases),
       cmocka_unit_test(test_manager_rejects_invalid_options),
+      cmocka_unit_test(test_manager_reconfigure_applies_live_settings),
       cmocka_unit_test(test_manager_tasks_before_start_wait),
       cmocka_unit_test(test_manager_shutdown_before_start_cancels),
       cmocka_unit_test(test_manager_shutdown_from_worker_is_refused),

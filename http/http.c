@@ -1,0 +1,434 @@
+/*
+ * http.c — attaching tpool's routes to an evhttp, and the request plumbing
+ * they share: path and method dispatch, the admin token, JSON replies and
+ * JSON errors.
+ *
+ * Exact paths are registered with evhttp_set_cb() — /health,
+ * /health/thread-pools, its log-status action, /metrics and one path per
+ * pool — so the routes work beside a user's own generic callback. Paths
+ * that no exact callback claims (an unknown pool, a stray path) reach
+ * tpool_http_handle() through the generic callback that
+ * TPOOL_HTTP_NOT_FOUND installs, or through the user's own.
+ *
+ * Everything here runs on the loop thread of the evhttp's base; the only
+ * shared state is the manager, read through tpool_manager_stats().
+ */
+#include "http_internal.h"
+
+#include <sys/queue.h> /* before keyvalq_struct.h, which uses it */
+
+#include <event2/keyvalq_struct.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#define PREFIX_POOLS "/health/thread-pools"
+#define PATH_LOG_STATUS PREFIX_POOLS "/log-status"
+#define ALLOW_GET "GET, HEAD"
+#define ALLOW_POST "POST"
+
+struct tpool_http {
+  struct evhttp *http;
+  tpool_manager_t *m;
+  unsigned flags;
+  char token[TPOOL_TOKEN_MAX];
+  size_t token_len;
+  bool draining; /* answers carry Connection: close */
+  bool limits;   /* check the two below (TPOOL_HTTP_CONFIGURE) */
+  size_t max_header_size, max_body_size;
+  size_t npaths;
+  char **paths; /* the exact paths registered, for detach */
+};
+
+/* ---- replies ------------------------------------------------------------ */
+
+static int add_to_evbuffer(const char *buf, size_t size, void *data) {
+  return evbuffer_add(data, buf, size);
+}
+
+void tpool__http_reply_json(struct evhttp_request *req, int status,
+                            json_t *body) {
+  struct evbuffer *out = evbuffer_new();
+  struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+  /* ?pretty indents the body for people reading it in a terminal. */
+  const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+  size_t flags = JSON_REAL_PRECISION(9) | JSON_ENSURE_ASCII;
+  flags |= query && strstr(query, "pretty") ? JSON_INDENT(2) : JSON_COMPACT;
+  if (!out || !body || json_dump_callback(body, add_to_evbuffer, out, flags) ||
+      evbuffer_add(out, "\n", 1)) {
+    /* Out of memory: a fixed body still tells the client what happened. */
+    static const char oom[] =
+        "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}\n";
+    status = 500;
+    if (out)
+      evbuffer_drain(out, evbuffer_get_length(out));
+    if (!out || evbuffer_add_reference(out, oom, sizeof(oom) - 1, NULL, NULL)) {
+      json_decref(body);
+      evbuffer_free(out);
+      evhttp_send_error(req, 500, NULL);
+      return;
+    }
+  }
+  json_decref(body);
+  evhttp_add_header(headers, "Content-Type", "application/json");
+  evhttp_add_header(headers, "Cache-Control", "no-store");
+  evhttp_send_reply(req, status, NULL, out);
+  evbuffer_free(out);
+}
+
+static void vreply_error(struct evhttp_request *req, int status,
+                         const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  json_t *body =
+      json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg);
+  tpool__http_reply_json(req, status, body);
+}
+
+void tpool_http_reply_error(struct evhttp_request *req, int status,
+                            const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vreply_error(req, status, fmt, ap);
+  va_end(ap);
+}
+
+void tpool__http_reply_405(struct evhttp_request *req, const char *allow) {
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+  tpool_http_reply_error(req, 405, "method %s not allowed here; allowed: %s",
+                         tpool__http_method_name(req), allow);
+}
+
+const char *tpool__http_method_name(struct evhttp_request *req) {
+  switch (evhttp_request_get_command(req)) {
+  case EVHTTP_REQ_GET:
+    return "GET";
+  case EVHTTP_REQ_POST:
+    return "POST";
+  case EVHTTP_REQ_HEAD:
+    return "HEAD";
+  case EVHTTP_REQ_PUT:
+    return "PUT";
+  case EVHTTP_REQ_DELETE:
+    return "DELETE";
+  case EVHTTP_REQ_OPTIONS:
+    return "OPTIONS";
+  case EVHTTP_REQ_TRACE:
+    return "TRACE";
+  case EVHTTP_REQ_CONNECT:
+    return "CONNECT";
+  case EVHTTP_REQ_PATCH:
+    return "PATCH";
+  }
+  return "?";
+}
+
+bool tpool__http_method_is(struct evhttp_request *req, bool post) {
+  enum evhttp_cmd_type c = evhttp_request_get_command(req);
+  if (post)
+    return c == EVHTTP_REQ_POST;
+  return c == EVHTTP_REQ_GET || c == EVHTTP_REQ_HEAD;
+}
+
+char *tpool__http_path(struct evhttp_request *req) {
+  const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+  if (!raw || !*raw)
+    raw = "/";
+  size_t len = 0;
+  char *path = evhttp_uridecode(raw, 0, &len);
+  if (path && strlen(path) != len) { /* a %00 inside */
+    free(path);
+    return NULL;
+  }
+  return path;
+}
+
+/* ---- the admin token ---------------------------------------------------- */
+
+/* Compares in time that depends only on the token's length, so a client
+   cannot find the token byte by byte from response times. */
+static bool token_matches(const char *given, size_t glen, const char *want,
+                          size_t wlen) {
+  unsigned diff = glen != wlen;
+  for (size_t i = 0; i < wlen; i++)
+    diff |= (unsigned char)(i < glen ? given[i] : 0) ^ (unsigned char)want[i];
+  return diff == 0;
+}
+
+bool tpool_http_authorize(tpool_http_t *h, struct evhttp_request *req) {
+  if (h->token_len == 0)
+    return true;
+  const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                        "Authorization");
+  static const char bearer[] = "Bearer ";
+  if (auth && strncasecmp(auth, bearer, sizeof(bearer) - 1) == 0) {
+    const char *t = auth + sizeof(bearer) - 1;
+    if (token_matches(t, strlen(t), h->token, h->token_len))
+      return true;
+  }
+  evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                    "Bearer realm=\"tpool\"");
+  tpool_http_reply_error(req, 401,
+                         auth ? "wrong admin token"
+                              : "this route needs the admin token: "
+                                "Authorization: Bearer <token>");
+  return false;
+}
+
+int tpool_http_set_token(tpool_http_t *h, const char *token) {
+  if (!h)
+    return -EINVAL;
+  if (!token)
+    token = "";
+  size_t n = strlen(token);
+  if (n >= sizeof(h->token))
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)token[i] <= ' ' || token[i] == 0x7f)
+      return -EINVAL;
+  memcpy(h->token, token, n + 1);
+  h->token_len = n;
+  return 0;
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+/*
+ * libevent 2.1 answers a request over its own limits itself, with an HTML
+ * body — and with 400, not 413, for oversized headers — before any route
+ * runs, and offers no hook to change that. So evhttp's limits are set to a
+ * hard cap well above the configured ones, and the configured limits are
+ * checked here, where the answer can be a JSON 413. Only requests past the
+ * hard cap (16 times the configured header limit; the body limit plus as much
+ * again, at least 64 KiB more)
+ * get libevent's own answer.
+ */
+static size_t header_cap(size_t limit) {
+  return limit > SIZE_MAX / 16 ? SIZE_MAX : limit * 16;
+}
+
+static size_t body_cap(size_t limit) {
+  size_t extra = limit > 65536 ? limit : 65536;
+  return limit > SIZE_MAX - extra ? SIZE_MAX : limit + extra;
+}
+
+/* The bytes of the request line and header lines, as they came in. */
+static size_t header_bytes(struct evhttp_request *req) {
+  const char *uri = evhttp_request_get_uri(req);
+  size_t n = strlen(tpool__http_method_name(req)) + (uri ? strlen(uri) : 0) +
+             sizeof(" HTTP/1.1\r\n") - 1 + 2;
+  struct evkeyval *kv;
+  TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+    n += strlen(kv->key) + 2 + strlen(kv->value) + 2;
+  }
+  return n;
+}
+
+bool tpool__http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
+  if (!h->limits)
+    return true;
+  if (header_bytes(req) > h->max_header_size) {
+    tpool_http_reply_error(req, 413,
+                           "request headers are over the %zu-byte limit "
+                           "([http] max_header_size)",
+                           h->max_header_size);
+    return false;
+  }
+  size_t body = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+  if (body > h->max_body_size) {
+    tpool_http_reply_error(req, 413,
+                           "request body of %zu bytes is over the %zu-byte "
+                           "limit ([http] max_body_size)",
+                           body, h->max_body_size);
+    return false;
+  }
+  return true;
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+/* Serves a path of tpool's, or returns false. */
+static bool route(tpool_http_t *h, struct evhttp_request *req,
+                  const char *path) {
+  tpool_manager_t *m = h->m;
+  if (strcmp(path, "/health") == 0) {
+    if (!tpool__http_method_is(req, false))
+      tpool__http_reply_405(req, ALLOW_GET);
+    else
+      tpool__route_health(m, req);
+    return true;
+  }
+  if (strcmp(path, "/metrics") == 0) {
+    if (!tpool__http_method_is(req, false))
+      tpool__http_reply_405(req, ALLOW_GET);
+    else
+      tpool__route_metrics(m, req);
+    return true;
+  }
+  if (strcmp(path, PREFIX_POOLS) == 0) {
+    if (!tpool__http_method_is(req, false))
+      tpool__http_reply_405(req, ALLOW_GET);
+    else
+      tpool__route_thread_pools(m, req, NULL);
+    return true;
+  }
+  if (strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) != 0)
+    return false;
+  const char *name = path + sizeof(PREFIX_POOLS);
+  /* "log-status" is also a valid pool name: GET reads such a pool. */
+  bool is_pool = tpool_manager_pool(m, name) != NULL;
+  if (strcmp(path, PATH_LOG_STATUS) == 0 &&
+      (tpool__http_method_is(req, true) || !is_pool)) {
+    if (!tpool__http_method_is(req, true))
+      tpool__http_reply_405(req, ALLOW_POST);
+    else if (tpool_http_authorize(h, req))
+      tpool__route_log_status(m, req);
+    return true;
+  }
+  if (!is_pool)
+    tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", name);
+  else if (!tpool__http_method_is(req, false))
+    tpool__http_reply_405(req, ALLOW_GET);
+  else
+    tpool__route_thread_pools(m, req, name);
+  return true;
+}
+
+void tpool_http_set_draining(tpool_http_t *h, bool draining) {
+  if (h)
+    h->draining = draining;
+}
+
+bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req) {
+  if (!h || !req)
+    return false;
+  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+  if (h->draining && !evhttp_find_header(out, "Connection"))
+    evhttp_add_header(out, "Connection", "close");
+  if (!tpool__http_check_limits(h, req))
+    return true;
+  char *path = tpool__http_path(req);
+  if (!path) {
+    tpool_http_reply_error(req, 400, "malformed path");
+    return true;
+  }
+  bool served = route(h, req, path);
+  free(path);
+  return served;
+}
+
+static void on_route(struct evhttp_request *req, void *arg) {
+  if (!tpool_http_handle(arg, req))
+    tpool_http_reply_error(req, 404, "no such path");
+}
+
+static void on_unknown(struct evhttp_request *req, void *arg) {
+  if (!tpool_http_handle(arg, req)) {
+    char *path = tpool__http_path(req);
+    tpool_http_reply_error(req, 404, "no route for %.200s",
+                           path ? path : "this path");
+    free(path);
+  }
+}
+
+/* ---- attach and detach -------------------------------------------------- */
+
+static int add_path(tpool_http_t *h, const char *path) {
+  char *copy = strdup(path);
+  if (!copy)
+    return -ENOMEM;
+  int rc = evhttp_set_cb(h->http, copy, on_route, h);
+  if (rc != 0) {
+    free(copy);
+    return rc == -1 ? -EEXIST : -ENOMEM;
+  }
+  h->paths[h->npaths++] = copy;
+  return 0;
+}
+
+static void apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
+  struct evhttp *http = h->http;
+  h->limits = true;
+  h->max_header_size = o->max_header_size;
+  h->max_body_size = o->max_body_size;
+  evhttp_set_max_headers_size(http, (ev_ssize_t)header_cap(o->max_header_size));
+  evhttp_set_max_body_size(http, (ev_ssize_t)body_cap(o->max_body_size));
+  struct timeval tv;
+  tv.tv_sec = (time_t)o->timeout_s;
+  tv.tv_usec = (suseconds_t)((o->timeout_s - (double)tv.tv_sec) * 1e6);
+  evhttp_set_timeout_tv(http, &tv);
+}
+
+void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
+  if (h->flags & TPOOL_HTTP_CONFIGURE)
+    apply_limits(h, o);
+}
+
+int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
+                      const tpool_http_options_t *o, unsigned flags,
+                      tpool_http_t **out) {
+  if (!http || !m || !out)
+    return -EINVAL;
+  *out = NULL;
+  tpool_http_t *h = calloc(1, sizeof(*h));
+  tpool_stats_t *s = NULL;
+  int rc = h ? tpool_manager_stats(m, &s) : -ENOMEM;
+  if (rc == 0 && !(h->paths = calloc(4 + s->npools, sizeof(*h->paths))))
+    rc = -ENOMEM;
+  if (rc != 0) {
+    free(h);
+    tpool_stats_free(s);
+    return rc;
+  }
+  h->http = http;
+  h->m = m;
+  h->flags = flags;
+  if (o && tpool_http_set_token(h, o->admin_token) != 0)
+    rc = -EINVAL;
+  static const char *const fixed[] = {"/health", PREFIX_POOLS, PATH_LOG_STATUS,
+                                      "/metrics"};
+  for (size_t i = 0; rc == 0 && i < 4; i++)
+    rc = add_path(h, fixed[i]);
+  for (size_t i = 0; rc == 0 && i < s->npools; i++) {
+    char path[sizeof(PREFIX_POOLS) + TPOOL_NAME_MAX];
+    snprintf(path, sizeof(path), PREFIX_POOLS "/%s", s->pools[i].name);
+    if (strcmp(path, PATH_LOG_STATUS) != 0) /* already there */
+      rc = add_path(h, path);
+  }
+  tpool_stats_free(s);
+  if (rc != 0) {
+    tpool_http_detach(h);
+    return rc;
+  }
+  if (o && (flags & TPOOL_HTTP_CONFIGURE)) {
+    apply_limits(h, o);
+    /* Every method reaches the routes, so a wrong one gets 405 and Allow
+       rather than libevent's bare 501. */
+    evhttp_set_allowed_methods(
+        http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                  EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+  }
+  if (flags & TPOOL_HTTP_NOT_FOUND)
+    evhttp_set_gencb(http, on_unknown, h);
+  *out = h;
+  return 0;
+}
+
+void tpool_http_detach(tpool_http_t *h) {
+  if (!h)
+    return;
+  for (size_t i = 0; i < h->npaths; i++) {
+    evhttp_del_cb(h->http, h->paths[i]);
+    free(h->paths[i]);
+  }
+  if (h->flags & TPOOL_HTTP_NOT_FOUND)
+    evhttp_set_gencb(h->http, NULL, NULL);
+  free(h->paths);
+  free(h);
+}

@@ -1,0 +1,74 @@
+/*
+ * http_internal.h — what the files of http/ share: the attached routes'
+ * state, the JSON and Prometheus builders (pure functions of a stats
+ * snapshot, so tests and fuzzers call them directly) and the reply
+ * helpers. Nothing here is visible to users of tpool.
+ */
+#ifndef TPOOL_HTTP_INTERNAL_H
+#define TPOOL_HTTP_INTERNAL_H
+
+#include "tpool_http.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+/* ---- metrics.c ----------------------------------------------------------- */
+
+/* The Content-Type of /metrics. */
+#define TPOOL__METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/*
+ * Appends the Prometheus text exposition (format 0.0.4) of snapshot *s to
+ * `out`: every metric family with its # HELP and # TYPE lines, a `pool`
+ * label per pool. Numbers are written in the C locale whatever the
+ * process's locale is.
+ * Returns: 0; -ENOMEM (out may hold part of the text).
+ * Thread: any.
+ */
+int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s);
+
+/* ---- http.c: request plumbing ----------------------------------------- */
+
+/* Answers with `status` and body, which it takes over (NULL: out of
+   memory, answered with a fixed 500 body). JSON, Cache-Control: no-store;
+   indented when the query string asks for "pretty". */
+void tpool__http_reply_json(struct evhttp_request *req, int status,
+                            json_t *body);
+/* 405 with an Allow header listing `allow`. */
+void tpool__http_reply_405(struct evhttp_request *req, const char *allow);
+/* The request method as text ("GET"). */
+const char *tpool__http_method_name(struct evhttp_request *req);
+/* True for POST when `post`, else for GET or HEAD. */
+bool tpool__http_method_is(struct evhttp_request *req, bool post);
+/* The request's path, percent-decoded ("/" when empty). Returns a string
+   the caller frees with free(), or NULL if it is malformed. */
+char *tpool__http_path(struct evhttp_request *req);
+/* With TPOOL_HTTP_CONFIGURE, checks the request against the configured
+   header and body limits. Returns true, or false after answering 413. */
+bool tpool__http_check_limits(tpool_http_t *h, struct evhttp_request *req);
+/* With TPOOL_HTTP_CONFIGURE, applies the limits and timeout of *o again
+   (a config reload); new connections get them. */
+void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o);
+
+/* ---- routes_health.c: bodies of the health routes ------------------------ */
+
+/* busy / current × 100, to one decimal; 0 with no workers. */
+double tpool__utilization_percent(unsigned busy, unsigned current);
+/* The JSON of one pool, of /health/thread-pools, and of /health (with the
+   HTTP status it answers with). Each returns a new reference, or NULL if
+   out of memory. */
+json_t *tpool__json_pool(const tpool_pool_stats_t *ps);
+json_t *tpool__json_thread_pools(const tpool_stats_t *s);
+json_t *tpool__json_health(const tpool_stats_t *s, int *status);
+
+/* The route handlers, called once path and method are checked. */
+void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req);
+void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
+                               const char *pool);
+void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req);
+void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req);
+
+#endif /* TPOOL_HTTP_INTERNAL_H */

@@ -1,0 +1,394 @@
+/*
+ * server.c — tpool-server, the reference server: the pools of a config
+ * file, tpool's HTTP routes and the demo task route on one libevent loop.
+ *
+ *   tpool-server [-c FILE]      FILE defaults to ./config.ini
+ *
+ * DESIGN
+ * Who runs here: the loop thread (HTTP, signals, completions), the pools'
+ * workers and monitor, and for a drain one short-lived thread that waits
+ * in tpool_manager_shutdown() so the loop keeps answering meanwhile.
+ * Signals are libevent signal events, so their handlers run on the loop
+ * thread; tpool's workers block signals.
+ * Drain (SIGTERM, SIGINT): close the listener, then shut the manager down
+ * with [general] shutdown_timeout on the drain thread. Completions keep
+ * arriving on the loop and are answered. When the drain thread reports
+ * back, requests whose tasks are still running (past the deadline) get a
+ * 503; the loop ends once every reply has been written out, or after a
+ * short grace for clients that do not read theirs.
+ * Reload (SIGHUP): read the file again; on success apply what can change
+ * live (tpool_manager_reconfigure(), the admin token and HTTP limits); on
+ * failure keep everything and log why.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* How long written-but-unread replies may hold up the exit. */
+#define FLUSH_GRACE_S 2
+/* The loop's last turn after the drain, for replies just handed to evhttp
+   to reach their sockets. */
+#define LAST_WRITES_US 100000
+
+typedef struct server {
+  struct event_base *base;
+  tpool_manager_t *m;
+  struct evhttp *http;
+  struct evhttp_bound_socket *listener;
+  tpool_http_t *routes;
+  tpool__demo_t demo;
+  tpool_options_t *opts; /* as last loaded */
+  const char *config_path;
+  struct event *signals[3];
+  /* The drain. */
+  bool draining;
+  bool drained; /* the drain thread has reported back */
+  pthread_t drain_thread;
+  int drain_rc;
+  struct event *drained_ev;
+  struct event *grace_timer;
+} server_t;
+
+static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...)
+    TPOOL_PRINTF(3, 4);
+
+static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  tpool_manager_log(s->m, lv, "Server %s", msg);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void on_request(struct evhttp_request *req, void *arg) {
+  server_t *s = arg;
+  if (s->draining) /* finish this request, then let the client go */
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                      "close");
+  if (!tpool__http_check_limits(s->routes, req) ||
+      tpool__demo_handle(&s->demo, req) || tpool_http_handle(s->routes, req))
+    return;
+  char *path = tpool__http_path(req);
+  tpool_http_reply_error(req, 404, "no route for %.200s",
+                         path ? path : "this path");
+  free(path);
+}
+
+/* ---- drain -------------------------------------------------------------- */
+
+/* Ends the loop once the drain is over and every reply is out. */
+static void maybe_finish(void *arg) {
+  server_t *s = arg;
+  if (!s->drained || s->demo.nwaiting > 0)
+    return;
+  if (s->demo.nflushing == 0) {
+    struct timeval tv = {0, LAST_WRITES_US};
+    event_base_loopexit(s->base, &tv);
+  } else if (!evtimer_pending(s->grace_timer, NULL)) {
+    struct timeval tv = {FLUSH_GRACE_S, 0};
+    evtimer_add(s->grace_timer, &tv);
+  }
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  server_t *s = arg;
+  logf_(s, TPOOL_LOG_WARN, "%zu replies still unread after %ds; exiting",
+        s->demo.nflushing, FLUSH_GRACE_S);
+  event_base_loopbreak(s->base);
+}
+
+static void *drain_main(void *arg) {
+  server_t *s = arg;
+  s->drain_rc = tpool_manager_shutdown(s->m, s->opts->shutdown_timeout_s);
+  event_active(s->drained_ev, 0, 0); /* back to the loop thread */
+  return NULL;
+}
+
+static void on_drained(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  server_t *s = arg;
+  pthread_join(s->drain_thread, NULL);
+  s->drained = true;
+  if (s->drain_rc == -ETIMEDOUT && s->demo.nwaiting > 0) {
+    logf_(s, TPOOL_LOG_WARN,
+          "%zu tasks still running at the deadline; answering their "
+          "requests with 503",
+          s->demo.nwaiting);
+  }
+  /* Completions of drained tasks may still sit in the bridge, queued
+     behind this event; they are answered before maybe_finish() lets the
+     loop end. Only tasks that outlived the deadline are given up on. */
+  if (s->drain_rc == -ETIMEDOUT)
+    tpool__demo_abandon(&s->demo);
+  logf_(s, TPOOL_LOG_INFO, "Drained (%s); %zu requests still waiting",
+        s->drain_rc == 0 ? "every task finished" : tpool_strerror(s->drain_rc),
+        s->demo.nwaiting);
+  maybe_finish(s);
+}
+
+static void start_drain(server_t *s, const char *why) {
+  if (s->draining) {
+    logf_(s, TPOOL_LOG_INFO, "%s: already draining", why);
+    return;
+  }
+  s->draining = true;
+  tpool_http_set_draining(s->routes, true);
+  logf_(s, TPOOL_LOG_INFO,
+        "%s: draining; no new connections, deadline %.3gs for running tasks",
+        why, s->opts->shutdown_timeout_s);
+  if (s->listener) {
+    evhttp_del_accept_socket(s->http, s->listener);
+    s->listener = NULL;
+  }
+  int rc = pthread_create(&s->drain_thread, NULL, drain_main, s);
+  if (rc != 0) {
+    /* No thread: drain here. The loop stalls meanwhile, but the replies
+       are sent once it runs again. */
+    logf_(s, TPOOL_LOG_WARN, "cannot start the drain thread (%s)",
+          strerror(rc));
+    s->drain_rc = tpool_manager_shutdown(s->m, s->opts->shutdown_timeout_s);
+    s->drained = true;
+    if (s->drain_rc == -ETIMEDOUT)
+      tpool__demo_abandon(&s->demo);
+    maybe_finish(s);
+  }
+}
+
+/* ---- reload ------------------------------------------------------------- */
+
+static void reload(server_t *s) {
+  tpool_options_t *next = malloc(sizeof(*next));
+  if (!next) {
+    logf_(s, TPOOL_LOG_ERROR, "Config reload: out of memory");
+    return;
+  }
+  tpool_options_init(next);
+  tpool_config_error_t err;
+  int rc = tpool_config_load(next, s->config_path, &err);
+  if (rc == 0)
+    rc = tpool_manager_reconfigure(s->m, next, &err);
+  if (rc != 0) {
+    logf_(s, TPOOL_LOG_ERROR,
+          "Config reload failed, keeping the running configuration: %s",
+          err.text[0] ? err.text : tpool_strerror(rc));
+    free(next);
+    return;
+  }
+  if (strcmp(next->http.listen_host, s->opts->http.listen_host) != 0 ||
+      next->http.listen_port != s->opts->http.listen_port) {
+    logf_(s, TPOOL_LOG_WARN,
+          "Config reload: [http] listen changes at restart only; keeping "
+          "the running value");
+    next->http.listen_port = s->opts->http.listen_port;
+    memcpy(next->http.listen_host, s->opts->http.listen_host,
+           sizeof(next->http.listen_host));
+  }
+  tpool_http_set_token(s->routes, next->http.admin_token);
+  tpool__http_apply_limits(s->routes, &next->http);
+  free(s->opts);
+  s->opts = next;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+  (void)what;
+  server_t *s = arg;
+  if (sig == SIGHUP) {
+    if (s->draining)
+      logf_(s, TPOOL_LOG_INFO, "SIGHUP while draining: ignored");
+    else
+      reload(s);
+    return;
+  }
+  start_drain(s, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- start -------------------------------------------------------------- */
+
+/* Binds [http] listen and logs the address (the real port when 0). */
+static int listen_http(server_t *s) {
+  const tpool_http_options_t *o = &s->opts->http;
+  s->listener =
+      evhttp_bind_socket_with_handle(s->http, o->listen_host, o->listen_port);
+  if (!s->listener) {
+    logf_(s, TPOOL_LOG_ERROR, "cannot listen on %s port %u: %s", o->listen_host,
+          (unsigned)o->listen_port, strerror(errno));
+    return -1;
+  }
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  evutil_socket_t fd = evhttp_bound_socket_get_fd(s->listener);
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = o->listen_port;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+      port = ntohs(a->sin6_port);
+    } else {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+      port = ntohs(a->sin_port);
+    }
+  }
+  logf_(s, TPOOL_LOG_INFO, "Listening on http://%s%s%s:%u/",
+        ss.ss_family == AF_INET6 ? "[" : "", host,
+        ss.ss_family == AF_INET6 ? "]" : "", port);
+  return 0;
+}
+
+static int start(server_t *s) {
+  s->base = event_base_new();
+  if (!s->base)
+    return -ENOMEM;
+  int rc = tpool_manager_new(s->opts, &s->m);
+  if (rc != 0) {
+    fprintf(stderr, "tpool-server: cannot create the pools: %s\n",
+            tpool_strerror(rc));
+    return rc;
+  }
+  rc = tpool_manager_attach(s->m, s->base);
+  if (rc == 0)
+    rc = tpool_manager_start(s->m);
+  if (rc != 0) {
+    logf_(s, TPOOL_LOG_ERROR, "cannot start the pools: %s", tpool_strerror(rc));
+    return rc;
+  }
+  s->http = evhttp_new(s->base);
+  if (!s->http)
+    return -ENOMEM;
+  rc = tpool_http_attach(s->http, s->m, &s->opts->http, TPOOL_HTTP_CONFIGURE,
+                         &s->routes);
+  if (rc != 0) {
+    logf_(s, TPOOL_LOG_ERROR, "cannot attach the routes: %s",
+          tpool_strerror(rc));
+    return rc;
+  }
+  evhttp_set_gencb(s->http, on_request, s);
+  s->demo.m = s->m;
+  s->demo.routes = s->routes;
+  TAILQ_INIT(&s->demo.waiting);
+  s->demo.on_progress = maybe_finish;
+  s->demo.arg = s;
+
+  static const int sigs[3] = {SIGHUP, SIGTERM, SIGINT};
+  for (int i = 0; i < 3; i++) {
+    s->signals[i] = evsignal_new(s->base, sigs[i], on_signal, s);
+    if (!s->signals[i] || evsignal_add(s->signals[i], NULL) != 0)
+      return -ENOMEM;
+  }
+  s->drained_ev = event_new(s->base, -1, 0, on_drained, s);
+  s->grace_timer = evtimer_new(s->base, on_grace, s);
+  if (!s->drained_ev || !s->grace_timer)
+    return -ENOMEM;
+  return listen_http(s) == 0 ? 0 : -EADDRNOTAVAIL;
+}
+
+static void stop(server_t *s) {
+  /* The manager first: its last completions still reply through evhttp. */
+  if (s->m)
+    tpool_manager_free(s->m);
+  tpool_http_detach(s->routes);
+  if (s->http)
+    evhttp_free(s->http);
+  for (int i = 0; i < 3; i++)
+    if (s->signals[i])
+      event_free(s->signals[i]);
+  if (s->drained_ev)
+    event_free(s->drained_ev);
+  if (s->grace_timer)
+    event_free(s->grace_timer);
+  if (s->base)
+    event_base_free(s->base);
+  free(s->opts);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: tpool-server [-c FILE]\n"
+             "  -c, --config FILE  the config file (default ./config.ini)\n"
+             "  -h, --help         show this help\n"
+             "  -V, --version      show the version\n"
+             "Signals: SIGHUP reloads the config file; SIGTERM or SIGINT "
+             "drain and exit.\n");
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"config", required_argument, NULL, 'c'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
+  };
+  server_t s;
+  memset(&s, 0, sizeof(s));
+  s.config_path = "config.ini";
+  int c;
+  while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'c':
+      s.config_path = optarg;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      printf("tpool-server %s\n", TPOOL_VERSION);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "tpool-server: unexpected argument \"%s\"\n", argv[optind]);
+    usage(stderr);
+    return 2;
+  }
+
+  s.opts = malloc(sizeof(*s.opts));
+  if (!s.opts)
+    return 1;
+  tpool_options_init(s.opts);
+  tpool_config_error_t err;
+  if (tpool_config_load(s.opts, s.config_path, &err) != 0 ||
+      tpool_options_check(s.opts, &err) != 0) {
+    fprintf(stderr, "tpool-server: %s\n", err.text);
+    free(s.opts);
+    return 2;
+  }
+
+  /* Before any thread or base exists: libevent must lock, and a write to
+     a vanished client must not kill the process. */
+  signal(SIGPIPE, SIG_IGN);
+  if (evthread_use_pthreads() != 0) {
+    fprintf(stderr, "tpool-server: cannot make libevent thread-aware\n");
+    free(s.opts);
+    return 1;
+  }
+  int rc = start(&s);
+  if (rc == 0) {
+    event_base_dispatch(s.base);
+    logf_(&s, TPOOL_LOG_INFO, "Stopped");
+  }
+  stop(&s);
+  return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,47 @@
+/*
+ * server.h — what tpool-server's two files share: the demo task route
+ * (routes_tasks.c) and the program around it (server.c), which needs to
+ * know when every accepted task has been answered before it exits.
+ */
+#ifndef TPOOL_HTTP_SERVER_H
+#define TPOOL_HTTP_SERVER_H
+
+#include "http_internal.h"
+
+#include <sys/queue.h>
+
+/* Work functions accept `ms` in 0..TPOOL__DEMO_MS_MAX. */
+#define TPOOL__DEMO_MS_MAX 60000
+
+typedef struct tpool__demo_task tpool__demo_task_t;
+
+/* The state of POST /tasks/{pool}. All fields: loop thread only. */
+typedef struct tpool__demo {
+  tpool_manager_t *m;
+  tpool_http_t *routes; /* for the admin token */
+  /* Accepted tasks whose reply has not been handed to evhttp yet. */
+  TAILQ_HEAD(, tpool__demo_task) waiting;
+  size_t nwaiting;
+  /* Replies handed to evhttp and not yet written out. */
+  size_t nflushing;
+  /* Called whenever a count above drops, so a drain can finish. */
+  void (*on_progress)(void *arg);
+  void *arg;
+} tpool__demo_t;
+
+/*
+ * Serves POST /tasks/{pool}: validates the JSON body, submits the work to
+ * the pool and answers when the task completes.
+ * Returns: true if the path is /tasks or under it (answered or pending);
+ * false otherwise, leaving the request alone.
+ */
+bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req);
+
+/*
+ * Answers every request still waiting for its task with 503 (used when a
+ * drain's deadline passed with tasks still running); their tasks' done
+ * callbacks, if they ever run, then only free their state.
+ */
+void tpool__demo_abandon(tpool__demo_t *d);
+
+#endif /* TPOOL_HTTP_SERVER_H */

@@ -1,0 +1,126 @@
+/*
+ * tpool_http.h — tpool's HTTP routes, attached to an evhttp you own.
+ *
+ * One call, tpool_http_attach(), puts these routes on your libevent HTTP
+ * server (tpool-server uses the same call):
+ *
+ *   GET  /health                            200 {"status": "ok"}, or 503
+ *                                           with the reasons
+ *   GET  /health/thread-pools               summary and every pool
+ *   GET  /health/thread-pools/{pool}        one pool; 404 if unknown
+ *   POST /health/thread-pools/log-status    writes the status table to the
+ *                                           log now
+ *   GET  /metrics                           Prometheus text format 0.0.4
+ *
+ * Every body is built from a stats snapshot (tpool_manager_stats()), never
+ * from live pool fields. Errors are JSON: {"error": {"status": 404,
+ * "message": "..."}}. A known path with the wrong method gets 405 and an
+ * Allow header. When an admin token is set, POST routes need
+ * "Authorization: Bearer <token>" and answer 401 without it.
+ *
+ * Link with libtpool_http (pkg-config: tpool-http), which needs jansson
+ * and libevent_extra. All functions here run on the loop thread of the
+ * evhttp's event_base unless marked otherwise.
+ */
+#ifndef TPOOL_HTTP_H
+#define TPOOL_HTTP_H
+
+#include "tpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct evhttp;
+struct evhttp_request;
+
+typedef struct tpool_http tpool_http_t;
+
+/* Flags of tpool_http_attach(). */
+enum {
+  /* Apply the header and body limits and the timeout of the options to
+     the evhttp, and let every method through to the routes (so a wrong
+     one gets 405 with Allow, not libevent's 501). Leave it out when your
+     server sets its own limits. */
+  TPOOL_HTTP_CONFIGURE = 1u << 0,
+  /* Install a generic callback (evhttp_set_gencb()) that answers every
+     path no route claims with a JSON 404. Leave it out when you have your
+     own generic callback; call tpool_http_handle() from it instead. */
+  TPOOL_HTTP_NOT_FOUND = 1u << 1,
+};
+
+/*
+ * Attaches the routes above to `http`, whose event_base must be attached
+ * to `m` or at least run by the same loop. `o` gives the admin token and,
+ * with TPOOL_HTTP_CONFIGURE, the limits; NULL means no token and no
+ * limits. The token is copied.
+ * Returns: 0 and *out (caller frees with tpool_http_detach(), before
+ * evhttp_free() and tpool_manager_free()); -EINVAL if http, m or out is
+ * NULL; -EEXIST if one of the paths already has a callback on `http`;
+ * -ENOMEM.
+ * Thread: loop (of the evhttp's base), or before the loop runs.
+ */
+TPOOL_API int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
+                                const tpool_http_options_t *o, unsigned flags,
+                                tpool_http_t **out);
+
+/*
+ * Removes the routes (and the generic callback, if attach installed it)
+ * and frees *h. NULL is a no-op.
+ * Thread: loop.
+ */
+TPOOL_API void tpool_http_detach(tpool_http_t *h);
+
+/*
+ * Replaces the admin token: "" or NULL turns the check off. Used by a
+ * config reload. The token is copied.
+ * Returns: 0; -EINVAL for a token longer than TPOOL_TOKEN_MAX - 1 bytes
+ * or holding a blank or control character (the token stays as it was).
+ * Thread: loop.
+ */
+TPOOL_API int tpool_http_set_token(tpool_http_t *h, const char *token);
+
+/*
+ * Marks the server as draining (or not): every response of tpool's routes,
+ * and of tpool_http_handle(), then carries "Connection: close", so
+ * keep-alive clients finish their current request and reconnect — to
+ * another replica — instead of sending more on a connection that is about
+ * to close. Your own routes should do the same while you drain.
+ * Thread: loop.
+ */
+TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
+
+/*
+ * Serves `req` if its path belongs to tpool (/health, /health/...,
+ * /metrics), for servers with their own generic callback. Unknown pools
+ * under /health/thread-pools/ get the JSON 404 here.
+ * Returns: true if it answered the request; false if the path is not
+ * tpool's (the request is untouched and still yours to answer).
+ * Thread: loop.
+ */
+TPOOL_API bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req);
+
+/*
+ * For your own routes that change state: checks the request's
+ * Authorization header against the admin token in constant time.
+ * Returns: true when no token is set or the request carries it; false
+ * after answering the request with 401 (and a WWW-Authenticate header).
+ * Thread: loop.
+ */
+TPOOL_API bool tpool_http_authorize(tpool_http_t *h,
+                                    struct evhttp_request *req);
+
+/*
+ * Answers `req` with `status` and the JSON error body
+ * {"error": {"status": N, "message": "..."}}, the message formatted
+ * printf-style. Useful so your own routes fail the way tpool's do.
+ * Thread: loop.
+ */
+TPOOL_API void tpool_http_reply_error(struct evhttp_request *req, int status,
+                                      const char *fmt, ...) TPOOL_PRINTF(3, 4);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TPOOL_HTTP_H */

@@ -1,0 +1,122 @@
+/*
+ * reconfigure.c — applying new options to a running manager (a server's
+ * SIGHUP reload).
+ *
+ * What can change live: verbose, the status interval, the log level, and
+ * per pool the worker limits, queue limit, idle and soft timeouts. What a
+ * running manager cannot change — the set of pools, a pool's stack size,
+ * thread names and CPU affinity, the log destination, the completion batch
+ * — is left alone and named in a warning, so an operator who edits it
+ * learns that it waits for a restart instead of believing it applied.
+ *
+ * Lock order: manager `mu` (serialises reconfigurations and guards
+ * m->opts) before a pool's `mu`, taken inside tpool__pool_configure().
+ */
+#include "pools_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Logs a setting that needs a restart. */
+static void needs_restart(tpool_manager_t *m, const char *what) {
+  tpool__logf(&m->log, TPOOL_LOG_WARN,
+              "ThreadPoolManager Config reload: %s changes at restart only; "
+              "keeping the running value",
+              what);
+}
+
+static const tpool_pool_options_t *find_pool(const tpool_options_t *o,
+                                             const char *name) {
+  for (size_t i = 0; i < o->npools; i++)
+    if (strcmp(o->pools[i].name, name) == 0)
+      return &o->pools[i];
+  return NULL;
+}
+
+/* Warns about the fixed settings of pool `cur` that `next` changes. */
+static void check_fixed(tpool_manager_t *m, const tpool_pool_options_t *cur,
+                        const tpool_pool_options_t *next) {
+  const char *changed[3];
+  size_t n = 0;
+  if (cur->stack_size != next->stack_size)
+    changed[n++] = "stack_size";
+  if (strncmp(cur->thread_name, next->thread_name, TPOOL_THREAD_NAME_MAX))
+    changed[n++] = "thread_name";
+  if (cur->has_affinity != next->has_affinity ||
+      memcmp(cur->cpu_affinity, next->cpu_affinity, sizeof(cur->cpu_affinity)))
+    changed[n++] = "cpu_affinity";
+  for (size_t i = 0; i < n; i++) {
+    char what[TPOOL_NAME_MAX + 32];
+    snprintf(what, sizeof(what), "[pool.%s] %s", cur->name, changed[i]);
+    needs_restart(m, what);
+  }
+}
+
+int tpool_manager_reconfigure(tpool_manager_t *m, const tpool_options_t *o,
+                              tpool_config_error_t *err) {
+  if (err)
+    memset(err, 0, sizeof(*err));
+  if (!m || !o)
+    return -EINVAL;
+  if (tpool_options_check(o, err) != 0)
+    return -EINVAL;
+  pthread_mutex_lock(&m->mu);
+  if (m->shut) {
+    pthread_mutex_unlock(&m->mu);
+    return -ESHUTDOWN;
+  }
+  tpool_options_t *cur = m->opts;
+  char what[TPOOL_NAME_MAX + 64];
+
+  tpool_manager_set_verbose(m, o->verbose, o->status_interval_s);
+  atomic_store(&m->log.level, (int)o->log_level);
+  if (strcmp(cur->log_path, o->log_path) != 0 && !cur->log_cb)
+    needs_restart(m, "[general] log");
+  if (cur->completion_batch != o->completion_batch)
+    needs_restart(m, "completion_batch");
+  cur->verbose = o->verbose;
+  cur->status_interval_s = o->status_interval_s;
+  cur->log_level = o->log_level;
+  cur->shutdown_timeout_s = o->shutdown_timeout_s;
+  cur->http = o->http; /* the HTTP layer reads what it can apply */
+
+  for (size_t i = 0; i < o->npools; i++) {
+    const tpool_pool_options_t *next = &o->pools[i];
+    tpool_pool_options_t *was = NULL;
+    for (size_t j = 0; j < cur->npools; j++)
+      if (strcmp(cur->pools[j].name, next->name) == 0)
+        was = &cur->pools[j];
+    bool running = was && was->enabled;
+    if (next->enabled != running) {
+      snprintf(what, sizeof(what), "%s pool [pool.%s]",
+               next->enabled ? "a new" : "disabling", next->name);
+      needs_restart(m, what);
+      continue;
+    }
+    if (!running)
+      continue;
+    check_fixed(m, was, next);
+    tpool__pool_configure(tpool_manager_pool(m, next->name), next);
+    was->max_workers = next->max_workers;
+    was->min_workers = next->min_workers;
+    was->queue_limit = next->queue_limit;
+    was->idle_timeout_s = next->idle_timeout_s;
+    was->soft_timeout_s = next->soft_timeout_s;
+  }
+  for (size_t j = 0; j < cur->npools; j++) {
+    if (cur->pools[j].enabled && !find_pool(o, cur->pools[j].name)) {
+      snprintf(what, sizeof(what), "removing pool [pool.%s]",
+               cur->pools[j].name);
+      needs_restart(m, what);
+    }
+  }
+  pthread_mutex_unlock(&m->mu);
+  tpool__logf(&m->log, TPOOL_LOG_INFO,
+              "ThreadPoolManager Configuration reloaded%s%s (verbose=%s, "
+              "status_interval=%.1fs)",
+              o->config_path[0] ? " from " : "", o->config_path,
+              o->verbose ? "on" : "off", o->status_interval_s);
+  return 0;
+}

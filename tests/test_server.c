@@ -1,0 +1,1604 @@
+/*
+ * test_server.c — the real tpool-server binary, driven over HTTP on
+ * 127.0.0.1 as a user would: a bad config file stops it with exit status
+ * 2; it logs every pool it starts; every route and every error status
+ * answers as DESIGN.md says, with and without an admin token; 5000
+ * requests over the five pools leave counters that match what the client
+ * saw, in the JSON and in /metrics; promtool accepts /metrics taken under
+ * load; SIGHUP reloads the file (or keeps the running configuration when
+ * it is bad); SIGTERM during load answers every accepted request, also
+ * those of keep-alive clients that go on sending through the drain, and
+ * exits 0; clients that hang up early or send slowly harm nothing.
+ *
+ * Each case writes a config file into a mkdtemp() directory, spawns the
+ * server (path in $TPOOL_SERVER) with its stderr on a pipe that a reader
+ * thread collects, and learns the port from the "Listening on" line. The
+ * teardown kills any server a failed case left behind. Every wait is
+ * bounded by WAIT_S, which only a failure reaches.
+ */
+#include "helpers.h"
+#include "http_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+
+extern char **environ;
+
+/* The bound of every wait; generous for sanitizer builds on 2 cores. */
+#define WAIT_S 60.0
+
+static const char *const pools[] = {"io", "cpu", "inference", "embedding",
+                                    "db"};
+#define NPOOLS 5
+
+/* A small version of the five pools, so that loads queue up. */
+#define SMALL_POOLS                                                            \
+  "[pool.io]\nworkers = 4\n"                                                   \
+  "[pool.cpu]\nworkers = 4\n"                                                  \
+  "[pool.inference]\nworkers = 2\n"                                            \
+  "[pool.embedding]\nworkers = 2\n"                                            \
+  "[pool.db]\nworkers = 3\n"
+static const int small_sizes[NPOOLS] = {4, 4, 2, 2, 3};
+
+#define HTTP_LOCAL "[http]\nlisten = 127.0.0.1:0\n"
+
+/* ---- the server process -------------------------------------------------- */
+
+typedef struct server {
+  pid_t pid;
+  bool reaped;
+  int wstatus; /* from waitpid(), once reaped */
+  uint16_t port;
+  int log_fd; /* read end of the child's stdout and stderr */
+  pthread_t reader;
+  bool reader_joined;
+  pthread_mutex_t mu;
+  char *log; /* protected by mu: everything the child wrote */
+  size_t len, cap;
+} server_t;
+
+static void *read_log(void *arg) {
+  server_t *s = arg;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(s->log_fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return NULL; /* the child and its output are gone */
+    pthread_mutex_lock(&s->mu);
+    if (s->len + (size_t)n + 1 > s->cap) {
+      size_t cap = (s->len + (size_t)n + 1) * 2;
+      char *log = realloc(s->log, cap);
+      if (!log) {
+        pthread_mutex_unlock(&s->mu);
+        continue; /* keep draining the pipe so the child never blocks */
+      }
+      s->log = log;
+      s->cap = cap;
+    }
+    memcpy(s->log + s->len, buf, (size_t)n);
+    s->len += (size_t)n;
+    s->log[s->len] = '\0';
+    pthread_mutex_unlock(&s->mu);
+  }
+}
+
+/* A copy of the log so far (caller frees). */
+static char *log_copy(server_t *s) {
+  pthread_mutex_lock(&s->mu);
+  char *copy = strdup(s->log ? s->log : "");
+  pthread_mutex_unlock(&s->mu);
+  assert_non_null(copy);
+  return copy;
+}
+
+static size_t count_in(const char *text, const char *needle) {
+  size_t n = 0;
+  for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+    n++;
+  return n;
+}
+
+static size_t log_count(server_t *s, const char *needle) {
+  char *text = log_copy(s);
+  size_t n = count_in(text, needle);
+  free(text);
+  return n;
+}
+
+static void nap_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Prints the log; for failure messages. */
+static void print_log(server_t *s) {
+  char *text = log_copy(s);
+  size_t len = strlen(text);
+  const char *tail = len > 6000 ? text + len - 6000 : text;
+  print_message("---- tpool-server log%s ----\n%s\n---- end of log ----\n",
+                tail == text ? "" : " (its end)", tail);
+  free(text);
+}
+
+/* Waits until `needle` occurs at least `times` times in the log. */
+static void wait_log(server_t *s, const char *needle, size_t times) {
+  struct timespec start;
+  th_now(&start);
+  while (log_count(s, needle) < times) {
+    if (th_elapsed(&start) > WAIT_S) {
+      print_log(s);
+      fail_msg("the log never showed \"%s\" %zu time(s)", needle, times);
+    }
+    nap_ms(2);
+  }
+}
+
+/* Reaps the child if it has exited, or waits up to timeout_s for it.
+   Returns whether it has exited. */
+static bool server_wait_exit(server_t *s, double timeout_s) {
+  struct timespec start;
+  th_now(&start);
+  while (!s->reaped) {
+    pid_t r = waitpid(s->pid, &s->wstatus, WNOHANG);
+    if (r == s->pid) {
+      s->reaped = true;
+      break;
+    }
+    assert_true(r == 0 || errno == EINTR);
+    if (th_elapsed(&start) >= timeout_s)
+      return false;
+    nap_ms(5);
+  }
+  return true;
+}
+
+/* The child's exit status; fails the test if it was killed by a signal. */
+static int exit_code(server_t *s) {
+  assert_true(s->reaped);
+  if (!WIFEXITED(s->wstatus)) {
+    print_log(s);
+    fail_msg("tpool-server died of signal %d", WTERMSIG(s->wstatus));
+  }
+  return WEXITSTATUS(s->wstatus);
+}
+
+/* Waits for the rest of the output of a child that has exited. */
+static void server_join_log(server_t *s) {
+  assert_true(s->reaped);
+  if (!s->reader_joined)
+    pthread_join(s->reader, NULL); /* the pipe ends with the child */
+  s->reader_joined = true;
+}
+
+/* Kills the child if it still runs, reaps it and frees *s. */
+static void server_free(server_t *s) {
+  if (!s)
+    return;
+  if (!s->reaped) {
+    kill(s->pid, SIGKILL);
+    while (waitpid(s->pid, &s->wstatus, 0) < 0 && errno == EINTR)
+      ;
+    s->reaped = true;
+  }
+  server_join_log(s);
+  close(s->log_fd);
+  pthread_mutex_destroy(&s->mu);
+  free(s->log);
+  free(s);
+}
+
+/* ---- the fixture --------------------------------------------------------- */
+
+#define MAX_SERVERS 8
+
+typedef struct fixture {
+  struct event_base *base; /* the client's loop */
+  char dir[64];            /* mkdtemp(): config files and metrics dumps */
+  char config[128];        /* dir/config.ini */
+  server_t *servers[MAX_SERVERS];
+  size_t nservers;
+} fixture_t;
+
+static int setup(void **state) {
+  fixture_t *fx = calloc(1, sizeof(*fx));
+  assert_non_null(fx);
+  fx->base = th_base_new();
+  const char *tmp = getenv("TMPDIR");
+  snprintf(fx->dir, sizeof(fx->dir), "%s/tpool-server-XXXXXX",
+           tmp && strlen(tmp) < 32 ? tmp : "/tmp");
+  assert_non_null(mkdtemp(fx->dir));
+  snprintf(fx->config, sizeof(fx->config), "%s/config.ini", fx->dir);
+  *state = fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture_t *fx = *state;
+  for (size_t i = 0; i < fx->nservers; i++)
+    server_free(fx->servers[i]);
+  DIR *d = opendir(fx->dir);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        continue;
+      char path[sizeof(fx->dir) + 260];
+      snprintf(path, sizeof(path), "%s/%s", fx->dir, e->d_name);
+      unlink(path);
+    }
+    closedir(d);
+  }
+  rmdir(fx->dir);
+  event_base_free(fx->base);
+  free(fx);
+  return 0;
+}
+
+/* Writes `text` to `path` whole: through a temporary file and rename(), so
+   a server reloading meanwhile never reads half of it. */
+static void write_file(const char *path, const char *text) {
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  assert_non_null(f);
+  assert_int_equal(fputs(text, f) >= 0, 1);
+  assert_int_equal(fclose(f), 0);
+  assert_int_equal(rename(tmp, path), 0);
+}
+
+static void write_config(fixture_t *fx, const char *fmt, ...)
+    TPOOL_PRINTF(2, 3);
+
+static void write_config(fixture_t *fx, const char *fmt, ...) {
+  char text[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  assert_true(n > 0 && (size_t)n < sizeof(text));
+  write_file(fx->config, text);
+}
+
+/* Spawns tpool-server -c <config> plus `extra` arguments (NULL-terminated,
+   may be NULL), its stdout and stderr on the log pipe. */
+static server_t *server_spawn(fixture_t *fx, const char *const *extra) {
+  const char *exe = getenv("TPOOL_SERVER");
+  if (!exe)
+    fail_msg("TPOOL_SERVER is not set: run this test with meson test");
+  assert_true(fx->nservers < MAX_SERVERS);
+  server_t *s = calloc(1, sizeof(*s));
+  assert_non_null(s);
+  pthread_mutex_init(&s->mu, NULL);
+  int p[2];
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+
+  const char *argv[16] = {exe, "-c", fx->config};
+  size_t argc = 3;
+  for (size_t i = 0; extra && extra[i]; i++) {
+    assert_true(argc < 15);
+    argv[argc++] = extra[i];
+  }
+  argv[argc] = NULL;
+  posix_spawn_file_actions_t fa;
+  assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+  assert_int_equal(
+      posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0), 0);
+  assert_int_equal(posix_spawn_file_actions_adddup2(&fa, p[1], 1), 0);
+  assert_int_equal(posix_spawn_file_actions_adddup2(&fa, p[1], 2), 0);
+  int rc = posix_spawn(&s->pid, exe, &fa, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  if (rc != 0) {
+    close(p[0]);
+    free(s);
+    fail_msg("cannot run %s: %s", exe, strerror(rc));
+  }
+  s->log_fd = p[0];
+  assert_int_equal(pthread_create(&s->reader, NULL, read_log, s), 0);
+  fx->servers[fx->nservers++] = s;
+  return s;
+}
+
+/* Spawns the server on the config file as written and waits for its
+   "Listening on" line. */
+static server_t *server_start(fixture_t *fx) {
+  static const char needle[] = "INFO Server Listening on http://127.0.0.1:";
+  server_t *s = server_spawn(fx, NULL);
+  struct timespec start;
+  th_now(&start);
+  for (;;) {
+    char *text = log_copy(s);
+    const char *at = strstr(text, needle);
+    unsigned long port = at ? strtoul(at + sizeof(needle) - 1, NULL, 10) : 0;
+    free(text);
+    if (port > 0 && port <= 65535) {
+      s->port = (uint16_t)port;
+      return s;
+    }
+    if (server_wait_exit(s, 0) || th_elapsed(&start) > WAIT_S) {
+      print_log(s);
+      fail_msg("tpool-server did not start listening");
+    }
+    nap_ms(2);
+  }
+}
+
+/* SIGTERM, then a bounded wait; fails the test unless the server exits 0
+   by itself. */
+static void server_stop_ok(server_t *s) {
+  assert_int_equal(kill(s->pid, SIGTERM), 0);
+  if (!server_wait_exit(s, WAIT_S)) {
+    print_log(s);
+    fail_msg("tpool-server did not exit within %.0fs of SIGTERM", WAIT_S);
+  }
+  int code = exit_code(s);
+  if (code != 0) {
+    print_log(s);
+    fail_msg("tpool-server exited with status %d, not 0", code);
+  }
+}
+
+/* Waits for a server that should stop by itself; returns its exit code. */
+static int server_exit_code(server_t *s) {
+  if (!server_wait_exit(s, WAIT_S)) {
+    print_log(s);
+    fail_msg("tpool-server did not exit within %.0fs", WAIT_S);
+  }
+  return exit_code(s);
+}
+
+/* ---- requests -------------------------------------------------------------
+ */
+
+/* One request; fails the test if no answer came in time. */
+static void call(fixture_t *fx, server_t *s, const char *method,
+                 const char *path, const char *const *headers, const char *body,
+                 th_response_t *r) {
+  if (th_http(fx->base, s->port, method, path, headers, body,
+              body ? strlen(body) : 0, WAIT_S, r) != 0) {
+    print_log(s);
+    fail_msg("%s %s: no answer within %.0fs", method, path, WAIT_S);
+  }
+  if (r->status == 0) {
+    print_log(s);
+    fail_msg("%s %s: the connection failed or closed without an answer", method,
+             path);
+  }
+}
+
+/* Asserts the status, printing the body when it is not. */
+static void expect_status(const th_response_t *r, int status) {
+  if (r->status != status)
+    fail_msg("expected HTTP %d, got %d: %s", status, r->status, r->body);
+}
+
+/* A request whose JSON answer must have `status`; returns the JSON. */
+static json_t *call_json(fixture_t *fx, server_t *s, const char *method,
+                         const char *path, const char *const *headers,
+                         const char *body, int status) {
+  th_response_t r;
+  call(fx, s, method, path, headers, body, &r);
+  expect_status(&r, status);
+  const char *type = th_response_header(&r, "Content-Type");
+  if (!type || strcmp(type, "application/json") != 0)
+    fail_msg("%s %s: Content-Type %s", method, path, type ? type : "missing");
+  json_t *j = th_json(&r);
+  th_response_free(&r);
+  return j;
+}
+
+static json_t *get_json(fixture_t *fx, server_t *s, const char *path) {
+  return call_json(fx, s, "GET", path, NULL, NULL, 200);
+}
+
+/* Asserts that a JSON error answer has the shape {"error": {"status": N,
+   "message": "... <needle> ..."}}. */
+static void expect_error(const th_response_t *r, int status,
+                         const char *needle) {
+  expect_status(r, status);
+  json_t *j = th_json(r);
+  json_t *e = json_object_get(j, "error");
+  if (!json_is_object(e) ||
+      json_integer_value(json_object_get(e, "status")) != status ||
+      !json_is_string(json_object_get(e, "message")))
+    fail_msg("not a JSON error for %d: %s", status, r->body);
+  const char *msg = json_string_value(json_object_get(e, "message"));
+  if (needle && !strstr(msg, needle))
+    fail_msg("error message \"%s\" does not name \"%s\"", msg, needle);
+  json_decref(j);
+}
+
+/* A request that must fail with a JSON error of `status`. */
+static void call_error(fixture_t *fx, server_t *s, const char *method,
+                       const char *path, const char *const *headers,
+                       const char *body, int status, const char *needle) {
+  th_response_t r;
+  call(fx, s, method, path, headers, body, &r);
+  expect_error(&r, status, needle);
+  th_response_free(&r);
+}
+
+/* The members a test reads, asserted to exist with the right type. */
+static json_int_t jint(const json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_integer(v))
+    fail_msg("\"%s\" is missing or not an integer", key);
+  return json_integer_value(v);
+}
+
+static double jnum(const json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_number(v))
+    fail_msg("\"%s\" is missing or not a number", key);
+  return json_number_value(v);
+}
+
+static const char *jstr(const json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_string(v))
+    fail_msg("\"%s\" is missing or not a string", key);
+  return json_string_value(v);
+}
+
+static json_t *jobj(const json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_object(v))
+    fail_msg("\"%s\" is missing or not an object", key);
+  return v;
+}
+
+/* A pool of /health/thread-pools, the object of /health/thread-pools/{pool}
+   or NULL for all of them. Caller json_decref()s. */
+static json_t *get_pool(fixture_t *fx, server_t *s, const char *pool) {
+  char path[128];
+  snprintf(path, sizeof(path), "/health/thread-pools/%s", pool);
+  return get_json(fx, s, path);
+}
+
+/* POST /tasks/{pool} with `body`; returns the HTTP status, and the task id
+   when it is 200. */
+static int post_task(fixture_t *fx, server_t *s, const char *pool,
+                     const char *body, const char *const *headers,
+                     json_int_t *id) {
+  char path[128];
+  snprintf(path, sizeof(path), "/tasks/%s", pool);
+  th_response_t r;
+  call(fx, s, "POST", path, headers, body, &r);
+  int status = r.status;
+  if (status == 200 && id) {
+    json_t *j = th_json(&r);
+    *id = jint(j, "id");
+    json_decref(j);
+  }
+  th_response_free(&r);
+  return status;
+}
+
+/* ---- bad configs ----------------------------------------------------------
+ */
+
+/* Runs the server on `config` (and `extra` arguments); it must exit 2
+   without listening, its output naming every one of `needles`. */
+static void expect_refused_start(fixture_t *fx, const char *config,
+                                 const char *const *extra,
+                                 const char *const *needles) {
+  write_file(fx->config, config);
+  server_t *s = server_spawn(fx, extra);
+  int code = server_exit_code(s);
+  server_join_log(s);
+  char *text = log_copy(s);
+  bool ok = code == 2 && !strstr(text, "Listening");
+  for (size_t i = 0; ok && needles[i]; i++)
+    ok = strstr(text, needles[i]) != NULL;
+  if (!ok) {
+    print_log(s);
+    fail_msg("expected exit status 2 and a message naming %s; got status %d",
+             needles[0], code);
+  }
+  free(text);
+}
+
+static void test_server_bad_config_exits_2(void **state) {
+  fixture_t *fx = *state;
+  char where[256];
+  /* Line 4 holds the bad value. */
+  snprintf(where, sizeof(where), "%s:4: [pool.cpu] workers", fx->config);
+  expect_refused_start(
+      fx, "[general]\nverbose = false\n[pool.cpu]\nworkers = abc\n" HTTP_LOCAL,
+      NULL, (const char *const[]){where, "\"abc\"", NULL});
+
+  snprintf(where, sizeof(where), "%s:4: [general] bogus", fx->config);
+  expect_refused_start(fx, HTTP_LOCAL "[general]\nbogus = 1\n", NULL,
+                       (const char *const[]){where, "unknown key", NULL});
+
+  snprintf(where, sizeof(where), "%s:1: [nope]", fx->config);
+  expect_refused_start(fx, "[nope]\n" HTTP_LOCAL, NULL,
+                       (const char *const[]){where, "unknown section", NULL});
+
+  /* An unknown command-line option. */
+  expect_refused_start(fx, HTTP_LOCAL, (const char *const[]){"--bogus", NULL},
+                       (const char *const[]){"usage", NULL});
+
+  /* A file that is not there. */
+  char missing[192];
+  snprintf(missing, sizeof(missing), "%s/missing.ini", fx->dir);
+  expect_refused_start(fx, HTTP_LOCAL,
+                       (const char *const[]){"-c", missing, NULL},
+                       (const char *const[]){missing, NULL});
+}
+
+/* ---- startup --------------------------------------------------------------
+ */
+
+/* The shipped config.ini, on port 0. */
+static void write_shipped_config(fixture_t *fx) {
+  const char *root = getenv("TPOOL_SOURCE_ROOT");
+  if (!root)
+    fail_msg("TPOOL_SOURCE_ROOT is not set: run this test with meson test");
+  char path[PATH_MAX];
+  snprintf(path, sizeof(path), "%s/config.ini", root);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char text[16384], line[512];
+  size_t len = 0;
+  bool replaced = false;
+  while (fgets(line, sizeof(line), f)) {
+    const char *out = line;
+    if (strncmp(line, "listen", 6) == 0) {
+      out = "listen = 127.0.0.1:0\n";
+      replaced = true;
+    }
+    size_t n = strlen(out);
+    assert_true(len + n < sizeof(text));
+    memcpy(text + len, out, n);
+    len += n;
+  }
+  fclose(f);
+  text[len] = '\0';
+  assert_true(replaced);
+  write_file(fx->config, text);
+}
+
+static void test_server_startup_logs_every_pool(void **state) {
+  fixture_t *fx = *state;
+  write_shipped_config(fx);
+  server_t *s = server_start(fx);
+  static const int sizes[NPOOLS] = {50, 30, 20, 15, 25};
+  char *text = log_copy(s);
+  for (int i = 0; i < NPOOLS; i++) {
+    char any[64], line[64];
+    snprintf(any, sizeof(any), "ThreadPool[%s] Started ", pools[i]);
+    snprintf(line, sizeof(line), "ThreadPool[%s] Started %d workers", pools[i],
+             sizes[i]);
+    if (count_in(text, any) != 1 || count_in(text, line) != 1) {
+      print_log(s);
+      fail_msg("expected one line \"%s\"", line);
+    }
+  }
+  free(text);
+
+  json_t *j = get_json(fx, s, "/health/thread-pools");
+  json_t *summary = jobj(j, "summary");
+  assert_int_equal(jint(summary, "total_workers"), 140);
+  json_t *ps = jobj(j, "pools");
+  assert_int_equal(json_object_size(ps), NPOOLS);
+  for (int i = 0; i < NPOOLS; i++)
+    assert_int_equal(jint(jobj(ps, pools[i]), "max_workers"), sizes[i]);
+  json_decref(j);
+  server_stop_ok(s);
+}
+
+/* ---- routes ---------------------------------------------------------------
+ */
+
+/* Checks the fields clients rely on in one pool's JSON. */
+static void check_pool_shape(const json_t *p, const char *name, int size) {
+  assert_string_equal(jstr(p, "name"), name);
+  assert_int_equal(jint(p, "max_workers"), size);
+  assert_int_equal(jint(p, "min_workers"), size);
+  json_int_t current = jint(p, "current_workers");
+  json_int_t active = jint(p, "active_threads");
+  json_int_t idle = jint(p, "idle_threads");
+  assert_true(current >= 0 && current <= size);
+  assert_true(active >= 0 && idle >= 0 && active + idle <= current);
+  assert_true(jint(p, "queued_tasks") >= 0);
+  assert_true(jint(p, "queue_limit") > 0);
+  double util = jnum(p, "utilization_percent");
+  assert_true(util >= 0 && util <= 100);
+  static const char *const counters[] = {"submitted", "rejected",  "completed",
+                                         "failed",    "cancelled", "expired"};
+  for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+    assert_true(jint(p, counters[i]) >= 0);
+  static const char *const latencies[] = {"run_time_s", "queue_wait_s"};
+  for (size_t i = 0; i < 2; i++) {
+    json_t *l = jobj(p, latencies[i]);
+    assert_true(jint(l, "count") >= 0);
+    double p50 = jnum(l, "p50"), p90 = jnum(l, "p90"), p99 = jnum(l, "p99");
+    assert_true(p50 >= 0 && p50 <= p90 && p90 <= p99);
+    assert_true(jnum(l, "max") >= 0 && jnum(l, "mean") >= 0);
+  }
+  assert_true(json_is_array(json_object_get(p, "active_tasks")));
+}
+
+static void write_small_config(fixture_t *fx, const char *extra) {
+  write_config(fx, HTTP_LOCAL "%s\n" SMALL_POOLS, extra);
+}
+
+static void test_server_health_routes(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+
+  json_t *j = get_json(fx, s, "/health");
+  json_t *want = json_pack("{s:s}", "status", "ok");
+  assert_true(json_equal(j, want));
+  json_decref(want);
+  json_decref(j);
+
+  th_response_t r;
+  call(fx, s, "HEAD", "/health", NULL, NULL, &r);
+  expect_status(&r, 200);
+  assert_int_equal(r.body_len, 0);
+  th_response_free(&r);
+
+  j = get_json(fx, s, "/health/thread-pools");
+  json_t *summary = jobj(j, "summary"), *ps = jobj(j, "pools");
+  assert_int_equal(json_object_size(ps), NPOOLS);
+  json_int_t workers = 0, active = 0, queued = 0;
+  for (int i = 0; i < NPOOLS; i++) {
+    json_t *p = jobj(ps, pools[i]);
+    check_pool_shape(p, pools[i], small_sizes[i]);
+    workers += jint(p, "current_workers");
+    active += jint(p, "active_threads");
+    queued += jint(p, "queued_tasks");
+  }
+  assert_int_equal(jint(summary, "total_workers"), workers);
+  assert_int_equal(jint(summary, "total_active"), active);
+  assert_int_equal(jint(summary, "total_queued"), queued);
+  double util = jnum(summary, "utilization_percent");
+  assert_true(util >= 0 && util <= 100);
+  json_decref(j);
+
+  j = get_pool(fx, s, "cpu");
+  check_pool_shape(j, "cpu", 4);
+  json_decref(j);
+
+  /* ?pretty indents. */
+  call(fx, s, "GET", "/health/thread-pools/db?pretty", NULL, NULL, &r);
+  expect_status(&r, 200);
+  assert_non_null(strstr(r.body, "\n  \"max_workers\": 3"));
+  th_response_free(&r);
+
+  call(fx, s, "GET", "/metrics", NULL, NULL, &r);
+  expect_status(&r, 200);
+  const char *type = th_response_header(&r, "Content-Type");
+  assert_non_null(type);
+  if (strncmp(type, "text/plain", 10) != 0 || !strstr(type, "version=0.0.4"))
+    fail_msg("/metrics Content-Type: %s", type);
+  assert_non_null(strstr(r.body, "\ntpool_pool_workers_max{pool=\"db\"} 3\n"));
+  th_response_free(&r);
+
+  size_t tables = log_count(s, "ThreadPoolManager Current Status:");
+  j = call_json(fx, s, "POST", "/health/thread-pools/log-status", NULL, NULL,
+                200);
+  assert_string_equal(jstr(j, "status"), "ok");
+  json_decref(j);
+  wait_log(s, "ThreadPoolManager Current Status:", tables + 1);
+  wait_log(s, "Total: ", 1);
+  server_stop_ok(s);
+}
+
+static void test_server_error_statuses(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "max_header_size = 1K\nmax_body_size = 1K\n");
+  server_t *s = server_start(fx);
+
+  call_error(fx, s, "GET", "/health/thread-pools/nope", NULL, NULL, 404,
+             "nope");
+  call_error(fx, s, "GET", "/nope", NULL, NULL, 404, "/nope");
+  call_error(fx, s, "GET", "/", NULL, NULL, 404, NULL);
+  call_error(fx, s, "POST", "/tasks/nope", NULL, "{\"work\":\"sleep\"}", 404,
+             "nope");
+  call_error(fx, s, "POST", "/tasks", NULL, "{\"work\":\"sleep\"}", 404, NULL);
+
+  /* Known paths, wrong methods. */
+  static const struct {
+    const char *method, *path, *allow;
+  } wrong[] = {
+      {"POST", "/health", "GET, HEAD"},
+      {"DELETE", "/metrics", "GET, HEAD"},
+      {"PUT", "/health/thread-pools", "GET, HEAD"},
+      {"POST", "/health/thread-pools/cpu", "GET, HEAD"},
+      {"GET", "/health/thread-pools/log-status", "POST"},
+      {"GET", "/tasks/cpu", "POST"},
+      {"PATCH", "/tasks/cpu", "POST"},
+      {"OPTIONS", "/health", "GET, HEAD"},
+  };
+  for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+    th_response_t r;
+    call(fx, s, wrong[i].method, wrong[i].path, NULL, NULL, &r);
+    expect_error(&r, 405, NULL);
+    const char *allow = th_response_header(&r, "Allow");
+    if (!allow || strcmp(allow, wrong[i].allow) != 0)
+      fail_msg("%s %s: Allow %s, expected %s", wrong[i].method, wrong[i].path,
+               allow ? allow : "missing", wrong[i].allow);
+    th_response_free(&r);
+  }
+
+  /* Over [http] max_header_size: 413 in JSON. */
+  char big[1600] = "X-Filler: ";
+  memset(big + 10, 'a', sizeof(big) - 11);
+  big[sizeof(big) - 1] = '\0';
+  call_error(fx, s, "GET", "/health", (const char *const[]){big, NULL}, NULL,
+             413, "max_header_size");
+  /* Over max_body_size: 413 in JSON, and nothing submitted. */
+  char body[1500];
+  memset(body, ' ', sizeof(body) - 1);
+  body[0] = '{';
+  body[sizeof(body) - 2] = '}';
+  body[sizeof(body) - 1] = '\0';
+  call_error(fx, s, "POST", "/tasks/cpu", NULL, body, 413, "max_body_size");
+  /* Far over the limits too (libevent's own caps are higher). */
+  char huge_body[5000];
+  memset(huge_body, ' ', sizeof(huge_body) - 1);
+  huge_body[0] = '{';
+  huge_body[sizeof(huge_body) - 2] = '}';
+  huge_body[sizeof(huge_body) - 1] = '\0';
+  th_response_t r;
+  call(fx, s, "POST", "/tasks/cpu", NULL, huge_body, &r);
+  expect_status(&r, 413);
+  th_response_free(&r);
+
+  json_t *cpu = get_pool(fx, s, "cpu");
+  assert_int_equal(jint(cpu, "submitted"), 0);
+  json_decref(cpu);
+  server_stop_ok(s);
+}
+
+/* The answer of a task must name its pool and say how it went. */
+static void check_task_answer(const th_response_t *r, int status,
+                              const char *pool, const char *name,
+                              const char *word) {
+  expect_status(r, status);
+  json_t *j = th_json(r);
+  assert_true(jint(j, "id") > 0);
+  assert_string_equal(jstr(j, "pool"), pool);
+  assert_string_equal(jstr(j, "name"), name);
+  assert_string_equal(jstr(j, "status"), word);
+  assert_true(jnum(j, "queue_wait_s") >= 0);
+  assert_true(jnum(j, "run_s") >= 0);
+  json_decref(j);
+}
+
+static void test_server_task_route(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+
+  th_response_t r;
+  call(fx, s, "POST", "/tasks/cpu", NULL,
+       "{\"name\":\"resize_image\",\"work\":\"sleep\",\"ms\":20}", &r);
+  check_task_answer(&r, 200, "cpu", "resize_image", "ok");
+  json_t *j = th_json(&r);
+  assert_true(jnum(j, "run_s") >= 0.019); /* it slept 20 ms */
+  json_decref(j);
+  th_response_free(&r);
+
+  call(fx, s, "POST", "/tasks/cpu", NULL, "{\"work\":\"spin\",\"ms\":3}", &r);
+  check_task_answer(&r, 200, "cpu", "task", "ok");
+  th_response_free(&r);
+
+  /* A failing work function: 500, and the outcome says so. */
+  call(fx, s, "POST", "/tasks/cpu", NULL,
+       "{\"name\":\"doomed\",\"work\":\"fail\",\"ms\":1}", &r);
+  check_task_answer(&r, 500, "cpu", "doomed", "failed");
+  th_response_free(&r);
+
+  /* Bad requests name the field at fault; none is submitted. */
+  static const struct {
+    const char *body, *field;
+  } bad[] = {
+      {"{\"work\":", "body"},
+      {"not json", "body"},
+      {"[1,2]", "body"},
+      {"", "body"},
+      {"{\"work\":\"sleep\",\"ms\":60001}", "ms"},
+      {"{\"work\":\"sleep\",\"ms\":-1}", "ms"},
+      {"{\"work\":\"sleep\",\"ms\":\"5\"}", "ms"},
+      {"{\"work\":\"sleep\",\"ms\":1.5}", "ms"},
+      {"{\"work\":\"nap\"}", "work"},
+      {"{\"ms\":5}", "work"},
+      {"{\"work\":\"sleep\",\"name\":\"\"}", "name"},
+      {"{\"work\":\"sleep\",\"colour\":\"red\"}", "colour"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    call_error(fx, s, "POST", "/tasks/cpu", NULL, bad[i].body, 400,
+               bad[i].field);
+
+  json_t *cpu = get_pool(fx, s, "cpu");
+  assert_int_equal(jint(cpu, "submitted"), 3);
+  assert_int_equal(jint(cpu, "completed"), 2);
+  assert_int_equal(jint(cpu, "failed"), 1);
+  assert_int_equal(jint(jobj(cpu, "run_time_s"), "count"), 3);
+  json_decref(cpu);
+  server_stop_ok(s);
+}
+
+/* ---- loads ----------------------------------------------------------------
+ */
+
+/* One task request per call, as described by the load's fields. */
+typedef struct task_load {
+  const char *const *pools; /* request n goes to pools[n % npools] */
+  size_t npools;
+  unsigned sleep_ms; /* when set, every task sleeps this long */
+  bool short_mixed;  /* else: sleep or spin 0..2 ms */
+  const char *const *headers;
+  char body[128]; /* of the request being made */
+  char path[64];
+  /* What the client saw, per pool (by index in `pools`). */
+  size_t started[NPOOLS + 1];
+  size_t ok[NPOOLS + 1];
+  size_t bad_answers; /* 200s whose JSON did not match the request */
+  size_t retry_after; /* 429s that carried Retry-After */
+} task_load_t;
+
+static bool task_next(size_t n, th_request_t *req, void *arg) {
+  task_load_t *t = arg;
+  size_t p = n % t->npools;
+  unsigned ms = t->sleep_ms;
+  const char *work = "sleep";
+  if (t->short_mixed) {
+    ms = (unsigned)(n / 7 % 3);
+    work = n / t->npools % 2 ? "spin" : "sleep";
+  }
+  snprintf(t->path, sizeof(t->path), "/tasks/%s", t->pools[p]);
+  int len = snprintf(t->body, sizeof(t->body),
+                     "{\"name\":\"load_%zu\",\"work\":\"%s\",\"ms\":%u}", n,
+                     work, ms);
+  req->method = "POST";
+  req->path = t->path;
+  req->headers = t->headers;
+  req->body = t->body;
+  req->body_len = (size_t)len;
+  t->started[p]++;
+  return true;
+}
+
+static void task_answer(size_t n, const th_response_t *r, void *arg) {
+  task_load_t *t = arg;
+  size_t p = n % t->npools;
+  if (r->status == 429 && th_response_header(r, "Retry-After"))
+    t->retry_after++;
+  if (r->status != 200)
+    return;
+  t->ok[p]++;
+  json_error_t err;
+  json_t *j = json_loadb(r->body, r->body_len, 0, &err);
+  char name[32];
+  snprintf(name, sizeof(name), "load_%zu", n);
+  json_t *jp = json_object_get(j, "pool"), *jn = json_object_get(j, "name"),
+         *js = json_object_get(j, "status");
+  if (!j || !json_is_string(jp) || !json_is_string(jn) || !json_is_string(js) ||
+      strcmp(json_string_value(jp), t->pools[p]) != 0 ||
+      strcmp(json_string_value(jn), name) != 0 ||
+      strcmp(json_string_value(js), "ok") != 0)
+    t->bad_answers++;
+  json_decref(j);
+}
+
+static void print_load(const th_load_stats_t *st) {
+  print_message("load: started %zu, sent %zu, answered %zu, lost %zu, "
+                "refused %zu\n",
+                st->started, st->sent, st->answered, st->lost, st->refused);
+  for (int i = 0; i < 600; i++)
+    if (st->by_status[i])
+      print_message("  HTTP %d: %zu\n", i, st->by_status[i]);
+}
+
+/* Runs a load to its end; fails the test if it does not end in time. */
+static void run_load(server_t *s, th_load_t *l) {
+  if (!th_load_run(l, WAIT_S)) {
+    print_load(th_load_stats(l));
+    print_log(s);
+    fail_msg("the load did not finish within %.0fs", WAIT_S);
+  }
+}
+
+static bool load_started_at_least(void *arg) {
+  void **a = arg;
+  return th_load_stats(a[0])->started >= *(size_t *)a[1];
+}
+
+/* Runs the loop until the load has started `n` requests. */
+static void run_load_until_started(fixture_t *fx, server_t *s, th_load_t *l,
+                                   size_t n) {
+  void *a[2] = {l, &n};
+  if (!th_run_until(fx->base, load_started_at_least, a, WAIT_S)) {
+    print_load(th_load_stats(l));
+    print_log(s);
+    fail_msg("the load never started %zu requests", n);
+  }
+}
+
+/* Polls /health/thread-pools until no pool has work queued or running, and
+   returns that answer (caller json_decref()s). */
+static json_t *wait_quiescent(fixture_t *fx, server_t *s) {
+  struct timespec start;
+  th_now(&start);
+  for (;;) {
+    json_t *j = get_json(fx, s, "/health/thread-pools");
+    json_t *summary = jobj(j, "summary");
+    if (jint(summary, "total_active") == 0 &&
+        jint(summary, "total_queued") == 0)
+      return j;
+    json_decref(j);
+    if (th_elapsed(&start) > WAIT_S) {
+      print_log(s);
+      fail_msg("the pools never went idle");
+    }
+    nap_ms(5);
+  }
+}
+
+/* Polls /health/thread-pools/{pool}, running the loop between polls, until
+   a task runs there; returns that answer (caller json_decref()s). */
+static json_t *wait_running_task(fixture_t *fx, server_t *s, const char *pool) {
+  struct timespec start;
+  th_now(&start);
+  for (;;) {
+    json_t *p = get_pool(fx, s, pool);
+    json_t *active = json_object_get(p, "active_tasks");
+    assert_true(json_is_array(active));
+    if (json_array_size(active) > 0)
+      return p;
+    json_decref(p);
+    if (th_elapsed(&start) > WAIT_S) {
+      print_log(s);
+      fail_msg("no task ever ran in pool %s", pool);
+    }
+    th_run_until(fx->base, NULL, NULL, 0.005);
+  }
+}
+
+static void test_server_full_queue_answers_429(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "[pool.tiny]\nworkers = 1\nqueue_limit = 1\n");
+  server_t *s = server_start(fx);
+
+  /* One task runs; of five more sent at once, one waits in the queue and
+     four are refused at once. */
+  static const char *const tiny[] = {"tiny"};
+  task_load_t first = {.pools = tiny, .npools = 1, .sleep_ms = 800};
+  th_load_t *l1 =
+      th_load_start(fx->base, s->port, 1, 1, task_next, task_answer, &first);
+  json_decref(wait_running_task(fx, s, "tiny"));
+  task_load_t t = {.pools = tiny, .npools = 1, .sleep_ms = 800};
+  th_load_t *l =
+      th_load_start(fx->base, s->port, 5, 5, task_next, task_answer, &t);
+  run_load(s, l);
+  run_load(s, l1);
+  assert_int_equal(th_load_stats(l1)->by_status[200], 1);
+  const th_load_stats_t *st = th_load_stats(l);
+  if (st->answered != 5 || st->by_status[200] != 1 || st->by_status[429] != 4) {
+    print_load(st);
+    fail_msg("expected one 200 and four 429s");
+  }
+  assert_int_equal(t.retry_after, 4);
+  assert_int_equal(t.bad_answers + first.bad_answers, 0);
+  th_load_free(l);
+  th_load_free(l1);
+
+  json_t *p = get_pool(fx, s, "tiny");
+  assert_int_equal(jint(p, "submitted"), 6);
+  assert_int_equal(jint(p, "rejected"), 4);
+  assert_int_equal(jint(p, "completed"), 2);
+  assert_int_equal(jint(p, "queue_limit"), 1);
+  json_decref(p);
+
+  /* A pool that refused work just now makes /health degraded. */
+  json_t *h = call_json(fx, s, "GET", "/health", NULL, NULL, 503);
+  assert_string_equal(jstr(h, "status"), "degraded");
+  json_t *reasons = json_object_get(h, "reasons");
+  assert_true(json_is_array(reasons) && json_array_size(reasons) >= 1);
+  json_t *reason = json_array_get(reasons, 0);
+  assert_string_equal(jstr(reason, "pool"), "tiny");
+  assert_string_equal(jstr(reason, "reason"), "rejecting");
+  json_decref(h);
+  server_stop_ok(s);
+}
+
+static void test_server_running_task_is_listed(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+
+  static const char *const db[] = {"db"};
+  task_load_t t = {.pools = db, .npools = 1, .sleep_ms = 1000};
+  th_load_t *l =
+      th_load_start(fx->base, s->port, 1, 1, task_next, task_answer, &t);
+  /* th_http() runs the loop, so the load goes on while we look. */
+  json_t *p = wait_running_task(fx, s, "db");
+  json_t *task = json_array_get(json_object_get(p, "active_tasks"), 0);
+  assert_true(jint(task, "id") > 0);
+  assert_string_equal(jstr(task, "name"), "load_0");
+  double running = jnum(task, "running_for_s");
+  assert_true(running >= 0 && running < WAIT_S);
+  assert_true(json_is_false(json_object_get(task, "stuck")));
+  assert_int_equal(jint(p, "active_threads"), 1);
+  assert_true(jnum(p, "utilization_percent") > 0);
+  char line[64];
+  snprintf(line, sizeof(line), "Task #%" JSON_INTEGER_FORMAT ": load_0",
+           jint(task, "id"));
+  json_decref(p);
+
+  json_t *all = get_json(fx, s, "/health/thread-pools");
+  assert_true(jint(jobj(all, "summary"), "total_active") >= 1);
+  json_decref(all);
+  /* The status table lists it too. */
+  json_decref(call_json(fx, s, "POST", "/health/thread-pools/log-status", NULL,
+                        NULL, 200));
+  wait_log(s, line, 1);
+
+  run_load(s, l);
+  assert_int_equal(th_load_stats(l)->by_status[200], 1);
+  th_load_free(l);
+  server_stop_ok(s);
+}
+
+/* ---- the admin token ------------------------------------------------------
+ */
+
+static void test_server_admin_token(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "admin_token = s3cret\n");
+  server_t *s = server_start(fx);
+  const char *const none[] = {NULL};
+  const char *const wrong[] = {"Authorization: Bearer s3cre", NULL};
+  const char *const basic[] = {"Authorization: Basic s3cret", NULL};
+  const char *const right[] = {"Authorization: Bearer s3cret", NULL};
+  static const char task[] = "{\"work\":\"sleep\",\"ms\":1}";
+
+  /* Refused without the token, and the refusal does nothing. */
+  const char *const *refused[] = {none, wrong, basic};
+  for (size_t i = 0; i < 3; i++) {
+    th_response_t r;
+    call(fx, s, "POST", "/health/thread-pools/log-status", refused[i], NULL,
+         &r);
+    expect_error(&r, 401, NULL);
+    assert_non_null(th_response_header(&r, "WWW-Authenticate"));
+    th_response_free(&r);
+    call(fx, s, "POST", "/tasks/cpu", refused[i], task, &r);
+    expect_error(&r, 401, NULL);
+    th_response_free(&r);
+  }
+  /* Anything a refused request logged would come before this line. */
+  assert_int_equal(kill(s->pid, SIGHUP), 0);
+  wait_log(s, "Configuration reloaded", 1);
+  assert_int_equal(log_count(s, "Current Status:"), 0);
+  json_t *cpu = get_pool(fx, s, "cpu");
+  assert_int_equal(jint(cpu, "submitted"), 0);
+  json_decref(cpu);
+
+  /* Accepted with it. */
+  json_decref(call_json(fx, s, "POST", "/health/thread-pools/log-status", right,
+                        NULL, 200));
+  wait_log(s, "ThreadPoolManager Current Status:", 1);
+  json_int_t id = 0;
+  assert_int_equal(post_task(fx, s, "cpu", task, right, &id), 200);
+  assert_true(id > 0);
+
+  /* Reading needs no token. */
+  static const char *const reads[] = {"/health", "/health/thread-pools",
+                                      "/health/thread-pools/cpu", "/metrics"};
+  for (size_t i = 0; i < 4; i++) {
+    th_response_t r;
+    call(fx, s, "GET", reads[i], NULL, NULL, &r);
+    expect_status(&r, 200);
+    th_response_free(&r);
+  }
+  cpu = get_pool(fx, s, "cpu");
+  assert_int_equal(jint(cpu, "submitted"), 1);
+  json_decref(cpu);
+  server_stop_ok(s);
+}
+
+/* ---- counters under load --------------------------------------------------
+ */
+
+/* The value of sample `name{labels}` in a /metrics text; fails the test if
+   it is missing. */
+static double metric(const char *text, const char *name, const char *labels) {
+  char head[256];
+  snprintf(head, sizeof(head), "\n%s{%s} ", name, labels);
+  const char *at = strstr(text, head);
+  if (!at)
+    fail_msg("/metrics has no sample %s{%s}", name, labels);
+  return strtod(at + strlen(head), NULL);
+}
+
+/* Asserts that /metrics says what the JSON of the same idle server says. */
+static void check_metrics_match(const char *text, const json_t *all) {
+  static const struct {
+    const char *metric, *field;
+  } same[] = {
+      {"tpool_pool_workers", "current_workers"},
+      {"tpool_pool_workers_busy", "active_threads"},
+      {"tpool_pool_workers_idle", "idle_threads"},
+      {"tpool_pool_workers_max", "max_workers"},
+      {"tpool_pool_workers_min", "min_workers"},
+      {"tpool_pool_queued_tasks", "queued_tasks"},
+      {"tpool_pool_queue_limit", "queue_limit"},
+      {"tpool_tasks_submitted_total", "submitted"},
+      {"tpool_tasks_rejected_total", "rejected"},
+      {"tpool_tasks_completed_total", "completed"},
+      {"tpool_tasks_failed_total", "failed"},
+      {"tpool_tasks_cancelled_total", "cancelled"},
+      {"tpool_tasks_expired_total", "expired"},
+  };
+  json_t *ps = jobj(all, "pools");
+  for (int i = 0; i < NPOOLS; i++) {
+    json_t *p = jobj(ps, pools[i]);
+    char label[64], inf[96];
+    snprintf(label, sizeof(label), "pool=\"%s\"", pools[i]);
+    snprintf(inf, sizeof(inf), "pool=\"%s\",le=\"+Inf\"", pools[i]);
+    for (size_t k = 0; k < sizeof(same) / sizeof(same[0]); k++) {
+      double m = metric(text, same[k].metric, label);
+      json_int_t v = jint(p, same[k].field);
+      if (m != (double)v)
+        fail_msg(
+            "pool %s: %s is %.17g but the JSON's %s is %" JSON_INTEGER_FORMAT,
+            pools[i], same[k].metric, m, same[k].field, v);
+    }
+    static const struct {
+      const char *metric, *field;
+    } hist[] = {{"tpool_task_run_seconds", "run_time_s"},
+                {"tpool_task_queue_wait_seconds", "queue_wait_s"}};
+    for (size_t k = 0; k < 2; k++) {
+      char count[96], bucket[96], sum[96];
+      snprintf(count, sizeof(count), "%s_count", hist[k].metric);
+      snprintf(bucket, sizeof(bucket), "%s_bucket", hist[k].metric);
+      snprintf(sum, sizeof(sum), "%s_sum", hist[k].metric);
+      json_t *l = jobj(p, hist[k].field);
+      json_int_t n = jint(l, "count");
+      assert_true(metric(text, count, label) == (double)n);
+      assert_true(metric(text, bucket, inf) == (double)n);
+      double s = metric(text, sum, label), mean = jnum(l, "mean");
+      assert_true(fabs(s - mean * (double)n) <= 1e-6 + 1e-6 * s);
+    }
+    double util = metric(text, "tpool_pool_utilization_ratio", label);
+    assert_true(fabs(util * 100 - jnum(p, "utilization_percent")) <= 0.051);
+  }
+}
+
+static char *get_metrics(fixture_t *fx, server_t *s) {
+  th_response_t r;
+  call(fx, s, "GET", "/metrics", NULL, NULL, &r);
+  expect_status(&r, 200);
+  char *text = r.body;
+  r.body = NULL;
+  th_response_free(&r);
+  return text;
+}
+
+static void test_server_load_counters_match(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+
+  enum { TOTAL = 5000, CONCURRENCY = 20 };
+  task_load_t t = {.pools = pools, .npools = NPOOLS, .short_mixed = true};
+  th_load_t *l = th_load_start(fx->base, s->port, CONCURRENCY, TOTAL, task_next,
+                               task_answer, &t);
+  run_load(s, l);
+  const th_load_stats_t *st = th_load_stats(l);
+  if (st->sent != TOTAL || st->answered != TOTAL ||
+      st->by_status[200] != TOTAL) {
+    print_load(st);
+    fail_msg("expected %d requests sent and answered 200", TOTAL);
+  }
+  assert_int_equal(t.bad_answers, 0);
+  th_load_free(l);
+
+  json_t *all = wait_quiescent(fx, s);
+  json_t *ps = jobj(all, "pools");
+  for (int i = 0; i < NPOOLS; i++) {
+    json_t *p = jobj(ps, pools[i]);
+    assert_int_equal(t.started[i], TOTAL / NPOOLS);
+    if (jint(p, "submitted") != (json_int_t)t.started[i] ||
+        jint(p, "completed") != (json_int_t)t.ok[i] ||
+        jint(p, "rejected") != 0 || jint(p, "failed") != 0 ||
+        jint(p, "cancelled") != 0 || jint(p, "expired") != 0 ||
+        jint(p, "queued_tasks") != 0 || jint(p, "active_threads") != 0 ||
+        jint(jobj(p, "run_time_s"), "count") != (json_int_t)t.ok[i] ||
+        jint(jobj(p, "queue_wait_s"), "count") != (json_int_t)t.ok[i])
+      fail_msg("pool %s: sent %zu, answered 200 %zu, but the server says "
+               "%s",
+               pools[i], t.started[i], t.ok[i],
+               json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(6)));
+  }
+  char *text = get_metrics(fx, s);
+  check_metrics_match(text, all);
+  free(text);
+  json_decref(all);
+  server_stop_ok(s);
+}
+
+/* ---- promtool -------------------------------------------------------------
+ */
+
+static void test_server_promtool_accepts_metrics_under_load(void **state) {
+  fixture_t *fx = *state;
+  write_config(fx,
+               HTTP_LOCAL "[pool.io]\nworkers = 2\n[pool.cpu]\nworkers = 2\n"
+                          "[pool.inference]\nworkers = 2\n"
+                          "[pool.embedding]\nworkers = 2\n"
+                          "[pool.db]\nworkers = 2\n");
+  server_t *s = server_start(fx);
+
+  /* 20 connections on 10 workers: tasks run and queue while we scrape. */
+  enum { TOTAL = 1000 };
+  task_load_t t = {.pools = pools, .npools = NPOOLS, .sleep_ms = 5};
+  th_load_t *l =
+      th_load_start(fx->base, s->port, 20, TOTAL, task_next, task_answer, &t);
+  double busy_seen = 0;
+  for (size_t at = 200; at < TOTAL; at += 300) {
+    run_load_until_started(fx, s, l, at);
+    char *text = get_metrics(fx, s);
+    for (int i = 0; i < NPOOLS; i++) {
+      char label[64];
+      snprintf(label, sizeof(label), "pool=\"%s\"", pools[i]);
+      busy_seen += metric(text, "tpool_pool_workers_busy", label) +
+                   metric(text, "tpool_pool_queued_tasks", label);
+    }
+    th_assert_promtool_accepts(text);
+    free(text);
+  }
+  assert_true(busy_seen > 0); /* the scrapes did see work in progress */
+  run_load(s, l);
+  assert_int_equal(th_load_stats(l)->by_status[200], TOTAL);
+  th_load_free(l);
+
+  char *text = get_metrics(fx, s);
+  th_assert_promtool_accepts(text);
+  free(text);
+  server_stop_ok(s);
+}
+
+/* ---- SIGHUP ---------------------------------------------------------------
+ */
+
+#define RELOAD_POOLS(cpu)                                                      \
+  "[pool.io]\nworkers = 4\n[pool.cpu]\nworkers = " cpu "\n"                    \
+  "[pool.inference]\nworkers = 2\n[pool.embedding]\nworkers = 2\n"             \
+  "[pool.db]\nworkers = 3\n"
+
+/* Sends SIGHUP and waits for the reload's log line (the n-th of its kind). */
+static void reload(server_t *s, const char *line, size_t n) {
+  assert_int_equal(kill(s->pid, SIGHUP), 0);
+  wait_log(s, line, n);
+}
+
+/* Posts a task to cpu and returns its id; then makes sure everything its
+   request logged is in our copy of the log, by waiting for a status table
+   written after it. */
+static json_int_t task_then_mark(fixture_t *fx, server_t *s) {
+  json_int_t id = 0;
+  assert_int_equal(
+      post_task(fx, s, "cpu", "{\"work\":\"sleep\",\"ms\":1}", NULL, &id), 200);
+  size_t tables = log_count(s, "ThreadPoolManager Current Status:");
+  json_decref(call_json(fx, s, "POST", "/health/thread-pools/log-status", NULL,
+                        NULL, 200));
+  wait_log(s, "ThreadPoolManager Current Status:", tables + 1);
+  return id;
+}
+
+static bool summary_verbose(fixture_t *fx, server_t *s) {
+  json_t *j = get_json(fx, s, "/health/thread-pools");
+  bool v = json_is_true(json_object_get(jobj(j, "summary"), "verbose"));
+  json_decref(j);
+  return v;
+}
+
+static void test_server_sighup_reloads_config(void **state) {
+  fixture_t *fx = *state;
+  write_config(fx, "[general]\nverbose = false\n" HTTP_LOCAL RELOAD_POOLS("4"));
+  server_t *s = server_start(fx);
+  char line[96];
+
+  /* A task logs nothing while verbose is off. */
+  json_int_t id = task_then_mark(fx, s);
+  snprintf(line, sizeof(line),
+           "ThreadPool[cpu] Task #%" JSON_INTEGER_FORMAT ":", id);
+  assert_int_equal(log_count(s, line), 0);
+
+  /* verbose = true: task lines appear. */
+  write_config(fx, "[general]\nverbose = true\n" HTTP_LOCAL RELOAD_POOLS("4"));
+  reload(s, "Configuration reloaded", 1);
+  assert_true(summary_verbose(fx, s));
+  id = task_then_mark(fx, s);
+  snprintf(line, sizeof(line),
+           "INFO ThreadPool[cpu] Task #%" JSON_INTEGER_FORMAT ": Submitting",
+           id);
+  wait_log(s, line, 1);
+  snprintf(line, sizeof(line),
+           "ThreadPool[cpu] Task #%" JSON_INTEGER_FORMAT ": Completed in", id);
+  wait_log(s, line, 1);
+
+  /* verbose = false again, and cpu resized from 4 to 6 workers. */
+  write_config(fx, "[general]\nverbose = false\n" HTTP_LOCAL RELOAD_POOLS("6"));
+  reload(s, "Configuration reloaded", 2);
+  assert_false(summary_verbose(fx, s));
+  id = task_then_mark(fx, s);
+  snprintf(line, sizeof(line),
+           "ThreadPool[cpu] Task #%" JSON_INTEGER_FORMAT ":", id);
+  assert_int_equal(log_count(s, line), 0);
+  json_t *cpu = get_pool(fx, s, "cpu");
+  assert_int_equal(jint(cpu, "max_workers"), 6);
+  json_decref(cpu);
+
+  /* A bad file: logged, and nothing changes (verbose stays off). */
+  write_config(fx,
+               "[general]\nverbose = true\n" HTTP_LOCAL RELOAD_POOLS("abc"));
+  reload(s, "Config reload failed", 1);
+  char where[256];
+  snprintf(where, sizeof(where), "%s:8: [pool.cpu] workers", fx->config);
+  wait_log(s, where, 1);
+  assert_int_equal(log_count(s, "Configuration reloaded"), 2);
+  json_t *h = get_json(fx, s, "/health");
+  assert_string_equal(jstr(h, "status"), "ok");
+  json_decref(h);
+  assert_false(summary_verbose(fx, s));
+  cpu = get_pool(fx, s, "cpu");
+  assert_int_equal(jint(cpu, "max_workers"), 6);
+  json_decref(cpu);
+  id = task_then_mark(fx, s);
+  snprintf(line, sizeof(line),
+           "ThreadPool[cpu] Task #%" JSON_INTEGER_FORMAT ":", id);
+  assert_int_equal(log_count(s, line), 0);
+  server_stop_ok(s);
+}
+
+/* ---- SIGTERM --------------------------------------------------------------
+ */
+
+static void test_server_sigterm_during_load_answers_all(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+
+  /* 40 connections on 15 workers: tasks are running and queued at the
+     signal. */
+  enum { TOTAL = 200, CONCURRENCY = 40 };
+  task_load_t t = {.pools = pools, .npools = NPOOLS, .sleep_ms = 200};
+  th_load_t *l = th_load_start(fx->base, s->port, CONCURRENCY, TOTAL, task_next,
+                               task_answer, &t);
+  run_load_until_started(fx, s, l, TOTAL / 2);
+  size_t before = th_load_stats(l)->started;
+  assert_int_equal(kill(s->pid, SIGTERM), 0);
+  run_load(s, l);
+  const th_load_stats_t *st = th_load_stats(l);
+  bool ok = st->lost == 0 && st->answered == st->sent &&
+            st->sent + st->refused == TOTAL &&
+            st->by_status[200] + st->by_status[503] == st->answered &&
+            /* all but those still in flight were accepted before it */
+            st->by_status[200] + CONCURRENCY >= before;
+  if (!ok) {
+    print_load(st);
+    print_log(s);
+    fail_msg("requests were lost or wrongly answered across SIGTERM");
+  }
+  assert_int_equal(t.bad_answers, 0);
+  th_load_free(l);
+
+  if (!server_wait_exit(s, WAIT_S)) {
+    print_log(s);
+    fail_msg("tpool-server did not exit within %.0fs of SIGTERM", WAIT_S);
+  }
+  if (exit_code(s) != 0) {
+    print_log(s);
+    fail_msg("tpool-server exited with status %d", exit_code(s));
+  }
+  char *text = log_copy(s);
+  assert_non_null(strstr(text, "SIGTERM: draining"));
+  assert_non_null(strstr(text, "Drained (every task finished)"));
+  free(text);
+}
+
+/* Keep-alive clients that go on sending through a drain, until the server
+   closes their connections and refuses new ones, or exits. */
+typedef struct drain_clients {
+  server_t *s;
+  th_load_t *l;
+  char path[64];
+} drain_clients_t;
+
+static bool drain_next(size_t n, th_request_t *req, void *arg) {
+  drain_clients_t *d = arg;
+  const th_load_stats_t *st = th_load_stats(d->l);
+  if (st->lost + st->refused > 0 || server_wait_exit(d->s, 0))
+    return false;
+  static const char body[] = "{\"work\":\"sleep\",\"ms\":0}";
+  snprintf(d->path, sizeof(d->path), "/tasks/%s", pools[n % NPOOLS]);
+  req->method = "POST";
+  req->path = d->path;
+  req->body = body;
+  req->body_len = sizeof(body) - 1;
+  return true;
+}
+
+static void test_server_sigterm_answers_keepalive_clients(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+
+  /* A long task holds the drain open while 4 clients keep sending on their
+     connections: each request must get an answer (200 before the drain,
+     503 during it), or find its connection closed after the previous
+     answer; none may be left unanswered when the server exits. */
+  static const char *const cpu[] = {"cpu"};
+  task_load_t hold = {.pools = cpu, .npools = 1, .sleep_ms = 500};
+  th_load_t *h =
+      th_load_start(fx->base, s->port, 1, 1, task_next, task_answer, &hold);
+  drain_clients_t d = {.s = s};
+  d.l = th_load_start(fx->base, s->port, 4, 1000000, drain_next, NULL, &d);
+  run_load_until_started(fx, s, d.l, 50);
+  assert_int_equal(kill(s->pid, SIGTERM), 0);
+  run_load(s, d.l);
+  run_load(s, h);
+  assert_int_equal(th_load_stats(h)->by_status[200], 1);
+  const th_load_stats_t *st = th_load_stats(d.l);
+  if (st->lost != 0 ||
+      st->by_status[200] + st->by_status[503] != st->answered) {
+    print_load(st);
+    fail_msg("%zu request(s) sent on open connections got no answer before "
+             "the server exited",
+             st->lost);
+  }
+  th_load_free(d.l);
+  th_load_free(h);
+  if (!server_wait_exit(s, WAIT_S) || exit_code(s) != 0) {
+    print_log(s);
+    fail_msg("tpool-server did not exit 0 after SIGTERM");
+  }
+}
+
+/* ---- clients that misbehave ---------------------------------------------- */
+
+static void test_server_client_disconnect_leaks_nothing(void **state) {
+  fixture_t *fx = *state;
+  write_config(fx,
+               HTTP_LOCAL "[pool.io]\nworkers = 8\n[pool.cpu]\nworkers = 8\n"
+                          "[pool.inference]\nworkers = 8\n"
+                          "[pool.embedding]\nworkers = 8\n"
+                          "[pool.db]\nworkers = 8\n");
+  server_t *s = server_start(fx);
+
+  enum { TOTAL = 200 };
+  static const char body[] =
+      "{\"name\":\"orphan\",\"work\":\"sleep\",\"ms\":300}";
+  for (int i = 0; i < TOTAL; i++) {
+    char req[512];
+    int len = snprintf(req, sizeof(req),
+                       "POST /tasks/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       "Content-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       pools[i % NPOOLS], sizeof(body) - 1, body);
+    int fd = th_raw_connect(s->port);
+    assert_true(fd >= 0);
+    assert_true(th_raw_send(fd, req, (size_t)len));
+    close(fd);
+  }
+
+  json_t *h = get_json(fx, s, "/health");
+  assert_string_equal(jstr(h, "status"), "ok");
+  json_decref(h);
+
+  /* Every orphaned task still runs to completion. */
+  struct timespec start;
+  th_now(&start);
+  for (;;) {
+    json_t *all = wait_quiescent(fx, s);
+    json_t *ps = jobj(all, "pools");
+    json_int_t done = 0, submitted = 0;
+    for (int i = 0; i < NPOOLS; i++) {
+      done += jint(jobj(ps, pools[i]), "completed");
+      submitted += jint(jobj(ps, pools[i]), "submitted");
+    }
+    json_decref(all);
+    if (done == TOTAL && submitted == TOTAL)
+      break;
+    if (th_elapsed(&start) > WAIT_S) {
+      print_log(s);
+      fail_msg("%" JSON_INTEGER_FORMAT
+               " of %d orphaned tasks submitted, %" JSON_INTEGER_FORMAT
+               " completed",
+               submitted, TOTAL, done);
+    }
+    nap_ms(20);
+  }
+  for (int i = 0; i < NPOOLS; i++) {
+    json_t *p = get_pool(fx, s, pools[i]);
+    assert_int_equal(jint(p, "completed"), TOTAL / NPOOLS);
+    json_decref(p);
+  }
+  server_stop_ok(s); /* under ASan, a leak would make this non-zero */
+}
+
+static void test_server_slow_client_is_cut_off(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "timeout = 1\n");
+  server_t *s = server_start(fx);
+
+  /* A header that never ends: the server hangs up after its timeout. */
+  int fd = th_raw_connect(s->port);
+  assert_true(fd >= 0);
+  static const char partial[] = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  assert_true(th_raw_send(fd, partial, sizeof(partial) - 1));
+  th_response_t r;
+  assert_int_equal(th_raw_read_response(fd, WAIT_S, &r), 0);
+  assert_true(r.status == 0 || r.status == 408);
+  th_response_free(&r);
+  close(fd);
+
+  /* The server still serves the next client. */
+  json_t *h = get_json(fx, s, "/health");
+  assert_string_equal(jstr(h, "status"), "ok");
+  json_decref(h);
+  server_stop_ok(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_server_bad_config_exits_2, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_startup_logs_every_pool,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_health_routes, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_error_statuses, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_task_route, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_full_queue_answers_429, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_running_task_is_listed, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_admin_token, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_load_counters_match, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          test_server_promtool_accepts_metrics_under_load, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_sighup_reloads_config, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          test_server_sigterm_during_load_answers_all, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_server_sigterm_answers_keepalive_clients, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_server_client_disconnect_leaks_nothing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_slow_client_is_cut_off, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
