@@ -77,7 +77,9 @@ void tpool__http_reply_json(struct evhttp_request *req, int status,
   json_decref(body);
   evhttp_add_header(headers, "Content-Type", "application/json");
   evhttp_add_header(headers, "Cache-Control", "no-store");
-  evhttp_send_reply(req, status, NULL, out);
+  /* libevent 2.1 knows no phrase for 429 (RFC 6585). */
+  evhttp_send_reply(req, status, status == 429 ? "Too Many Requests" : NULL,
+                    out);
   evbuffer_free(out);
 }
 
@@ -229,8 +231,8 @@ static size_t header_bytes(struct evhttp_request *req) {
   return n;
 }
 
-bool tpool__http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
-  if (!h->limits)
+bool tpool_http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
+  if (!h || !h->limits)
     return true;
   if (header_bytes(req) > h->max_header_size) {
     tpool_http_reply_error(req, 413,
@@ -304,22 +306,32 @@ void tpool_http_set_draining(tpool_http_t *h, bool draining) {
     h->draining = draining;
 }
 
+/* True for the paths route() serves. */
+static bool owns(const char *path) {
+  return strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 ||
+         strcmp(path, PREFIX_POOLS) == 0 ||
+         strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) == 0;
+}
+
 bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req) {
   if (!h || !req)
     return false;
-  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-  if (h->draining && !evhttp_find_header(out, "Connection"))
-    evhttp_add_header(out, "Connection", "close");
-  if (!tpool__http_check_limits(h, req))
-    return true;
   char *path = tpool__http_path(req);
   if (!path) {
     tpool_http_reply_error(req, 400, "malformed path");
     return true;
   }
-  bool served = route(h, req, path);
+  if (!owns(path)) {
+    free(path);
+    return false;
+  }
+  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+  if (h->draining && !evhttp_find_header(out, "Connection"))
+    evhttp_add_header(out, "Connection", "close");
+  if (tpool_http_check_limits(h, req))
+    route(h, req, path);
   free(path);
-  return served;
+  return true;
 }
 
 static void on_route(struct evhttp_request *req, void *arg) {

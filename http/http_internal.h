@@ -46,9 +46,6 @@ bool tpool__http_method_is(struct evhttp_request *req, bool post);
 /* The request's path, percent-decoded ("/" when empty). Returns a string
    the caller frees with free(), or NULL if it is malformed. */
 char *tpool__http_path(struct evhttp_request *req);
-/* With TPOOL_HTTP_CONFIGURE, checks the request against the configured
-   header and body limits. Returns true, or false after answering 413. */
-bool tpool__http_check_limits(tpool_http_t *h, struct evhttp_request *req);
 /* With TPOOL_HTTP_CONFIGURE, applies the limits and timeout of *o again
    (a config reload); new connections get them. */
 void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o);

@@ -5,10 +5,11 @@
  * task's done callback, back on the loop thread, so a slow task never
  * holds the loop.
  *
- * A client may disconnect before its task completes. libevent keeps the
- * request object alive until we reply (it detaches it from the dead
- * connection), and evhttp_send_reply() on a detached request just frees
- * it, so the done callback can always reply; nothing else refers to the
+ * A client may disconnect before its task completes. libevent 2.1 stops
+ * reading a connection once a request is complete, so it notices the
+ * disconnect only when the reply is written: the request object stays
+ * valid until then, the done callback can always reply, and the failed
+ * write frees the request and its connection. Nothing else refers to the
  * request afterwards.
  */
 #include "server.h"
@@ -26,6 +27,7 @@ static const char *const work_names[] = {"sleep", "spin", "fail"};
 struct tpool__demo_task {
   TAILQ_ENTRY(tpool__demo_task) link; /* on d->waiting until answered */
   tpool__demo_t *d;
+  int64_t id;
   struct evhttp_request *req; /* NULL once answered without the task */
   enum work_kind kind;
   unsigned ms;
@@ -72,14 +74,6 @@ static int run_work(void *arg) {
 
 /* ---- completion, on the loop thread ------------------------------------- */
 
-static void on_flushed(struct evhttp_request *req, void *arg) {
-  (void)req;
-  tpool__demo_t *d = arg;
-  d->nflushing--;
-  if (d->on_progress)
-    d->on_progress(d->arg);
-}
-
 /* The outcome word and the HTTP status a task's status maps to. */
 static const char *outcome(int status, int *http) {
   switch (status) {
@@ -113,12 +107,9 @@ static void on_done(int status, const tpool_task_info_t *info, void *arg) {
                   "queue_wait_s", info->queue_wait_s, "run_s", info->run_s);
     if (body && status != 0)
       json_object_set_new(body, "error", json_string(tpool_strerror(status)));
-    /* A request whose client has gone is freed by the reply without being
-       written: nothing will be flushed. */
-    if (evhttp_request_get_connection(req)) {
-      d->nflushing++;
-      evhttp_request_set_on_complete_cb(req, on_flushed, d);
-    }
+    if (d->draining) /* this client should reconnect elsewhere */
+      evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                        "close");
     tpool__http_reply_json(req, http, body);
   }
   free(t);
@@ -126,15 +117,36 @@ static void on_done(int status, const tpool_task_info_t *info, void *arg) {
     d->on_progress(d->arg);
 }
 
+/* True when task `id` is running in snapshot *s. */
+static bool is_running(const tpool_stats_t *s, int64_t id) {
+  for (size_t i = 0; i < s->npools; i++)
+    for (size_t j = 0; j < s->pools[i].nactive; j++)
+      if (s->pools[i].active[j].id == id)
+        return true;
+  return false;
+}
+
 void tpool__demo_abandon(tpool__demo_t *d) {
-  tpool__demo_task_t *t;
-  while ((t = TAILQ_FIRST(&d->waiting)) != NULL) {
+  /* Only tasks still running are given up on: one that finished or was
+     cancelled at the deadline has its completion on the way to this loop
+     and is answered with its real outcome. */
+  tpool_stats_t *s = NULL;
+  if (tpool_manager_stats(d->m, &s) != 0)
+    return; /* out of memory: wait for the completions instead */
+  tpool__demo_task_t *t, *next;
+  for (t = TAILQ_FIRST(&d->waiting); t; t = next) {
+    next = TAILQ_NEXT(t, link);
+    if (!is_running(s, t->id))
+      continue;
     TAILQ_REMOVE(&d->waiting, t, link);
     d->nwaiting--;
     tpool_http_reply_error(t->req, 503,
-                           "the server stopped before this task finished");
+                           "the server stopped while this task was still "
+                           "running (task #%lld)",
+                           (long long)t->id);
     t->req = NULL; /* its done callback, if it ever runs, only frees t */
   }
+  tpool_stats_free(s);
 }
 
 /* ---- the request -------------------------------------------------------- */
@@ -241,6 +253,7 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
       tpool_manager_submit(d->m, pool, name, run_work, on_done, t, &opts);
   json_decref(doc); /* after submit: it copied the name */
   if (id > 0) {
+    t->id = id;
     TAILQ_INSERT_TAIL(&d->waiting, t, link);
     d->nwaiting++;
     return;

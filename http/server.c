@@ -12,10 +12,11 @@
  * thread; tpool's workers block signals.
  * Drain (SIGTERM, SIGINT): close the listener, then shut the manager down
  * with [general] shutdown_timeout on the drain thread. Completions keep
- * arriving on the loop and are answered. When the drain thread reports
- * back, requests whose tasks are still running (past the deadline) get a
- * 503; the loop ends once every reply has been written out, or after a
- * short grace for clients that do not read theirs.
+ * arriving on the loop and are answered, with Connection: close. When the
+ * drain thread reports back, requests whose tasks are still running (past
+ * the deadline) get a 503; once every accepted request is answered the
+ * loop turns once more, briefly, for the last replies to reach their
+ * sockets, and ends.
  * Reload (SIGHUP): read the file again; on success apply what can change
  * live (tpool_manager_reconfigure(), the admin token and HTTP limits); on
  * failure keep everything and log why.
@@ -36,8 +37,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* How long written-but-unread replies may hold up the exit. */
-#define FLUSH_GRACE_S 2
 /* The loop's last turn after the drain, for replies just handed to evhttp
    to reach their sockets. */
 #define LAST_WRITES_US 100000
@@ -58,7 +57,7 @@ typedef struct server {
   pthread_t drain_thread;
   int drain_rc;
   struct event *drained_ev;
-  struct event *grace_timer;
+  char address[INET6_ADDRSTRLEN + 16]; /* where it listens, as a URL */
 } server_t;
 
 static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...)
@@ -80,7 +79,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
   if (s->draining) /* finish this request, then let the client go */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
-  if (!tpool__http_check_limits(s->routes, req) ||
+  if (!tpool_http_check_limits(s->routes, req) ||
       tpool__demo_handle(&s->demo, req) || tpool_http_handle(s->routes, req))
     return;
   char *path = tpool__http_path(req);
@@ -96,22 +95,8 @@ static void maybe_finish(void *arg) {
   server_t *s = arg;
   if (!s->drained || s->demo.nwaiting > 0)
     return;
-  if (s->demo.nflushing == 0) {
-    struct timeval tv = {0, LAST_WRITES_US};
-    event_base_loopexit(s->base, &tv);
-  } else if (!evtimer_pending(s->grace_timer, NULL)) {
-    struct timeval tv = {FLUSH_GRACE_S, 0};
-    evtimer_add(s->grace_timer, &tv);
-  }
-}
-
-static void on_grace(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  server_t *s = arg;
-  logf_(s, TPOOL_LOG_WARN, "%zu replies still unread after %ds; exiting",
-        s->demo.nflushing, FLUSH_GRACE_S);
-  event_base_loopbreak(s->base);
+  struct timeval tv = {0, LAST_WRITES_US};
+  event_base_loopexit(s->base, &tv);
 }
 
 static void *drain_main(void *arg) {
@@ -150,6 +135,7 @@ static void start_drain(server_t *s, const char *why) {
     return;
   }
   s->draining = true;
+  s->demo.draining = true;
   tpool_http_set_draining(s->routes, true);
   logf_(s, TPOOL_LOG_INFO,
         "%s: draining; no new connections, deadline %.3gs for running tasks",
@@ -222,7 +208,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 
 /* ---- start -------------------------------------------------------------- */
 
-/* Binds [http] listen and logs the address (the real port when 0). */
+/* Binds [http] listen and notes the address (the real port when 0). */
 static int listen_http(server_t *s) {
   const tpool_http_options_t *o = &s->opts->http;
   s->listener =
@@ -248,9 +234,9 @@ static int listen_http(server_t *s) {
       port = ntohs(a->sin_port);
     }
   }
-  logf_(s, TPOOL_LOG_INFO, "Listening on http://%s%s%s:%u/",
-        ss.ss_family == AF_INET6 ? "[" : "", host,
-        ss.ss_family == AF_INET6 ? "]" : "", port);
+  snprintf(s->address, sizeof(s->address), "http://%s%s%s:%u/",
+           ss.ss_family == AF_INET6 ? "[" : "", host,
+           ss.ss_family == AF_INET6 ? "]" : "", port);
   return 0;
 }
 
@@ -259,26 +245,25 @@ static int start(server_t *s) {
   if (!s->base)
     return -ENOMEM;
   int rc = tpool_manager_new(s->opts, &s->m);
-  if (rc != 0) {
+  if (rc == -EIO) /* the one setting only opening it can check */
+    fprintf(stderr,
+            "tpool-server: %s: [general] log: cannot open \"%s\" for "
+            "appending\n",
+            s->config_path, s->opts->log_path);
+  else if (rc != 0)
     fprintf(stderr, "tpool-server: cannot create the pools: %s\n",
             tpool_strerror(rc));
+  if (rc != 0)
     return rc;
-  }
   rc = tpool_manager_attach(s->m, s->base);
+  s->http = rc == 0 ? evhttp_new(s->base) : NULL;
+  if (rc == 0 && !s->http)
+    rc = -ENOMEM;
   if (rc == 0)
-    rc = tpool_manager_start(s->m);
+    rc = tpool_http_attach(s->http, s->m, &s->opts->http, TPOOL_HTTP_CONFIGURE,
+                           &s->routes);
   if (rc != 0) {
-    logf_(s, TPOOL_LOG_ERROR, "cannot start the pools: %s", tpool_strerror(rc));
-    return rc;
-  }
-  s->http = evhttp_new(s->base);
-  if (!s->http)
-    return -ENOMEM;
-  rc = tpool_http_attach(s->http, s->m, &s->opts->http, TPOOL_HTTP_CONFIGURE,
-                         &s->routes);
-  if (rc != 0) {
-    logf_(s, TPOOL_LOG_ERROR, "cannot attach the routes: %s",
-          tpool_strerror(rc));
+    logf_(s, TPOOL_LOG_ERROR, "cannot set up: %s", tpool_strerror(rc));
     return rc;
   }
   evhttp_set_gencb(s->http, on_request, s);
@@ -295,10 +280,17 @@ static int start(server_t *s) {
       return -ENOMEM;
   }
   s->drained_ev = event_new(s->base, -1, 0, on_drained, s);
-  s->grace_timer = evtimer_new(s->base, on_grace, s);
-  if (!s->drained_ev || !s->grace_timer)
+  if (!s->drained_ev)
     return -ENOMEM;
-  return listen_http(s) == 0 ? 0 : -EADDRNOTAVAIL;
+  /* The address first: a port in use fails before any thread starts. */
+  if (listen_http(s) != 0)
+    return -EADDRNOTAVAIL;
+  rc = tpool_manager_start(s->m);
+  if (rc != 0)
+    logf_(s, TPOOL_LOG_ERROR, "cannot start the pools: %s", tpool_strerror(rc));
+  else
+    logf_(s, TPOOL_LOG_INFO, "Listening on %s", s->address);
+  return rc;
 }
 
 static void stop(server_t *s) {
@@ -313,8 +305,6 @@ static void stop(server_t *s) {
       event_free(s->signals[i]);
   if (s->drained_ev)
     event_free(s->drained_ev);
-  if (s->grace_timer)
-    event_free(s->grace_timer);
   if (s->base)
     event_base_free(s->base);
   free(s->opts);
@@ -390,5 +380,7 @@ int main(int argc, char **argv) {
     logf_(&s, TPOOL_LOG_INFO, "Stopped");
   }
   stop(&s);
+  if (rc == -EIO)
+    return 2; /* the config's log file: a config error */
   return rc == 0 ? 0 : 1;
 }

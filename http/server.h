@@ -22,9 +22,8 @@ typedef struct tpool__demo {
   /* Accepted tasks whose reply has not been handed to evhttp yet. */
   TAILQ_HEAD(, tpool__demo_task) waiting;
   size_t nwaiting;
-  /* Replies handed to evhttp and not yet written out. */
-  size_t nflushing;
-  /* Called whenever a count above drops, so a drain can finish. */
+  bool draining; /* replies carry Connection: close */
+  /* Called whenever nwaiting drops, so a drain can finish. */
   void (*on_progress)(void *arg);
   void *arg;
 } tpool__demo_t;
@@ -38,9 +37,10 @@ typedef struct tpool__demo {
 bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req);
 
 /*
- * Answers every request still waiting for its task with 503 (used when a
- * drain's deadline passed with tasks still running); their tasks' done
- * callbacks, if they ever run, then only free their state.
+ * Answers with 503 every request whose task is still running (used when a
+ * drain's deadline passed); their tasks' done callbacks, if they ever run,
+ * then only free their state. Requests whose tasks have ended keep waiting
+ * for their completions, already on the way to the loop.
  */
 void tpool__demo_abandon(tpool__demo_t *d);
 

@@ -38,10 +38,16 @@ typedef struct tpool_http tpool_http_t;
 
 /* Flags of tpool_http_attach(). */
 enum {
-  /* Apply the header and body limits and the timeout of the options to
-     the evhttp, and let every method through to the routes (so a wrong
-     one gets 405 with Allow, not libevent's 501). Leave it out when your
-     server sets its own limits. */
+  /* Enforce the header and body limits of the options with a JSON 413,
+     apply their timeout to the evhttp, and let every method through to
+     the routes (so a wrong one gets 405 with Allow, not libevent's 501).
+     libevent 2.1 can only answer over-limit requests itself, with HTML
+     and (for headers) 400, so evhttp's own caps are raised — to 16 times
+     the header limit and the body limit plus max(limit, 64 KiB) — and the
+     configured limits are checked when a route runs: by tpool's routes,
+     and by yours if they call tpool_http_check_limits(). Detaching does
+     not undo these evhttp settings (libevent cannot read them back).
+     Leave the flag out when your server sets its own limits. */
   TPOOL_HTTP_CONFIGURE = 1u << 0,
   /* Install a generic callback (evhttp_set_gencb()) that answers every
      path no route claims with a JSON 404. Leave it out when you have your
@@ -55,7 +61,8 @@ enum {
  * with TPOOL_HTTP_CONFIGURE, the limits; NULL means no token and no
  * limits. The token is copied.
  * Returns: 0 and *out (caller frees with tpool_http_detach(), before
- * evhttp_free() and tpool_manager_free()); -EINVAL if http, m or out is
+ * evhttp_free(); `m` must stay alive while the loop may still run the
+ * routes); -EINVAL if http, m or out is
  * NULL; -EEXIST if one of the paths already has a callback on `http`;
  * -ENOMEM.
  * Thread: loop (of the evhttp's base), or before the loop runs.
@@ -99,6 +106,17 @@ TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
  * Thread: loop.
  */
 TPOOL_API bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req);
+
+/*
+ * With TPOOL_HTTP_CONFIGURE, checks `req` against the configured header
+ * and body limits; for your own routes, which otherwise see only evhttp's
+ * raised caps.
+ * Returns: true when it is within them (or the flag was not given); false
+ * after answering 413 with a JSON body.
+ * Thread: loop.
+ */
+TPOOL_API bool tpool_http_check_limits(tpool_http_t *h,
+                                       struct evhttp_request *req);
 
 /*
  * For your own routes that change state: checks the request's

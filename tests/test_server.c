@@ -536,6 +536,12 @@ static void test_server_bad_config_exits_2(void **state) {
   expect_refused_start(fx, "[nope]\n" HTTP_LOCAL, NULL,
                        (const char *const[]){where, "unknown section", NULL});
 
+  /* A log file that cannot be opened: a config error too, with the key. */
+  snprintf(where, sizeof(where), "%s: [general] log", fx->config);
+  expect_refused_start(fx,
+                       HTTP_LOCAL "[general]\nlog = /nonexistent/dir/x.log\n",
+                       NULL, (const char *const[]){where, "cannot open", NULL});
+
   /* An unknown command-line option. */
   expect_refused_start(fx, HTTP_LOCAL, (const char *const[]){"--bogus", NULL},
                        (const char *const[]){"usage", NULL});
