@@ -38,8 +38,9 @@ struct tpool_http {
   unsigned flags;
   char token[TPOOL_TOKEN_MAX];
   size_t token_len;
-  bool draining; /* answers carry Connection: close */
-  bool limits;   /* check the two below (TPOOL_HTTP_CONFIGURE) */
+  tpool__deadlines_t *deadlines; /* with TPOOL_HTTP_CONFIGURE */
+  bool draining;                 /* answers carry Connection: close */
+  bool limits; /* check the two below (TPOOL_HTTP_CONFIGURE) */
   size_t max_header_size, max_body_size;
   size_t npaths;
   char **paths; /* the exact paths registered, for detach */
@@ -377,8 +378,11 @@ static void apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
 }
 
 void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
-  if (h->flags & TPOOL_HTTP_CONFIGURE)
+  if (h->flags & TPOOL_HTTP_CONFIGURE) {
     apply_limits(h, o);
+    if (h->deadlines)
+      tpool__deadlines_set(h->deadlines, o->timeout_s);
+  }
 }
 
 int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
@@ -413,6 +417,8 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
       rc = add_path(h, path);
   }
   tpool_stats_free(s);
+  if (rc == 0 && o && (flags & TPOOL_HTTP_CONFIGURE))
+    rc = tpool__deadlines_new(http, o->timeout_s, &h->deadlines);
   if (rc != 0) {
     tpool_http_detach(h);
     return rc;
@@ -441,6 +447,7 @@ void tpool_http_detach(tpool_http_t *h) {
   }
   if (h->flags & TPOOL_HTTP_NOT_FOUND)
     evhttp_set_gencb(h->http, NULL, NULL);
+  tpool__deadlines_free(h->deadlines);
   free(h->paths);
   free(h);
 }

@@ -30,6 +30,21 @@
  */
 int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s);
 
+/* ---- deadline.c: slow clients ------------------------------------------ */
+
+/* Per-connection request deadlines on an evhttp (see deadline.c). */
+typedef struct tpool__deadlines tpool__deadlines_t;
+
+/* Installs evhttp_set_bevcb() on http: from now on each new connection
+   must deliver each request within timeout_s of opening or of the
+   previous response. Returns 0 and *out, or -ENOMEM. */
+int tpool__deadlines_new(struct evhttp *http, double timeout_s,
+                         tpool__deadlines_t **out);
+/* Changes the timeout (a config reload). */
+void tpool__deadlines_set(tpool__deadlines_t *d, double timeout_s);
+/* Removes the hook and lets go of every connection. NULL is a no-op. */
+void tpool__deadlines_free(tpool__deadlines_t *d);
+
 /* ---- http.c: request plumbing ----------------------------------------- */
 
 /* Answers with `status` and body, which it takes over (NULL: out of

@@ -45,9 +45,13 @@ enum {
      and (for headers) 400, so evhttp's own caps are raised — to 16 times
      the header limit and the body limit plus max(limit, 64 KiB) — and the
      configured limits are checked when a route runs: by tpool's routes,
-     and by yours if they call tpool_http_check_limits(). Detaching does
-     not undo these evhttp settings (libevent cannot read them back).
-     Leave the flag out when your server sets its own limits. */
+     and by yours if they call tpool_http_check_limits(). It also installs
+     evhttp_set_bevcb() so that a client trickling its request is cut off:
+     each request must arrive whole within the timeout of the connection
+     opening or of the previous response (evhttp's own timeout only
+     notices silence). Detaching removes that hook but does not undo the
+     other settings (libevent cannot read them back). Leave the flag out
+     when your server sets its own limits or its own bufferevents. */
   TPOOL_HTTP_CONFIGURE = 1u << 0,
   /* Install a generic callback (evhttp_set_gencb()) that answers every
      path no route claims with a JSON 404. Leave it out when you have your

@@ -1568,6 +1568,31 @@ static void test_server_slow_client_is_cut_off(void **state) {
   th_response_free(&r);
   close(fd);
 
+  /* A client trickling a byte every 200 ms never goes silent, yet is cut
+     off once its request has taken longer than the timeout; a task that
+     runs longer than the timeout is not a slow client and is answered. */
+  fd = th_raw_connect(s->port);
+  assert_true(fd >= 0);
+  static const char slow[] = "GET /health HTTP/1.1\r\nX-Slow: "
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  struct timespec start;
+  th_now(&start);
+  size_t sent = 0;
+  while (sent < sizeof(slow) - 1 && th_raw_send(fd, slow + sent, 1)) {
+    sent++;
+    struct timespec nap = {0, 200 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+  }
+  double cut = th_elapsed(&start);
+  assert_true(sent < sizeof(slow) - 1); /* the server hung up first */
+  assert_true(cut >= 0.9 && cut < 5.0);
+  close(fd);
+  th_response_t task;
+  call(fx, s, "POST", "/tasks/cpu", NULL,
+       "{\"name\":\"long\",\"work\":\"sleep\",\"ms\":1500}", &task);
+  assert_int_equal(task.status, 200);
+  th_response_free(&task);
+
   /* The server still serves the next client. */
   json_t *h = get_json(fx, s, "/health");
   assert_string_equal(jstr(h, "status"), "ok");
