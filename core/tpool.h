@@ -542,6 +542,7 @@ typedef struct tpool_pool_stats {
   tpool_latency_t wait;     /* time in the queue */
   size_t nactive;
   tpool_active_task_t *active; /* nactive entries, borrowed from the snapshot */
+  size_t stuck_now;            /* how many of them are stuck */
 } tpool_pool_stats_t;
 
 typedef struct tpool_stats {

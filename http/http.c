@@ -255,63 +255,58 @@ bool tpool_http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
 
 /* ---- routing ------------------------------------------------------------ */
 
-/* Serves a path of tpool's, or returns false. */
-static bool route(tpool_http_t *h, struct evhttp_request *req,
+/* The GET routes at fixed paths. */
+static const struct {
+  const char *path;
+  tpool__route_fn serve;
+} fixed_routes[] = {
+    {"/health", tpool__route_health},
+    {"/metrics", tpool__route_metrics},
+    {PREFIX_POOLS, tpool__route_thread_pools},
+};
+#define NFIXED (sizeof(fixed_routes) / sizeof(fixed_routes[0]))
+
+/* Checks the method, then serves: GET and HEAD, or POST with the token. */
+static void serve(tpool_http_t *h, struct evhttp_request *req, bool post,
+                  tpool__route_fn fn, const char *pool) {
+  if (!tpool__http_method_is(req, post))
+    tpool__http_reply_405(req, post ? ALLOW_POST : ALLOW_GET);
+  else if (!post || tpool_http_authorize(h, req))
+    fn(h->m, req, pool);
+}
+
+/* True for the paths route() serves. */
+static bool owns(const char *path) {
+  for (size_t i = 0; i < NFIXED; i++)
+    if (strcmp(path, fixed_routes[i].path) == 0)
+      return true;
+  return strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) == 0;
+}
+
+/* Serves a path that owns() accepted. */
+static void route(tpool_http_t *h, struct evhttp_request *req,
                   const char *path) {
-  tpool_manager_t *m = h->m;
-  if (strcmp(path, "/health") == 0) {
-    if (!tpool__http_method_is(req, false))
-      tpool__http_reply_405(req, ALLOW_GET);
-    else
-      tpool__route_health(m, req);
-    return true;
+  for (size_t i = 0; i < NFIXED; i++) {
+    if (strcmp(path, fixed_routes[i].path) == 0) {
+      serve(h, req, false, fixed_routes[i].serve, NULL);
+      return;
+    }
   }
-  if (strcmp(path, "/metrics") == 0) {
-    if (!tpool__http_method_is(req, false))
-      tpool__http_reply_405(req, ALLOW_GET);
-    else
-      tpool__route_metrics(m, req);
-    return true;
-  }
-  if (strcmp(path, PREFIX_POOLS) == 0) {
-    if (!tpool__http_method_is(req, false))
-      tpool__http_reply_405(req, ALLOW_GET);
-    else
-      tpool__route_thread_pools(m, req, NULL);
-    return true;
-  }
-  if (strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) != 0)
-    return false;
   const char *name = path + sizeof(PREFIX_POOLS);
   /* "log-status" is also a valid pool name: GET reads such a pool. */
-  bool is_pool = tpool_manager_pool(m, name) != NULL;
+  bool is_pool = tpool_manager_pool(h->m, name) != NULL;
   if (strcmp(path, PATH_LOG_STATUS) == 0 &&
-      (tpool__http_method_is(req, true) || !is_pool)) {
-    if (!tpool__http_method_is(req, true))
-      tpool__http_reply_405(req, ALLOW_POST);
-    else if (tpool_http_authorize(h, req))
-      tpool__route_log_status(m, req);
-    return true;
-  }
-  if (!is_pool)
+      (tpool__http_method_is(req, true) || !is_pool))
+    serve(h, req, true, tpool__route_log_status, NULL);
+  else if (!is_pool)
     tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", name);
-  else if (!tpool__http_method_is(req, false))
-    tpool__http_reply_405(req, ALLOW_GET);
   else
-    tpool__route_thread_pools(m, req, name);
-  return true;
+    serve(h, req, false, tpool__route_thread_pools, name);
 }
 
 void tpool_http_set_draining(tpool_http_t *h, bool draining) {
   if (h)
     h->draining = draining;
-}
-
-/* True for the paths route() serves. */
-static bool owns(const char *path) {
-  return strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 ||
-         strcmp(path, PREFIX_POOLS) == 0 ||
-         strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) == 0;
 }
 
 bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req) {
@@ -364,25 +359,21 @@ static int add_path(tpool_http_t *h, const char *path) {
   return 0;
 }
 
-static void apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
-  struct evhttp *http = h->http;
+void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
+  if (!(h->flags & TPOOL_HTTP_CONFIGURE))
+    return;
   h->limits = true;
   h->max_header_size = o->max_header_size;
   h->max_body_size = o->max_body_size;
-  evhttp_set_max_headers_size(http, (ev_ssize_t)header_cap(o->max_header_size));
-  evhttp_set_max_body_size(http, (ev_ssize_t)body_cap(o->max_body_size));
+  evhttp_set_max_headers_size(h->http,
+                              (ev_ssize_t)header_cap(o->max_header_size));
+  evhttp_set_max_body_size(h->http, (ev_ssize_t)body_cap(o->max_body_size));
   struct timeval tv;
   tv.tv_sec = (time_t)o->timeout_s;
   tv.tv_usec = (suseconds_t)((o->timeout_s - (double)tv.tv_sec) * 1e6);
-  evhttp_set_timeout_tv(http, &tv);
-}
-
-void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
-  if (h->flags & TPOOL_HTTP_CONFIGURE) {
-    apply_limits(h, o);
-    if (h->deadlines)
-      tpool__deadlines_set(h->deadlines, o->timeout_s);
-  }
+  evhttp_set_timeout_tv(h->http, &tv);
+  if (h->deadlines)
+    tpool__deadlines_set(h->deadlines, o->timeout_s);
 }
 
 int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
@@ -394,7 +385,8 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
   tpool_http_t *h = calloc(1, sizeof(*h));
   tpool_stats_t *s = NULL;
   int rc = h ? tpool_manager_stats(m, &s) : -ENOMEM;
-  if (rc == 0 && !(h->paths = calloc(4 + s->npools, sizeof(*h->paths))))
+  if (rc == 0 &&
+      !(h->paths = calloc(NFIXED + 1 + s->npools, sizeof(*h->paths))))
     rc = -ENOMEM;
   if (rc != 0) {
     free(h);
@@ -424,7 +416,7 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
     return rc;
   }
   if (o && (flags & TPOOL_HTTP_CONFIGURE)) {
-    apply_limits(h, o);
+    tpool__http_apply_limits(h, o);
     /* Every method reaches the routes, so a wrong one gets 405 and Allow
        rather than libevent's bare 501. */
     evhttp_set_allowed_methods(

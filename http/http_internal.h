@@ -76,11 +76,18 @@ json_t *tpool__json_pool(const tpool_pool_stats_t *ps);
 json_t *tpool__json_thread_pools(const tpool_stats_t *s);
 json_t *tpool__json_health(const tpool_stats_t *s, int *status);
 
-/* The route handlers, called once path and method are checked. */
-void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req);
+/* The route handlers, called once path and method are checked. `pool`:
+   the pool named in the path, or NULL (only /health/thread-pools reads
+   it). */
+typedef void (*tpool__route_fn)(tpool_manager_t *m, struct evhttp_request *req,
+                                const char *pool);
+void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req,
+                         const char *pool);
 void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
                                const char *pool);
-void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req);
-void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req);
+void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
+                             const char *pool);
+void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req,
+                          const char *pool);
 
 #endif /* TPOOL_HTTP_INTERNAL_H */

@@ -27,7 +27,6 @@ typedef enum value_kind {
   VAL_SIZE,        /* a size_t field at `offset` */
   VAL_U64,         /* a uint64_t field at `offset` */
   VAL_UTILIZATION, /* busy / current workers; 0 with no worker */
-  VAL_STUCK_NOW,   /* active tasks past the soft timeout right now */
 } value_kind_t;
 
 typedef struct pool_metric {
@@ -61,7 +60,7 @@ static const pool_metric_t pool_metrics[] = {
           "Most tasks the queue holds before submits fail."),
     GAUGE("tpool_pool_utilization_ratio", VAL_UTILIZATION, busy_workers,
           "Busy workers divided by live workers (0 to 1)."),
-    GAUGE("tpool_pool_stuck_tasks", VAL_STUCK_NOW, nactive,
+    GAUGE("tpool_pool_stuck_tasks", VAL_SIZE, stuck_now,
           "Running tasks that have passed the soft timeout."),
     COUNTER("tpool_tasks_submitted_total", submitted,
             "Tasks submitted, refused ones included."),
@@ -174,10 +173,6 @@ static void pool_value(const pool_metric_t *pm, const tpool_pool_stats_t *ps,
                       ? (double)ps->busy_workers / (double)ps->current_workers
                       : 0.0);
     return;
-  case VAL_STUCK_NOW:
-    for (size_t i = 0; i < ps->nactive; i++)
-      v += ps->active[i].stuck;
-    break;
   }
   snprintf(buf, cap, "%" PRIu64, v);
 }

@@ -45,13 +45,6 @@ static json_t *json_active_tasks(const tpool_pool_stats_t *ps) {
   return a;
 }
 
-static size_t count_stuck(const tpool_pool_stats_t *ps) {
-  size_t n = 0;
-  for (size_t i = 0; i < ps->nactive; i++)
-    n += ps->active[i].stuck;
-  return n;
-}
-
 json_t *tpool__json_pool(const tpool_pool_stats_t *ps) {
   json_t *o = json_pack(
       "{s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:"
@@ -67,7 +60,7 @@ json_t *tpool__json_pool(const tpool_pool_stats_t *ps) {
       (json_int_t)ps->rejected, "completed", (json_int_t)ps->completed,
       "failed", (json_int_t)ps->failed, "cancelled", (json_int_t)ps->cancelled,
       "expired", (json_int_t)ps->expired, "stuck_tasks",
-      (json_int_t)count_stuck(ps), "stuck_total", (json_int_t)ps->stuck_total,
+      (json_int_t)ps->stuck_now, "stuck_total", (json_int_t)ps->stuck_total,
       "thread_failures", (json_int_t)ps->thread_failures, "threads_started",
       (json_int_t)ps->threads_started, "threads_retired",
       (json_int_t)ps->threads_retired, "soft_timeout_s", ps->soft_timeout_s);
@@ -131,7 +124,7 @@ json_t *tpool__json_health(const tpool_stats_t *s, int *status) {
                     "the server is draining and refuses new tasks");
   for (size_t i = 0; ok && i < s->npools; i++) {
     const tpool_pool_stats_t *ps = &s->pools[i];
-    size_t stuck = count_stuck(ps);
+    size_t stuck = ps->stuck_now;
     if (stuck)
       ok = add_reason(reasons, ps->name, "stuck_tasks",
                       "%zu task(s) running longer than the soft timeout "
@@ -174,7 +167,9 @@ static tpool_stats_t *snapshot(tpool_manager_t *m, struct evhttp_request *req) {
   return s;
 }
 
-void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req) {
+void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req,
+                         const char *pool) {
+  (void)pool;
   tpool_stats_t *s = snapshot(m, req);
   if (!s)
     return;
@@ -200,7 +195,9 @@ void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
   tpool__http_reply_json(req, 200, body);
 }
 
-void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req) {
+void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
+                             const char *pool) {
+  (void)pool;
   if (tpool_manager_log_status(m) != 0) {
     tpool_http_reply_error(req, 500, "out of memory writing the status table");
     return;
@@ -210,7 +207,9 @@ void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req) {
                                    "status table written to the log"));
 }
 
-void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req) {
+void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req,
+                          const char *pool) {
+  (void)pool;
   tpool_stats_t *s = snapshot(m, req);
   if (!s)
     return;

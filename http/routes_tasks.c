@@ -23,6 +23,7 @@
 
 enum work_kind { WORK_SLEEP, WORK_SPIN, WORK_FAIL };
 static const char *const work_names[] = {"sleep", "spin", "fail"};
+#define NWORK (sizeof(work_names) / sizeof(work_names[0]))
 
 struct tpool__demo_task {
   TAILQ_ENTRY(tpool__demo_task) link; /* on d->waiting until answered */
@@ -188,9 +189,9 @@ static bool parse_body(struct evhttp_request *req, tpool__demo_task_t *t,
     } else if (strcmp(key, "work") == 0) {
       const char *w = json_string_value(v);
       size_t k = 0;
-      while (w && k < 3 && strcmp(w, work_names[k]) != 0)
+      while (w && k < NWORK && strcmp(w, work_names[k]) != 0)
         k++;
-      if (!w || k == 3) {
+      if (!w || k == NWORK) {
         tpool_http_reply_error(
             req, 400, "work: expected \"sleep\", \"spin\" or \"fail\"");
         return false;

@@ -37,6 +37,7 @@ static void manager_destroy(tpool_manager_t *m) {
   pthread_cond_destroy(&m->mon_cv);
   pthread_mutex_destroy(&m->mon_mu);
   pthread_cond_destroy(&m->state_cv);
+  pthread_mutex_destroy(&m->reconf_mu);
   pthread_mutex_destroy(&m->mu);
   tpool__log_destroy(&m->log);
   free(m->opts);
@@ -65,6 +66,8 @@ void tpool__manager_notify(tpool_manager_t *m) {
 static int init_sync(tpool_manager_t *m) {
   if (pthread_mutex_init(&m->mu, NULL) != 0)
     return -ENOMEM;
+  if (pthread_mutex_init(&m->reconf_mu, NULL) != 0)
+    goto no_reconf_mu;
   if (tpool__cond_init(&m->state_cv) != 0)
     goto no_state_cv;
   if (pthread_mutex_init(&m->mon_mu, NULL) != 0)
@@ -77,6 +80,8 @@ no_mon_cv:
 no_mon_mu:
   pthread_cond_destroy(&m->state_cv);
 no_state_cv:
+  pthread_mutex_destroy(&m->reconf_mu);
+no_reconf_mu:
   pthread_mutex_destroy(&m->mu);
   return -ENOMEM;
 }

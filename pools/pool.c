@@ -600,6 +600,7 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
     memcpy(a->name, t->name, sizeof(a->name));
     a->running_for_s = tpool__ns_to_s(now - t->start_ns);
     a->stuck = p->soft_timeout_ns && now - t->start_ns > p->soft_timeout_ns;
+    ps->stuck_now += a->stuck;
   }
   pthread_mutex_unlock(&p->mu);
   if (ps->nactive > 1)

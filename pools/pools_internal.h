@@ -3,8 +3,8 @@
  * record, a worker, a pool (executor) and the manager, with what guards
  * each field. Nothing here is visible to users of tpool.
  *
- * Lock order: manager `mu` before a pool's `mu`. `mon_mu` and the log
- * sink's mutex are leaves: nothing else is taken while they are held.
+ * Lock order: manager `mu` (or `reconf_mu`) before a pool's `mu`. `mon_mu` and
+ * the log sink's mutex are leaves: nothing else is taken while they are held.
  * No user callback (work, done, log sink) runs under a pool lock or
  * under the manager's `mu`.
  */
@@ -100,7 +100,11 @@ struct tpool_manager {
   atomic_bool stopping;                    /* atomic: shutdown has begun */
   uint64_t created_ns;
   unsigned completion_batch;
-  tpool_options_t *opts; /* protected by mu: as created, then reconfigured */
+  /* tpool_manager_reconfigure() runs under reconf_mu, which guards opts
+     and nothing else; it is taken before a pool's mu, and it may be held
+     while the log sink runs (the sink never calls back into tpool). */
+  pthread_mutex_t reconf_mu;
+  tpool_options_t *opts; /* protected by reconf_mu */
 
   size_t npools;
   tpool_pool_t *pools[TPOOL_POOLS_MAX]; /* fixed after new */

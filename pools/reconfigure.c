@@ -9,8 +9,12 @@
  * — is left alone and named in a warning, so an operator who edits it
  * learns that it waits for a restart instead of believing it applied.
  *
- * Lock order: manager `mu` (serialises reconfigurations and guards
+ * Lock order: `reconf_mu` (serialises reconfigurations and guards
  * m->opts) before a pool's `mu`, taken inside tpool__pool_configure().
+ * Not the manager's `mu`: starting workers and logging happen in here,
+ * and attach or shutdown must not wait for them. The log sink does run
+ * under reconf_mu; it never calls back into tpool, and nothing but
+ * another reconfiguration waits for this lock.
  */
 #include "pools_internal.h"
 
@@ -27,12 +31,12 @@ static void needs_restart(tpool_manager_t *m, const char *what) {
               what);
 }
 
-static const tpool_pool_options_t *find_pool(const tpool_options_t *o,
-                                             const char *name) {
+/* The index of pool `name` in o->pools, or -1. */
+static long pool_index(const tpool_options_t *o, const char *name) {
   for (size_t i = 0; i < o->npools; i++)
     if (strcmp(o->pools[i].name, name) == 0)
-      return &o->pools[i];
-  return NULL;
+      return (long)i;
+  return -1;
 }
 
 /* Warns about the fixed settings of pool `cur` that `next` changes. */
@@ -62,11 +66,9 @@ int tpool_manager_reconfigure(tpool_manager_t *m, const tpool_options_t *o,
     return -EINVAL;
   if (tpool_options_check(o, err) != 0)
     return -EINVAL;
-  pthread_mutex_lock(&m->mu);
-  if (m->shut) {
-    pthread_mutex_unlock(&m->mu);
+  if (atomic_load(&m->stopping))
     return -ESHUTDOWN;
-  }
+  pthread_mutex_lock(&m->reconf_mu);
   tpool_options_t *cur = m->opts;
   char what[TPOOL_NAME_MAX + 64];
 
@@ -84,10 +86,8 @@ int tpool_manager_reconfigure(tpool_manager_t *m, const tpool_options_t *o,
 
   for (size_t i = 0; i < o->npools; i++) {
     const tpool_pool_options_t *next = &o->pools[i];
-    tpool_pool_options_t *was = NULL;
-    for (size_t j = 0; j < cur->npools; j++)
-      if (strcmp(cur->pools[j].name, next->name) == 0)
-        was = &cur->pools[j];
+    long at = pool_index(cur, next->name);
+    tpool_pool_options_t *was = at < 0 ? NULL : &cur->pools[at];
     bool running = was && was->enabled;
     if (next->enabled != running) {
       snprintf(what, sizeof(what), "%s pool [pool.%s]",
@@ -106,13 +106,13 @@ int tpool_manager_reconfigure(tpool_manager_t *m, const tpool_options_t *o,
     was->soft_timeout_s = next->soft_timeout_s;
   }
   for (size_t j = 0; j < cur->npools; j++) {
-    if (cur->pools[j].enabled && !find_pool(o, cur->pools[j].name)) {
+    if (cur->pools[j].enabled && pool_index(o, cur->pools[j].name) < 0) {
       snprintf(what, sizeof(what), "removing pool [pool.%s]",
                cur->pools[j].name);
       needs_restart(m, what);
     }
   }
-  pthread_mutex_unlock(&m->mu);
+  pthread_mutex_unlock(&m->reconf_mu);
   tpool__logf(&m->log, TPOOL_LOG_INFO,
               "ThreadPoolManager Configuration reloaded%s%s (verbose=%s, "
               "status_interval=%.1fs)",

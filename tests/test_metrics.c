@@ -501,8 +501,11 @@ static void test_metrics_label_values_are_escaped(void **state) {
   /* Built by hand: no manager accepts such a name, but the writer must
      not rely on that. Two of the three active tasks are stuck. */
   tpool_active_task_t active[3] = {{.stuck = true}, {0}, {.stuck = true}};
-  tpool_pool_stats_t ps = {
-      .current_workers = 4, .busy_workers = 3, .nactive = 3, .active = active};
+  tpool_pool_stats_t ps = {.current_workers = 4,
+                           .busy_workers = 3,
+                           .nactive = 3,
+                           .active = active,
+                           .stuck_now = 2};
   snprintf(ps.name, sizeof(ps.name), "a\"b\\c\nd");
   tpool_stats_t s = {
       .uptime_s = 1.5, .shutting_down = true, .npools = 1, .pools = &ps};

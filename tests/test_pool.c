@@ -288,7 +288,8 @@ static void test_pool_resize_under_load_loses_nothing(void **state) {
 
 static bool stuck_seen(const tpool_pool_stats_t *ps, void *arg) {
   (void)arg;
-  return ps->stuck_total == 1 && ps->nactive == 1 && ps->active[0].stuck;
+  return ps->stuck_total == 1 && ps->nactive == 1 && ps->active[0].stuck &&
+         ps->stuck_now == 1;
 }
 
 static void test_pool_soft_timeout_flags_stuck_task(void **state) {
