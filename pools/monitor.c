@@ -22,7 +22,15 @@
 
 #include <errno.h>
 
-static uint64_t scan_all(tpool_manager_t *m, uint64_t *next_status) {
+/* When the status table was last due, kept by the monitor thread. The
+   next one is due one interval after it, with the interval read afresh
+   on every pass, so a new interval takes effect at once. */
+typedef struct status_clock {
+  bool verbose;  /* at the previous pass */
+  uint64_t last; /* the last table, or when verbose turned on */
+} status_clock_t;
+
+static uint64_t scan_all(tpool_manager_t *m, status_clock_t *sc) {
   uint64_t now = tpool__now_ns();
   uint64_t next = UINT64_MAX;
   for (size_t i = 0; i < m->npools; i++) {
@@ -30,21 +38,24 @@ static uint64_t scan_all(tpool_manager_t *m, uint64_t *next_status) {
     if (t < next)
       next = t;
   }
-  uint64_t interval = atomic_load(&m->status_interval_ns);
-  if (!tpool__verbose(m)) {
-    *next_status = now + interval; /* the first table comes one period on */
+  bool verbose = tpool__verbose(m);
+  if (verbose && !sc->verbose)
+    sc->last = now; /* the first table comes one period on */
+  sc->verbose = verbose;
+  if (!verbose)
     return next;
-  }
-  if (now >= *next_status) {
+  uint64_t interval = atomic_load(&m->status_interval_ns);
+  if (now - sc->last >= interval) {
     tpool__status_log(m);
-    *next_status = now + interval;
+    sc->last = now;
   }
-  return *next_status < next ? *next_status : next;
+  uint64_t due = sc->last + interval;
+  return due < next ? due : next;
 }
 
 static void *monitor_main(void *arg) {
   tpool_manager_t *m = arg;
-  uint64_t next_status = tpool__now_ns() + atomic_load(&m->status_interval_ns);
+  status_clock_t sc = {false, tpool__now_ns()};
 
   pthread_mutex_lock(&m->mon_mu);
   while (!m->mon_stop) {
@@ -52,7 +63,7 @@ static void *monitor_main(void *arg) {
     atomic_store(&m->mon_next_ns, 0); /* scanning: every kick counts */
     pthread_mutex_unlock(&m->mon_mu);
 
-    uint64_t next = scan_all(m, &next_status);
+    uint64_t next = scan_all(m, &sc);
 
     pthread_mutex_lock(&m->mon_mu);
     atomic_store(&m->mon_next_ns, next);

@@ -433,8 +433,11 @@ static void test_manager_reconfigure_applies_live_settings(void **state) {
   th_add_pool(next, "a", 1, 4, 2)->stack_size = 1024 * 1024;
   th_add_pool(next, "c", 1, 1, 4);
   next->verbose = true;
+  next->status_interval_s = 0.2;
   tpool_config_error_t err;
   assert_int_equal(tpool_manager_reconfigure(m, next, &err), 0);
+  /* The periodic table now comes at the new interval. */
+  assert_true(th_log_wait_for(&log, "ThreadPoolManager Current Status:", 5.0));
   tpool_pool_stats_t a = th_pool_stats(m, "a");
   assert_int_equal(a.max_workers, 4);
   assert_int_equal(a.min_workers, 1);
