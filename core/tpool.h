@@ -145,6 +145,7 @@ typedef struct tpool_pool_options {
   double idle_timeout_s; /* an idle worker above the minimum retires */
   size_t stack_size;     /* bytes per worker stack */
   double soft_timeout_s; /* a task running longer is "stuck"; 0 = off */
+  double spin_s; /* an idle worker polls this long before it sleeps; 0 = off */
   char
       thread_name[TPOOL_THREAD_NAME_MAX]; /* prefix; "": "tpool-" + 5 of name */
   bool has_affinity;
