@@ -80,7 +80,7 @@ typedef struct tpool__keydef {
    tpool_options_check() checks them. */
 #define TPOOL__GENERAL_NKEYS 5
 #define TPOOL__HTTP_NKEYS 5
-#define TPOOL__POOL_NKEYS 9
+#define TPOOL__POOL_NKEYS 10
 extern const tpool__keydef_t tpool__general_keys[TPOOL__GENERAL_NKEYS];
 extern const tpool__keydef_t tpool__http_keys[TPOOL__HTTP_NKEYS];
 extern const tpool__keydef_t tpool__pool_keys[TPOOL__POOL_NKEYS];

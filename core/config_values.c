@@ -147,6 +147,7 @@ const tpool__keydef_t tpool__pool_keys[] = {
      (double)TPOOL__STACK_MAX, POOL(stack_size), 0},
     {"soft_timeout", TPOOL__KIND_SECONDS, 0, TPOOL__SECONDS_MAX,
      POOL(soft_timeout_s), 0},
+    {"spin", TPOOL__KIND_SECONDS, 0, TPOOL__SPIN_MAX, POOL(spin_s), 0},
     {"thread_name", TPOOL__KIND_THREAD_NAME, 1, TPOOL_THREAD_NAME_MAX - 1,
      POOL(thread_name), 0},
     {"cpu_affinity", TPOOL__KIND_AFFINITY, 0, TPOOL_CPUS_MAX - 1, 0, 0},

@@ -55,18 +55,29 @@ double tpool_latency_bound(unsigned i) {
   return tpool__ns_to_s(le_bounds_ns[i]);
 }
 
-/* Index of the first bound at or above ns (TPOOL_LATENCY_BUCKETS: none),
-   by binary search: five comparisons. */
-static unsigned le_index(uint64_t ns) {
-  unsigned lo = 0, hi = TPOOL_LATENCY_BUCKETS;
-  while (lo < hi) {
-    unsigned mid = (lo + hi) / 2;
-    if (le_bounds_ns[mid] < ns)
-      lo = mid + 1;
-    else
-      hi = mid;
+/* The first bound at or above 2^e, for each power of two e. Between two
+   powers of two there is at most one bound (neighbouring bounds are at
+   least twice apart), so with this table a value finds its bound with one
+   comparison. Filled before main() runs. */
+static uint8_t le_first[64];
+
+__attribute__((constructor)) static void le_first_init(void) {
+  unsigned k = 0;
+  for (unsigned e = 0; e < 64; e++) {
+    while (k < TPOOL_LATENCY_BUCKETS && le_bounds_ns[k] < (1ull << e))
+      k++;
+    le_first[e] = (uint8_t)k;
   }
-  return lo;
+}
+
+/* Index of the first bound at or above ns (TPOOL_LATENCY_BUCKETS: none). */
+static unsigned le_index(uint64_t ns) {
+  if (ns == 0)
+    return 0;
+  unsigned k = le_first[63u - (unsigned)__builtin_clzll(ns)];
+  if (k < TPOOL_LATENCY_BUCKETS && le_bounds_ns[k] < ns)
+    k++;
+  return k;
 }
 
 void tpool__hist_record(tpool__hist_t *h, uint64_t ns) {

@@ -24,6 +24,7 @@
 #define TPOOL__SECONDS_MAX 86400.0
 #define TPOOL__STATUS_INTERVAL_MIN 0.1
 #define TPOOL__IDLE_TIMEOUT_MIN 0.01
+#define TPOOL__SPIN_MAX 0.01 /* an idle worker's poll before it sleeps */
 #define TPOOL__HTTP_TIMEOUT_MIN 0.1
 #define TPOOL__HTTP_TIMEOUT_MAX 3600.0
 #define TPOOL__STACK_MIN ((size_t)64 * 1024)
@@ -40,6 +41,11 @@
 
 /* True if `name` is a valid pool name: 1..31 of [a-z0-9_-]. */
 bool tpool__pool_name_is_valid(const char *name);
+
+/* Bytes per cache line on the machines tpool targets (x86-64, arm64).
+   Fields written by one thread and read by others are kept this far apart
+   from fields with other writers. */
+#define TPOOL__CACHE_LINE 64
 
 /* ------------------------------------------------------------------------
  * Clock

@@ -30,11 +30,70 @@
 #include <stdlib.h>
 #include <string.h>
 
-static tpool__task_t *task_new(void) {
-  return malloc(sizeof(tpool__task_t));
+/*
+ * Task records are recycled through a small free list per thread instead
+ * of going back to malloc: a record is usually allocated by the loop
+ * thread (a submit from a done callback or a request handler) and freed
+ * by the same thread after its done callback, so the list stays warm and
+ * neither side touches the allocator's locks. Hand-written because it is
+ * a dozen lines; a general allocator would have to be thread-safe.
+ */
+#define TASK_CACHE_MAX 256
+
+typedef struct {
+  tpool__task_t *head; /* linked through node.next */
+  unsigned n;
+  bool registered; /* the exit destructor knows about this thread */
+} task_cache_t;
+
+static _Thread_local task_cache_t task_cache;
+static pthread_key_t task_cache_key;
+static pthread_once_t task_cache_once = PTHREAD_ONCE_INIT;
+static bool task_cache_key_ok;
+
+/* Frees the calling thread's cached records; runs as the thread exits. */
+static void task_cache_release(void *unused) {
+  (void)unused;
+  tpool__task_t *t;
+  while ((t = task_cache.head)) {
+    task_cache.head = (tpool__task_t *)t->node.next;
+    free(t);
+  }
+  task_cache.n = 0;
+  task_cache.registered = false;
 }
+
+static void task_cache_init(void) {
+  task_cache_key_ok =
+      pthread_key_create(&task_cache_key, task_cache_release) == 0;
+}
+
+static tpool__task_t *task_new(void) {
+  tpool__task_t *t = task_cache.head;
+  if (!t)
+    return malloc(sizeof(tpool__task_t));
+  task_cache.head = (tpool__task_t *)t->node.next;
+  task_cache.n--;
+  return t;
+}
+
 static void task_free(tpool__task_t *t) {
-  free(t);
+  if (task_cache.n == TASK_CACHE_MAX) {
+    free(t);
+    return;
+  }
+  if (!task_cache.registered) { /* once per thread: free the list at exit */
+    pthread_once(&task_cache_once, task_cache_init);
+    if (!task_cache_key_ok ||
+        pthread_setspecific(task_cache_key, &task_cache) != 0) {
+      free(t);
+      return;
+    }
+    task_cache.registered = true;
+  }
+  t->node.next = (tpool__node_t *)task_cache.head; /* node comes first */
+  task_cache.head = t;
+  task_cache.n++;
 }
 
 /* "ThreadPool[cpu] Task #42: <message>" */
@@ -111,7 +170,7 @@ static int admit(const tpool_pool_t *p) {
 static bool needs_thread(const tpool_pool_t *p) {
   return p->started && p->nidle <= p->nwakeups &&
          p->nthreads < p->max_workers &&
-         p->queued + 1 > (size_t)p->nwakeups + p->nstarting;
+         p->queued + 1 > (size_t)p->nwakeups + p->nstarting + p->nspinning;
 }
 
 static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
@@ -135,9 +194,7 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
     return rc;
   }
   tpool__queue_push(p, t);
-  bool wake = p->nidle > p->nwakeups;
-  if (wake)
-    p->nwakeups++;
+  bool wake = tpool__wake_claim(p);
   pthread_mutex_unlock(&p->mu);
   /* Signalled after unlocking, so the woken worker does not block on the
      mutex we still hold. */
@@ -214,7 +271,15 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
   tpool_pool_t *p = calloc(1, sizeof(*p));
   if (!p)
     return -ENOMEM;
-  if (pthread_mutex_init(&p->mu, NULL) != 0) {
+  /* Adaptive: a thread finding the lock taken spins a little before it
+     sleeps, as critical sections here are a few list and counter updates
+     and a futex sleep and wake cost far more than waiting them out. */
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+  int rc = pthread_mutex_init(&p->mu, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc != 0) {
     free(p);
     return -ENOMEM;
   }
@@ -234,6 +299,7 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
   p->queue_limit = po->queue_limit;
   p->idle_timeout_ns = tpool__s_to_ns(po->idle_timeout_s);
   p->soft_timeout_ns = tpool__s_to_ns(po->soft_timeout_s);
+  p->spin_ns = tpool__s_to_ns(po->spin_s);
   p->stack_size = po->stack_size;
   if (po->thread_name[0])
     snprintf(p->thread_prefix, sizeof(p->thread_prefix), "%s", po->thread_name);
@@ -327,17 +393,20 @@ int tpool_pool_resize(tpool_pool_t *p, unsigned min_workers,
 void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po) {
   uint64_t idle_ns = tpool__s_to_ns(po->idle_timeout_s);
   uint64_t soft_ns = tpool__s_to_ns(po->soft_timeout_s);
+  uint64_t spin_ns = tpool__s_to_ns(po->spin_s);
   pthread_mutex_lock(&p->mu);
   bool limits =
       p->max_workers != po->max_workers ||
       p->min_equals_max != (po->min_workers == TPOOL_MIN_EQUALS_MAX) ||
       (!p->min_equals_max && p->min_workers != po->min_workers);
   bool others = p->queue_limit != po->queue_limit ||
-                p->idle_timeout_ns != idle_ns || p->soft_timeout_ns != soft_ns;
+                p->idle_timeout_ns != idle_ns ||
+                p->soft_timeout_ns != soft_ns || p->spin_ns != spin_ns;
   /* A lower queue limit keeps what is queued; only new submits see it. */
   p->queue_limit = po->queue_limit;
   p->idle_timeout_ns = idle_ns;
   p->soft_timeout_ns = soft_ns;
+  p->spin_ns = spin_ns;
   pthread_mutex_unlock(&p->mu);
   if (limits)
     tpool_pool_resize(p, po->min_workers, po->max_workers);
@@ -349,8 +418,9 @@ void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po) {
   tpool__monitor_kick(p->m, tpool__now_ns());
   tpool__logf(&p->m->log, TPOOL_LOG_INFO,
               "ThreadPool[%s] Reconfigured: queue_limit=%zu idle_timeout=%.3fs "
-              "soft_timeout=%.3fs",
-              p->name, po->queue_limit, po->idle_timeout_s, po->soft_timeout_s);
+              "soft_timeout=%.3fs spin=%.6fs",
+              p->name, po->queue_limit, po->idle_timeout_s, po->soft_timeout_s,
+              po->spin_s);
 }
 
 /* ---- cancel, shutdown helpers ------------------------------------------ */

@@ -59,6 +59,7 @@ struct tpool_pool {
   size_t queue_limit;
   uint64_t idle_timeout_ns;
   uint64_t soft_timeout_ns;
+  uint64_t spin_ns; /* an idle worker polls this long before sleeping */
   /* Fixed at creation. */
   size_t stack_size;
   char thread_prefix[TPOOL_THREAD_NAME_MAX];
@@ -73,6 +74,7 @@ struct tpool_pool {
   unsigned nstarting; /* created but not yet looking for work */
   unsigned nidle;     /* waiting on work_cv */
   unsigned nwakeups;  /* signals sent to idle workers, not yet taken */
+  unsigned nspinning; /* polling for work before they sleep (0 or 1) */
   unsigned nbusy;     /* running a task */
   unsigned nexiting;  /* retiring, last completion not yet posted */
   unsigned next_no;
@@ -89,13 +91,18 @@ struct tpool_pool {
   uint64_t last_reject_ns; /* 0 = never */
   tpool__hist_t run_hist;
   tpool__hist_t wait_hist;
+
+  /* Tasks ever queued: bumped under mu, polled without it by a spinning
+     worker, on its own cache line so polling does not slow the lock. */
+  char pad_pushes[TPOOL__CACHE_LINE];
+  atomic_uint_fast64_t pushes; /* atomic */
+  char pad_pushes_end[TPOOL__CACHE_LINE - sizeof(atomic_uint_fast64_t)];
 };
 
 struct tpool_manager {
   tpool__log_t log;
   atomic_bool verbose;                     /* atomic */
   atomic_uint_fast64_t status_interval_ns; /* atomic */
-  atomic_int_fast64_t next_id;             /* atomic */
   atomic_int refs;                         /* atomic: user + live workers */
   atomic_bool stopping;                    /* atomic: shutdown has begun */
   uint64_t created_ns;
@@ -125,6 +132,12 @@ struct tpool_manager {
   bool mon_stop;                    /* protected by mon_mu */
   bool mon_kicked;                  /* protected by mon_mu */
   atomic_uint_fast64_t mon_next_ns; /* atomic: when it next looks */
+
+  /* Written by every submit: alone on its cache line, so submitters do not
+     steal the line that workers read `verbose` and `refs` from. */
+  char pad_id[TPOOL__CACHE_LINE];
+  atomic_int_fast64_t next_id; /* atomic */
+  char pad_id_end[TPOOL__CACHE_LINE - sizeof(atomic_int_fast64_t)];
 };
 
 /* ---- pool.c ------------------------------------------------------------- */
@@ -138,8 +151,22 @@ static inline unsigned tpool__pool_min(const tpool_pool_t *p) {
 static inline void tpool__queue_push(tpool_pool_t *p, tpool__task_t *t) {
   TAILQ_INSERT_TAIL(&p->queue, t, qlink);
   p->queued++;
+  atomic_fetch_add_explicit(&p->pushes, 1, memory_order_release);
   if (t->deadline_ns)
     p->ndeadline++;
+}
+
+/* True when an idle worker should be signalled for queued work, counting
+   the signal as sent; the caller signals work_cv after unlocking. At most
+   one signal is outstanding and none is sent while a worker spins: the
+   worker that wakes (or stops spinning) takes a task and, if more wait,
+   wakes the next, so a burst wakes workers one by one as they are needed
+   instead of all at once to fight over the lock. Under mu. */
+static inline bool tpool__wake_claim(tpool_pool_t *p) {
+  if (p->nidle <= p->nwakeups || p->nwakeups > 0 || p->nspinning > 0)
+    return false;
+  p->nwakeups++;
+  return true;
 }
 
 static inline void tpool__queue_remove(tpool_pool_t *p, tpool__task_t *t) {

@@ -157,8 +157,47 @@ static void worker_setup(tpool__worker_t *w) {
   }
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/*
+ * The pool's opt-in spin before sleep: polls the pool's push counter for
+ * up to spin_ns without the lock, so a task submitted meanwhile starts
+ * without a futex wake (a cross-core wakeup costs tens of microseconds on
+ * a virtual machine). One worker per pool spins at a time, and submitters
+ * signal nobody while it does. Called and returns with mu held.
+ */
+static void spin_for_work(tpool_pool_t *p) {
+  uint64_t seen = atomic_load_explicit(&p->pushes, memory_order_relaxed);
+  uint64_t until = tpool__now_ns() + p->spin_ns;
+  p->nspinning++;
+  pthread_mutex_unlock(&p->mu);
+  for (unsigned i = 1;; i++) {
+    if (atomic_load_explicit(&p->pushes, memory_order_acquire) != seen)
+      break;
+    if (i % 64 == 0 && tpool__now_ns() >= until)
+      break;
+    cpu_relax();
+  }
+  pthread_mutex_lock(&p->mu);
+  p->nspinning--;
+}
+
 /* What next_task() found. */
 typedef enum { GOT_TASK, GOT_EXPIRED, MUST_FLUSH, MUST_RETIRE } next_t;
+
+/* What next_task() hands back besides its verdict. */
+typedef struct {
+  tpool__task_t *task; /* GOT_TASK, GOT_EXPIRED */
+  retire_t why;        /* MUST_RETIRE */
+  bool wake_next;      /* signal work_cv after unlocking: more work waits */
+  bool waited;         /* it slept or spun before finding the task */
+} look_t;
 
 /*
  * Finds this worker's next task. GOT_EXPIRED: a queued task whose start
@@ -169,17 +208,19 @@ typedef enum { GOT_TASK, GOT_EXPIRED, MUST_FLUSH, MUST_RETIRE } next_t;
  * retire for the same reason.
  * Called and returns with mu held.
  */
-static next_t next_task(tpool_pool_t *p, bool holding, tpool__task_t **out,
-                        retire_t *why) {
+static next_t next_task(tpool_pool_t *p, bool holding, look_t *out) {
+  bool spun = false;
+  out->waited = false;
   for (;;) {
     if (p->nthreads > p->max_workers) {
-      *why = RETIRE_RESIZED;
+      out->why = RETIRE_RESIZED;
       break;
     }
     tpool__task_t *t = TAILQ_FIRST(&p->queue);
     if (t) {
       tpool__queue_remove(p, t);
-      *out = t;
+      out->task = t;
+      out->wake_next = !TAILQ_EMPTY(&p->queue) && tpool__wake_claim(p);
       if (t->deadline_ns) {
         uint64_t now = tpool__now_ns();
         if (now >= t->deadline_ns) {
@@ -192,11 +233,18 @@ static next_t next_task(tpool_pool_t *p, bool holding, tpool__task_t **out,
       return GOT_TASK;
     }
     if (p->stopping) {
-      *why = RETIRE_STOPPED;
+      out->why = RETIRE_STOPPED;
       break;
     }
     if (holding)
       return MUST_FLUSH;
+    out->waited = true;
+    if (!spun && p->spin_ns > 0 && p->nspinning == 0) {
+      spun = true;
+      spin_for_work(p);
+      continue;
+    }
+    spun = false;
     /* At or below the minimum, wait without a timeout: a quiet fixed-size
        pool costs no wakeups. */
     uint64_t until = p->nthreads > tpool__pool_min(p)
@@ -209,7 +257,7 @@ static next_t next_task(tpool_pool_t *p, bool holding, tpool__task_t **out,
       p->nwakeups--;
     if (rc == ETIMEDOUT && p->queued == 0 && !p->stopping &&
         p->nthreads > tpool__pool_min(p)) {
-      *why = RETIRE_IDLE;
+      out->why = RETIRE_IDLE;
       break;
     }
   }
@@ -296,14 +344,13 @@ static void *worker_main(void *arg) {
   /* The task this worker last ran, posted once the lock is released: the
      accounting for one task and the pop of the next share a lock. */
   tpool__task_t *finished = NULL;
-  tpool__task_t *t = NULL;
-  retire_t why = RETIRE_STOPPED;
+  look_t look = {0};
   pthread_mutex_lock(&p->mu);
   /* Counted as starting until now, under the same lock as its first look
      for work, so a burst of submits does not start threads it needs not. */
   p->nstarting--;
   for (;;) {
-    next_t got = next_task(p, finished != NULL, &t, &why);
+    next_t got = next_task(p, finished != NULL, &look);
     if (got == MUST_RETIRE)
       break;
     if (got == MUST_FLUSH) {
@@ -312,15 +359,22 @@ static void *worker_main(void *arg) {
       pthread_mutex_lock(&p->mu);
       continue;
     }
+    tpool__task_t *t = look.task;
     if (got == GOT_TASK) {
+      /* Back to back, the task starts when the last one ended (a clock
+         read saved per task); after a wait, or if it was queued after
+         that, the clock is read. */
+      uint64_t last_end = finished && !look.waited ? finished->end_ns : 0;
       w->current = t;
       w->stuck_reported = false;
-      t->start_ns = tpool__now_ns();
+      t->start_ns = last_end > t->submit_ns ? last_end : tpool__now_ns();
       p->nbusy++;
       tpool__hist_record(&p->wait_hist, t->start_ns - t->submit_ns);
     }
     uint64_t soft = p->soft_timeout_ns;
     pthread_mutex_unlock(&p->mu);
+    if (look.wake_next) /* more work waits: hand it to an idle worker */
+      pthread_cond_signal(&p->work_cv);
 
     flush(&finished);
     finished = t;
@@ -347,6 +401,6 @@ static void *worker_main(void *arg) {
   }
   pthread_mutex_unlock(&p->mu);
   flush(&finished);
-  worker_retire(w, why);
+  worker_retire(w, look.why);
   return NULL;
 }

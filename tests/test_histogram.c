@@ -117,12 +117,57 @@ static void test_histogram_prometheus_buckets_are_exact(void **state) {
   free(h);
 }
 
+/* The bound a value counts under, found the slow way. */
+static unsigned le_linear(uint64_t ns) {
+  unsigned i = 0;
+  while (i < TPOOL_LATENCY_BUCKETS &&
+         (uint64_t)llround(tpool_latency_bound(i) * 1e9) < ns)
+    i++;
+  return i;
+}
+
+static void
+test_histogram_prometheus_buckets_match_linear_search(void **state) {
+  (void)state;
+  tpool__hist_t *h = calloc(1, sizeof(*h));
+  assert_non_null(h);
+  uint64_t want[TPOOL_LATENCY_BUCKETS + 1] = {0};
+  /* Around every power of two, where the fast lookup changes its table
+     entry, and a log-uniform sweep from 1 ns to about 2^40 ns. */
+  for (unsigned e = 0; e < 64; e++) {
+    uint64_t v = 1ull << e;
+    uint64_t around[] = {v - 1, v, v + 1};
+    for (unsigned k = 0; k < 3; k++) {
+      tpool__hist_record(h, around[k]);
+      want[le_linear(around[k])]++;
+    }
+  }
+  uint64_t x = 88172645463325252ull; /* xorshift64 */
+  for (unsigned n = 0; n < 200000; n++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    uint64_t v = (x >> 24) >> (x % 40);
+    tpool__hist_record(h, v);
+    want[le_linear(v)]++;
+  }
+  tpool_latency_t l;
+  tpool__hist_summary(h, &l);
+  uint64_t below = 0;
+  for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++) {
+    below += want[i];
+    assert_int_equal(l.le_count[i], below);
+  }
+  free(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_histogram_buckets_tile_the_range),
       cmocka_unit_test(test_histogram_quantiles_within_one_sixteenth),
       cmocka_unit_test(test_histogram_merge_equals_single),
       cmocka_unit_test(test_histogram_prometheus_buckets_are_exact),
+      cmocka_unit_test(test_histogram_prometheus_buckets_match_linear_search),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
