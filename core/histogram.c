@@ -100,31 +100,49 @@ void tpool__hist_merge(tpool__hist_t *into, const tpool__hist_t *from) {
     into->max_ns = from->max_ns;
 }
 
-uint64_t tpool__hist_quantile(const tpool__hist_t *h, double q) {
-  if (h->count == 0)
-    return 0;
+/* The rank of quantile q (0..1), 1-based: the smallest value with at least
+   q of all values at or below it. */
+static uint64_t rank_of(const tpool__hist_t *h, double q) {
   if (q < 0)
     q = 0;
   if (q > 1)
     q = 1;
-  /* The rank of the wanted value, 1-based: the smallest value with at
-     least q of all values at or below it. */
   uint64_t rank = (uint64_t)(q * (double)h->count + 0.999999);
-  if (rank == 0)
-    rank = 1;
-  if (rank >= h->count)
-    return h->max_ns; /* the largest value is known exactly */
+  return rank == 0 ? 1 : rank;
+}
+
+/* The value reported for bucket i: its middle, clamped to max. */
+static uint64_t bucket_value(const tpool__hist_t *h, unsigned i) {
+  uint64_t lo = tpool__hist_bucket_low(i);
+  uint64_t hi = tpool__hist_bucket_high(i);
+  uint64_t mid = hi == UINT64_MAX ? lo : lo + (hi - lo) / 2;
+  return mid < h->max_ns ? mid : h->max_ns;
+}
+
+/* Values at n quantiles given in increasing order, in one walk over the
+   buckets (a snapshot asks for three per histogram). */
+static void quantiles(const tpool__hist_t *h, const double *q, uint64_t *out,
+                      unsigned n) {
+  unsigned k = 0;
   uint64_t seen = 0;
-  for (unsigned i = 0; i < TPOOL__HIST_BUCKETS; i++) {
+  for (unsigned i = 0; i < TPOOL__HIST_BUCKETS && k < n; i++) {
     seen += h->buckets[i];
-    if (seen >= rank) {
-      uint64_t lo = tpool__hist_bucket_low(i);
-      uint64_t hi = tpool__hist_bucket_high(i);
-      uint64_t mid = hi == UINT64_MAX ? lo : lo + (hi - lo) / 2;
-      return mid < h->max_ns ? mid : h->max_ns;
+    while (k < n && seen >= rank_of(h, q[k])) {
+      /* The largest value is known exactly. */
+      out[k] = rank_of(h, q[k]) >= h->count ? h->max_ns : bucket_value(h, i);
+      k++;
     }
   }
-  return h->max_ns;
+  for (; k < n; k++)
+    out[k] = h->max_ns;
+}
+
+uint64_t tpool__hist_quantile(const tpool__hist_t *h, double q) {
+  if (h->count == 0)
+    return 0;
+  uint64_t v;
+  quantiles(h, &q, &v, 1);
+  return v;
 }
 
 void tpool__hist_summary(const tpool__hist_t *h, tpool_latency_t *out) {
@@ -133,9 +151,12 @@ void tpool__hist_summary(const tpool__hist_t *h, tpool_latency_t *out) {
   if (h->count == 0)
     return;
   out->sum_s = tpool__ns_to_s(h->sum_ns);
-  out->p50_s = tpool__ns_to_s(tpool__hist_quantile(h, 0.50));
-  out->p90_s = tpool__ns_to_s(tpool__hist_quantile(h, 0.90));
-  out->p99_s = tpool__ns_to_s(tpool__hist_quantile(h, 0.99));
+  static const double q[3] = {0.50, 0.90, 0.99};
+  uint64_t v[3];
+  quantiles(h, q, v, 3);
+  out->p50_s = tpool__ns_to_s(v[0]);
+  out->p90_s = tpool__ns_to_s(v[1]);
+  out->p99_s = tpool__ns_to_s(v[2]);
   out->max_s = tpool__ns_to_s(h->max_ns);
   uint64_t below = 0;
   for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++) {

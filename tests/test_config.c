@@ -365,6 +365,7 @@ static void test_config_every_key(void **state) {
   assert_true(cpu->idle_timeout_s == 0.01);
   assert_int_equal(cpu->stack_size, 1024 * 1024 * 1024);
   assert_true(cpu->soft_timeout_s == 0.0);
+  assert_true(cpu->spin_s == 0.01);
   assert_string_equal(cpu->thread_name, "cpu.W_1-x");
   assert_true(cpu->has_affinity);
   for (c = 0; c < TPOOL_CPUS_MAX; c++) {
@@ -488,6 +489,9 @@ static void test_config_parse_values(void **state) {
       {"[pool.io]\nworkers = AUTO\n", -EINVAL},
       {"[pool.io]\nmin_workers = 0\n", 0},
       {"[pool.io]\nsoft_timeout = 86400\n", 0},
+      {"[pool.io]\nspin = 0.00005\n", 0},
+      {"[pool.io]\nspin = 0.01\n", 0},
+      {"[pool.io]\nspin = 0.011\n", -EINVAL},
       {"[pool.io]\ncpu_affinity = 1023\n", 0},
       {"[pool.io]\ncpu_affinity =\n", -EINVAL},
       {"[pool.io]\ncpu_affinity = 1--2\n", -EINVAL},
