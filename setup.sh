@@ -14,6 +14,9 @@ cd "$(dirname "$0")"
 
 packages="gcc libc6-dev meson ninja-build pkg-config libevent-dev \
 libinih-dev libjansson-dev libcmocka-dev"
+# libuv builds tests/bench/tpool-bench only, which compares tpool with
+# libuv's uv_queue_work(); libtpool itself never links libuv.
+packages="$packages libuv1-dev"
 # The tests check /metrics with promtool, from Debian's prometheus package.
 [ "${1:-build}" = test ] && packages="$packages prometheus"
 missing=""
