@@ -8,23 +8,28 @@
  * event callbacks and tpool__bridge_drain().
  * What they share: `head`, a lock-free LIFO stack of posted nodes, and
  * `armed`, which is true from the moment a producer writes the eventfd
- * until the loop has read it. A producer pushes its node, then sets `armed`;
- * only the producer that flips it from false to true writes the eventfd.
- * So a burst of completions costs one write(2) and one wakeup, and a loop
- * that is already awake is never woken again.
- * How work moves: the loop callback reads the eventfd, clears `armed`, then
- * takes the whole stack with one exchange and reverses it into `local`, a
- * FIFO only the loop thread touches, so done callbacks run in completion
- * order. It delivers at most `batch` nodes per round; if any remain it arms
- * a zero-delay timer, which libevent runs on the next loop iteration, after
+ * until the loop has drained everything posted. A producer pushes its
+ * node, then sets `armed`; only the producer that flips it from false to
+ * true writes the eventfd. So a burst of completions costs one write(2)
+ * and one wakeup, and a loop that is awake, or busy delivering, is never
+ * woken again.
+ * How work moves: the loop callback reads the eventfd, then takes the
+ * whole stack with one exchange and reverses it into `local`, a FIFO only
+ * the loop thread touches, so done callbacks run in completion order. It
+ * delivers at most `batch` nodes per round; if any remain it arms a
+ * zero-delay timer, which libevent runs on the next loop iteration, after
  * polling for I/O, so a flood of completions cannot starve other events.
+ * Only when nothing is left does it clear `armed`, and then it looks at
+ * the stack once more.
  *
  * Why no libevent call happens off the loop thread: event_active() from a
  * worker would take the base lock and write libevent's own notify fd for
  * every completion; an eventfd we own costs less and needs no base lock.
- * The clear-then-exchange order on the loop side against push-then-flip on
- * the producer side (all sequentially consistent) guarantees that a node
- * pushed after the loop took the stack is followed by a fresh wakeup.
+ * The clear-then-look order on the loop side against push-then-flip on
+ * the producer side (all sequentially consistent) guarantees that no node
+ * is left behind: a producer that found `armed` set pushed before the
+ * clear, so the look after it sees the node; one that found it clear
+ * writes the eventfd.
  */
 #include "internal.h"
 
@@ -141,18 +146,26 @@ static bool has_pending(tpool__bridge_t *b) {
 
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
   tpool__bridge_t *b = arg;
+  static const struct timeval now = {0, 0};
   if (what & EV_READ) {
     uint64_t count;
     /* Nonblocking; EAGAIN only means another round already read it. */
     if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
       return;
-    atomic_store(&b->armed, false);
   }
+  /* `armed` stays set through the round: nodes posted meanwhile are
+     picked up by this round or the next without another eventfd write. */
   tpool__bridge_drain(b, b->batch);
   if (has_pending(b)) {
-    static const struct timeval now = {0, 0};
-    evtimer_add(b->more, &now);
+    evtimer_add(b->more, &now); /* still armed: producers stay quiet */
+    return;
   }
+  atomic_store(&b->armed, false);
+  /* A node pushed before the store above found `armed` set and wrote
+     nothing: look once more. If one is there, re-arm, unless its producer
+     already did and wrote the eventfd, which will wake us. */
+  if (has_pending(b) && !atomic_exchange(&b->armed, true))
+    evtimer_add(b->more, &now);
 }
 
 void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node) {

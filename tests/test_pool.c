@@ -1,7 +1,8 @@
 /*
  * test_pool.c — one pool's behaviour: a full queue fails fast, cancel,
  * start deadlines, growth to the maximum and shrink to the minimum, resize
- * under load, soft timeouts, and a pool that cannot start threads.
+ * under load, waking idle workers, spin before sleep, soft timeouts, and a
+ * pool that cannot start threads.
  */
 #include "helpers.h"
 
@@ -286,6 +287,66 @@ static void test_pool_resize_under_load_loses_nothing(void **state) {
   fixture_free(f);
 }
 
+static void test_pool_burst_wakes_every_idle_worker(void **state) {
+  (void)state;
+  /* Workers are woken one at a time, each handing on to the next while
+     work waits: a burst must still reach all of them. */
+  enum { W = 6 };
+  struct fixture *f = fixture_new(W, W, 64);
+  f->m = th_manager(&f->o, f->base);
+  unsigned idle = W;
+  assert_true(th_wait_stats(f->m, f->base, "work", workers_are, &idle, 5.0));
+  for (int i = 0; i < W; i++)
+    assert_true(submit_gate(f) > 0);
+  unsigned busy = W;
+  assert_true(th_wait_stats(f->m, f->base, "work", busy_is, &busy, 10.0));
+  assert_int_equal(th_gate_waiting(&f->gate), W);
+  th_gate_open(&f->gate);
+  assert_true(run_until_calls(f->base, &f->d, W));
+  assert_int_equal(f->d.ok, W);
+  fixture_free(f);
+}
+
+/* A chain of tasks, each submitted by the previous one's done callback. */
+typedef struct {
+  tpool_pool_t *pool;
+  int left, done, bad;
+} chain_t;
+
+static void chain_next(int status, const tpool_task_info_t *info, void *arg) {
+  (void)info;
+  chain_t *c = arg;
+  c->done++;
+  c->bad += status != 0;
+  if (c->left > 0 &&
+      tpool_submit(c->pool, "link", th_noop, chain_next, c, NULL) > 0)
+    c->left--;
+}
+
+static void test_pool_spin_before_sleep(void **state) {
+  (void)state;
+  struct fixture *f = fixture_new(1, 3, 64);
+  f->o.pools[0].spin_s = 0.002;
+  f->o.pools[0].idle_timeout_s = 0.05;
+  f->m = th_manager(&f->o, f->base);
+  tpool_pool_t *p = tpool_manager_pool(f->m, "work");
+  enum { N = 3000 };
+  chain_t c = {p, N - 1, 0, 0};
+  assert_true(tpool_submit(p, "link", th_noop, chain_next, &c, NULL) > 0);
+  int step = 0;
+  while (c.done < N) { /* resized and reconfigured while it spins */
+    int want = c.done + 500 > N ? N : c.done + 500;
+    assert_true(th_run_until_int(f->base, &c.done, want, 30.0));
+    assert_int_equal(tpool_pool_resize(p, step % 2, 1 + step % 3), 0);
+    step++;
+  }
+  assert_int_equal(c.bad, 0);
+  tpool_pool_stats_t ps = th_pool_stats(f->m, "work");
+  assert_int_equal(ps.completed, N);
+  /* Shut down while a worker spins: it notices within its spin. */
+  fixture_free(f);
+}
+
 static bool stuck_seen(const tpool_pool_stats_t *ps, void *arg) {
   (void)arg;
   return ps->stuck_total == 1 && ps->nactive == 1 && ps->active[0].stuck &&
@@ -478,6 +539,8 @@ int main(void) {
       cmocka_unit_test(test_pool_start_deadline_expires_queued_task),
       cmocka_unit_test(test_pool_grows_to_max_and_shrinks_to_min),
       cmocka_unit_test(test_pool_resize_under_load_loses_nothing),
+      cmocka_unit_test(test_pool_burst_wakes_every_idle_worker),
+      cmocka_unit_test(test_pool_spin_before_sleep),
       cmocka_unit_test(test_pool_soft_timeout_flags_stuck_task),
       cmocka_unit_test(test_pool_thread_failure_keeps_serving),
       cmocka_unit_test(test_pool_without_threads_refuses_work),
