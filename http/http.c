@@ -52,36 +52,80 @@ static int add_to_evbuffer(const char *buf, size_t size, void *data) {
   return evbuffer_add(data, buf, size);
 }
 
-void tpool__http_reply_json(struct evhttp_request *req, int status,
-                            json_t *body) {
-  struct evbuffer *out = evbuffer_new();
+/* Adds the JSON headers and sends the request's output buffer as the body.
+   The body goes straight into that buffer, so no reply needs an evbuffer
+   of its own. */
+static void send_json(struct evhttp_request *req, int status) {
   struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-  /* ?pretty indents the body for people reading it in a terminal. */
-  const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-  size_t flags = JSON_REAL_PRECISION(9) | JSON_ENSURE_ASCII;
-  flags |= query && strstr(query, "pretty") ? JSON_INDENT(2) : JSON_COMPACT;
-  if (!out || !body || json_dump_callback(body, add_to_evbuffer, out, flags) ||
-      evbuffer_add(out, "\n", 1)) {
-    /* Out of memory: a fixed body still tells the client what happened. */
-    static const char oom[] =
-        "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}\n";
-    status = 500;
-    if (out)
-      evbuffer_drain(out, evbuffer_get_length(out));
-    if (!out || evbuffer_add_reference(out, oom, sizeof(oom) - 1, NULL, NULL)) {
-      json_decref(body);
-      evbuffer_free(out);
-      evhttp_send_error(req, 500, NULL);
-      return;
-    }
-  }
-  json_decref(body);
   evhttp_add_header(headers, "Content-Type", "application/json");
   evhttp_add_header(headers, "Cache-Control", "no-store");
   /* libevent 2.1 knows no phrase for 429 (RFC 6585). */
   evhttp_send_reply(req, status, status == 429 ? "Too Many Requests" : NULL,
-                    out);
-  evbuffer_free(out);
+                    NULL);
+}
+
+/* Out of memory: a fixed body still tells the client what happened. */
+static void send_oom(struct evhttp_request *req) {
+  static const char oom[] =
+      "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}\n";
+  struct evbuffer *out = evhttp_request_get_output_buffer(req);
+  evbuffer_drain(out, evbuffer_get_length(out));
+  if (evbuffer_add_reference(out, oom, sizeof(oom) - 1, NULL, NULL) != 0) {
+    evhttp_send_error(req, 500, NULL);
+    return;
+  }
+  send_json(req, 500);
+}
+
+bool tpool__http_wants_pretty(struct evhttp_request *req) {
+  /* ?pretty indents the body for people reading it in a terminal. */
+  const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+  return query && strstr(query, "pretty");
+}
+
+void tpool__http_reply_json(struct evhttp_request *req, int status,
+                            json_t *body) {
+  struct evbuffer *out = evhttp_request_get_output_buffer(req);
+  size_t flags = JSON_REAL_PRECISION(9) | JSON_ENSURE_ASCII;
+  flags |= tpool__http_wants_pretty(req) ? JSON_INDENT(2) : JSON_COMPACT;
+  bool ok = body &&
+            json_dump_callback(body, add_to_evbuffer, out, flags) == 0 &&
+            evbuffer_add(out, "\n", 1) == 0;
+  json_decref(body);
+  if (ok)
+    send_json(req, status);
+  else
+    send_oom(req);
+}
+
+static void free_text(const void *data, size_t len, void *arg) {
+  (void)len;
+  (void)arg;
+  free((void *)data);
+}
+
+void tpool__http_reply_json_out(struct evhttp_request *req, int status,
+                                tpool__json_out_t *w) {
+  char *text;
+  size_t len;
+  int rc = tpool__json_out_take(w, "\n", &text, &len);
+  if (rc == -ENOMEM) {
+    send_oom(req);
+    return;
+  }
+  if (rc != 0) { /* a builder wrote something that is not JSON: a bug */
+    tpool_http_reply_error(req, 500, "cannot write the body: %s",
+                           tpool_strerror(rc));
+    return;
+  }
+  /* The buffer becomes the body as it is; libevent frees it once sent. */
+  if (evbuffer_add_reference(evhttp_request_get_output_buffer(req), text, len,
+                             free_text, NULL) != 0) {
+    free(text);
+    send_oom(req);
+    return;
+  }
+  send_json(req, status);
 }
 
 static void vreply_error(struct evhttp_request *req, int status,

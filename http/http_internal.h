@@ -7,6 +7,7 @@
 #ifndef TPOOL_HTTP_INTERNAL_H
 #define TPOOL_HTTP_INTERNAL_H
 
+#include "json_out.h"
 #include "tpool_http.h"
 
 #include <event2/buffer.h>
@@ -52,6 +53,13 @@ void tpool__deadlines_free(tpool__deadlines_t *d);
    indented when the query string asks for "pretty". */
 void tpool__http_reply_json(struct evhttp_request *req, int status,
                             json_t *body);
+/* The same for a body written with json_out.h: answers with `status` and
+   the text of *w, which it takes (w is left empty), or with the fixed 500
+   body if any write to w failed. */
+void tpool__http_reply_json_out(struct evhttp_request *req, int status,
+                                tpool__json_out_t *w);
+/* True when the query string asks for indented JSON ("pretty"). */
+bool tpool__http_wants_pretty(struct evhttp_request *req);
 /* 405 with an Allow header listing `allow`. */
 void tpool__http_reply_405(struct evhttp_request *req, const char *allow);
 /* The request method as text ("GET"). */
@@ -69,12 +77,12 @@ void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o);
 
 /* busy / current × 100, to one decimal; 0 with no workers. */
 double tpool__utilization_percent(unsigned busy, unsigned current);
-/* The JSON of one pool, of /health/thread-pools, and of /health (with the
-   HTTP status it answers with). Each returns a new reference, or NULL if
-   out of memory. */
-json_t *tpool__json_pool(const tpool_pool_stats_t *ps);
-json_t *tpool__json_thread_pools(const tpool_stats_t *s);
-json_t *tpool__json_health(const tpool_stats_t *s, int *status);
+/* Write into w the JSON of one pool, of /health/thread-pools, and of
+   /health; the last returns the HTTP status it answers with (200, 503).
+   A failed write shows in tpool__json_out_error(w). */
+void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps);
+void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s);
+int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s);
 
 /* The route handlers, called once path and method are checked. `pool`:
    the pool named in the path, or NULL (only /health/thread-pools reads

@@ -3,13 +3,17 @@
  * /health/thread-pools (all pools or one), the log-status action and
  * /metrics. Each handler takes one stats snapshot and builds its whole
  * reply from it, never from live pool fields, so a reply is consistent
- * with itself and costs each pool one short lock.
+ * with itself and costs each pool one short lock. The JSON bodies are
+ * written with json_out.h straight from the snapshot (no json_t tree), so
+ * a request costs the loop little more than the snapshot itself; the
+ * log-status answer, a fixed text, still goes through jansson.
  */
 #include "http_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 /* A refused submit this recent makes /health report the pool. */
@@ -23,139 +27,214 @@ double tpool__utilization_percent(unsigned busy, unsigned current) {
   return current ? round_to(100.0 * busy / current, 0.1) : 0.0;
 }
 
-static json_t *json_latency(const tpool_latency_t *l) {
-  return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f}", "count", (json_int_t)l->count,
-                   "mean", l->count ? l->sum_s / (double)l->count : 0.0, "p50",
-                   l->p50_s, "p90", l->p90_s, "p99", l->p99_s, "max", l->max_s);
+/* Digits after the point: ages and uptimes to the millisecond (as they
+   were rounded before), latencies and the soft timeout to the nanosecond
+   (what the clock gives), percentages to one decimal. */
+#define MS_DIGITS 3
+#define NS_DIGITS 9
+#define PERCENT_DIGITS 1
+
+/* The members of an object, key and value in one call. Keys are field
+   names given as KEY("name"): quoted at compile time, so that writing one
+   is a copy (see tpool__json_out_key_literal()). */
+#define KEY(lit) "\"" lit "\"", sizeof(lit) + 1
+
+static void put_uint(tpool__json_out_t *w, const char *key, size_t key_len,
+                     uint64_t v) {
+  tpool__json_out_key_raw(w, key, key_len);
+  tpool__json_out_uint(w, v);
 }
 
-static json_t *json_active_tasks(const tpool_pool_stats_t *ps) {
-  json_t *a = json_array();
-  for (size_t i = 0; a && i < ps->nactive; i++) {
+static void put_decimal(tpool__json_out_t *w, const char *key, size_t key_len,
+                        double v, unsigned digits) {
+  tpool__json_out_key_raw(w, key, key_len);
+  tpool__json_out_decimal(w, v, digits);
+}
+
+static void put_bool(tpool__json_out_t *w, const char *key, size_t key_len,
+                     bool v) {
+  tpool__json_out_key_raw(w, key, key_len);
+  tpool__json_out_bool(w, v);
+}
+
+static void put_string(tpool__json_out_t *w, const char *key, size_t key_len,
+                       const char *v) {
+  tpool__json_out_key_raw(w, key, key_len);
+  tpool__json_out_string(w, v);
+}
+
+static void put_latency(tpool__json_out_t *w, const char *key, size_t key_len,
+                        const tpool_latency_t *l) {
+  tpool__json_out_key_raw(w, key, key_len);
+  tpool__json_out_object_begin(w);
+  put_uint(w, KEY("count"), l->count);
+  put_decimal(w, KEY("mean"), l->count ? l->sum_s / (double)l->count : 0.0,
+              NS_DIGITS);
+  put_decimal(w, KEY("p50"), l->p50_s, NS_DIGITS);
+  put_decimal(w, KEY("p90"), l->p90_s, NS_DIGITS);
+  put_decimal(w, KEY("p99"), l->p99_s, NS_DIGITS);
+  put_decimal(w, KEY("max"), l->max_s, NS_DIGITS);
+  tpool__json_out_object_end(w);
+}
+
+static void put_active_tasks(tpool__json_out_t *w,
+                             const tpool_pool_stats_t *ps) {
+  tpool__json_out_key_literal(w, "active_tasks");
+  tpool__json_out_array_begin(w);
+  for (size_t i = 0; i < ps->nactive; i++) {
     const tpool_active_task_t *t = &ps->active[i];
-    if (json_array_append_new(a, json_pack("{s:I,s:s,s:f,s:b}", "id",
-                                           (json_int_t)t->id, "name", t->name,
-                                           "running_for_s",
-                                           round_to(t->running_for_s, 0.001),
-                                           "stuck", t->stuck)) != 0) {
-      json_decref(a);
-      return NULL;
-    }
+    tpool__json_out_object_begin(w);
+    tpool__json_out_key_literal(w, "id");
+    tpool__json_out_int(w, t->id);
+    /* The name is the submitter's text, cut to TPOOL_TASK_NAME_MAX - 1
+       bytes: the writer escapes it and mends a character cut in two. */
+    put_string(w, KEY("name"), t->name);
+    put_decimal(w, KEY("running_for_s"), t->running_for_s, MS_DIGITS);
+    put_bool(w, KEY("stuck"), t->stuck);
+    tpool__json_out_object_end(w);
   }
-  return a;
+  tpool__json_out_array_end(w);
 }
 
-json_t *tpool__json_pool(const tpool_pool_stats_t *ps) {
-  json_t *o = json_pack(
-      "{s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:"
-      "I,"
-      "s:I,s:I,s:f}",
-      "name", ps->name, "max_workers", (int)ps->max_workers, "min_workers",
-      (int)ps->min_workers, "current_workers", (int)ps->current_workers,
-      "active_threads", (int)ps->busy_workers, "idle_threads",
-      (int)ps->idle_workers, "queued_tasks", (json_int_t)ps->queued,
-      "queue_limit", (json_int_t)ps->queue_limit, "utilization_percent",
-      tpool__utilization_percent(ps->busy_workers, ps->current_workers),
-      "submitted", (json_int_t)ps->submitted, "rejected",
-      (json_int_t)ps->rejected, "completed", (json_int_t)ps->completed,
-      "failed", (json_int_t)ps->failed, "cancelled", (json_int_t)ps->cancelled,
-      "expired", (json_int_t)ps->expired, "stuck_tasks",
-      (json_int_t)ps->stuck_now, "stuck_total", (json_int_t)ps->stuck_total,
-      "thread_failures", (json_int_t)ps->thread_failures, "threads_started",
-      (json_int_t)ps->threads_started, "threads_retired",
-      (json_int_t)ps->threads_retired, "soft_timeout_s", ps->soft_timeout_s);
-  if (!o)
-    return NULL;
-  if (json_object_set_new(
-          o, "last_reject_age_s",
-          ps->last_reject_age_s < 0
-              ? json_null()
-              : json_real(round_to(ps->last_reject_age_s, 0.001))) ||
-      json_object_set_new(o, "run_time_s", json_latency(&ps->run)) ||
-      json_object_set_new(o, "queue_wait_s", json_latency(&ps->wait)) ||
-      json_object_set_new(o, "active_tasks", json_active_tasks(ps))) {
-    json_decref(o);
-    return NULL;
-  }
-  return o;
+void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps) {
+  tpool__json_out_object_begin(w);
+  put_string(w, KEY("name"), ps->name);
+  put_uint(w, KEY("max_workers"), ps->max_workers);
+  put_uint(w, KEY("min_workers"), ps->min_workers);
+  put_uint(w, KEY("current_workers"), ps->current_workers);
+  put_uint(w, KEY("active_threads"), ps->busy_workers);
+  put_uint(w, KEY("idle_threads"), ps->idle_workers);
+  put_uint(w, KEY("queued_tasks"), ps->queued);
+  put_uint(w, KEY("queue_limit"), ps->queue_limit);
+  put_decimal(w, KEY("utilization_percent"),
+              tpool__utilization_percent(ps->busy_workers, ps->current_workers),
+              PERCENT_DIGITS);
+  put_uint(w, KEY("submitted"), ps->submitted);
+  put_uint(w, KEY("rejected"), ps->rejected);
+  put_uint(w, KEY("completed"), ps->completed);
+  put_uint(w, KEY("failed"), ps->failed);
+  put_uint(w, KEY("cancelled"), ps->cancelled);
+  put_uint(w, KEY("expired"), ps->expired);
+  put_uint(w, KEY("stuck_tasks"), ps->stuck_now);
+  put_uint(w, KEY("stuck_total"), ps->stuck_total);
+  put_uint(w, KEY("thread_failures"), ps->thread_failures);
+  put_uint(w, KEY("threads_started"), ps->threads_started);
+  put_uint(w, KEY("threads_retired"), ps->threads_retired);
+  put_decimal(w, KEY("soft_timeout_s"), ps->soft_timeout_s, NS_DIGITS);
+  tpool__json_out_key_literal(w, "last_reject_age_s");
+  if (ps->last_reject_age_s < 0)
+    tpool__json_out_null(w);
+  else
+    tpool__json_out_decimal(w, ps->last_reject_age_s, MS_DIGITS);
+  put_latency(w, KEY("run_time_s"), &ps->run);
+  put_latency(w, KEY("queue_wait_s"), &ps->wait);
+  put_active_tasks(w, ps);
+  tpool__json_out_object_end(w);
 }
 
-json_t *tpool__json_thread_pools(const tpool_stats_t *s) {
-  json_t *pools = json_object();
-  for (size_t i = 0; pools && i < s->npools; i++) {
-    if (json_object_set_new(pools, s->pools[i].name,
-                            tpool__json_pool(&s->pools[i])) != 0) {
-      json_decref(pools);
-      return NULL;
-    }
+void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s) {
+  tpool__json_out_object_begin(w);
+  tpool__json_out_key_literal(w, "summary");
+  tpool__json_out_object_begin(w);
+  put_uint(w, KEY("total_workers"), s->total_workers);
+  put_uint(w, KEY("total_active"), s->total_busy);
+  put_uint(w, KEY("total_queued"), s->total_queued);
+  put_decimal(w, KEY("utilization_percent"),
+              tpool__utilization_percent(s->total_busy, s->total_workers),
+              PERCENT_DIGITS);
+  put_uint(w, KEY("pool_count"), s->npools);
+  put_decimal(w, KEY("uptime_s"), s->uptime_s, MS_DIGITS);
+  put_bool(w, KEY("verbose"), s->verbose);
+  put_bool(w, KEY("shutting_down"), s->shutting_down);
+  tpool__json_out_object_end(w);
+  tpool__json_out_key_literal(w, "pools");
+  tpool__json_out_object_begin(w);
+  for (size_t i = 0; i < s->npools; i++) {
+    tpool__json_out_key(w, s->pools[i].name);
+    tpool__json_pool(w, &s->pools[i]);
   }
-  json_t *summary = json_pack(
-      "{s:i,s:i,s:I,s:f,s:i,s:f,s:b,s:b}", "total_workers",
-      (int)s->total_workers, "total_active", (int)s->total_busy, "total_queued",
-      (json_int_t)s->total_queued, "utilization_percent",
-      tpool__utilization_percent(s->total_busy, s->total_workers), "pool_count",
-      (int)s->npools, "uptime_s", round_to(s->uptime_s, 0.001), "verbose",
-      s->verbose, "shutting_down", s->shutting_down);
-  return json_pack("{s:o,s:o}", "summary", summary, "pools", pools);
+  tpool__json_out_object_end(w);
+  tpool__json_out_object_end(w);
 }
 
-/* Appends one reason the process is degraded; false if out of memory. */
-static bool add_reason(json_t *reasons, const char *pool, const char *reason,
-                       const char *fmt, ...) TPOOL_PRINTF(4, 5);
+/* Writes one reason the process is degraded as an object of the reasons
+   array; with w NULL, does nothing (the reasons are being counted). */
+static void add_reason(tpool__json_out_t *w, const char *pool,
+                       const char *reason, const char *fmt, ...)
+    TPOOL_PRINTF(4, 5);
 
-static bool add_reason(json_t *reasons, const char *pool, const char *reason,
-                       const char *fmt, ...) {
+static void add_reason(tpool__json_out_t *w, const char *pool,
+                       const char *reason, const char *fmt, ...) {
+  if (!w)
+    return;
   char msg[256];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  json_t *r = pool ? json_pack("{s:s,s:s,s:s}", "pool", pool, "reason", reason,
-                               "message", msg)
-                   : json_pack("{s:s,s:s}", "reason", reason, "message", msg);
-  return json_array_append_new(reasons, r) == 0;
+  tpool__json_out_object_begin(w);
+  if (pool)
+    put_string(w, KEY("pool"), pool);
+  put_string(w, KEY("reason"), reason);
+  put_string(w, KEY("message"), msg);
+  tpool__json_out_object_end(w);
 }
 
-json_t *tpool__json_health(const tpool_stats_t *s, int *status) {
-  json_t *reasons = json_array();
-  bool ok = reasons != NULL;
-  if (ok && s->shutting_down)
-    ok = add_reason(reasons, NULL, "shutting_down",
-                    "the server is draining and refuses new tasks");
-  for (size_t i = 0; ok && i < s->npools; i++) {
+/* Every reason the process is degraded, written into w (NULL: only
+   counted). Returns how many there are. One function both counts and
+   writes them, so the status and the list cannot disagree. */
+static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s) {
+  size_t n = 0;
+  if (s->shutting_down) {
+    add_reason(w, NULL, "shutting_down",
+               "the server is draining and refuses new tasks");
+    n++;
+  }
+  for (size_t i = 0; i < s->npools; i++) {
     const tpool_pool_stats_t *ps = &s->pools[i];
     size_t stuck = ps->stuck_now;
-    if (stuck)
-      ok = add_reason(reasons, ps->name, "stuck_tasks",
-                      "%zu task(s) running longer than the soft timeout "
-                      "(%gs)",
-                      stuck, ps->soft_timeout_s);
-    if (ok && ps->queued >= ps->queue_limit)
-      ok = add_reason(reasons, ps->name, "queue_full",
-                      "queue full (%zu of %zu): new tasks are refused",
-                      ps->queued, ps->queue_limit);
-    else if (ok && ps->last_reject_age_s >= 0 &&
-             ps->last_reject_age_s < REJECT_WINDOW_S && !s->shutting_down)
-      ok = add_reason(reasons, ps->name, "rejecting",
-                      "refused a task %.1fs ago (%g s window)",
-                      ps->last_reject_age_s, REJECT_WINDOW_S);
-    if (ok && ps->current_workers == 0 && ps->queued > 0)
-      ok = add_reason(reasons, ps->name, "no_workers",
-                      "%zu task(s) queued and no worker thread (%" PRIu64
-                      " thread creation failures)",
-                      ps->queued, ps->thread_failures);
+    if (stuck) {
+      add_reason(w, ps->name, "stuck_tasks",
+                 "%zu task(s) running longer than the soft timeout "
+                 "(%gs)",
+                 stuck, ps->soft_timeout_s);
+      n++;
+    }
+    if (ps->queued >= ps->queue_limit) {
+      add_reason(w, ps->name, "queue_full",
+                 "queue full (%zu of %zu): new tasks are refused", ps->queued,
+                 ps->queue_limit);
+      n++;
+    } else if (ps->last_reject_age_s >= 0 &&
+               ps->last_reject_age_s < REJECT_WINDOW_S && !s->shutting_down) {
+      add_reason(w, ps->name, "rejecting",
+                 "refused a task %.1fs ago (%g s window)",
+                 ps->last_reject_age_s, REJECT_WINDOW_S);
+      n++;
+    }
+    if (ps->current_workers == 0 && ps->queued > 0) {
+      add_reason(w, ps->name, "no_workers",
+                 "%zu task(s) queued and no worker thread (%" PRIu64
+                 " thread creation failures)",
+                 ps->queued, ps->thread_failures);
+      n++;
+    }
   }
-  if (!ok) {
-    json_decref(reasons);
-    return NULL;
+  return n;
+}
+
+int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s) {
+  bool degraded = health_reasons(NULL, s) > 0;
+  tpool__json_out_object_begin(w);
+  put_string(w, KEY("status"), degraded ? "degraded" : "ok");
+  if (degraded) {
+    tpool__json_out_key_literal(w, "reasons");
+    tpool__json_out_array_begin(w);
+    health_reasons(w, s);
+    tpool__json_out_array_end(w);
   }
-  if (json_array_size(reasons) == 0) {
-    json_decref(reasons);
-    *status = 200;
-    return json_pack("{s:s}", "status", "ok");
-  }
-  *status = 503;
-  return json_pack("{s:s,s:o}", "status", "degraded", "reasons", reasons);
+  tpool__json_out_object_end(w);
+  return degraded ? 503 : 200;
 }
 
 /* ---- the routes --------------------------------------------------------- */
@@ -173,10 +252,11 @@ void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req,
   tpool_stats_t *s = snapshot(m, req);
   if (!s)
     return;
-  int status = 500;
-  json_t *body = tpool__json_health(s, &status);
+  tpool__json_out_t w;
+  tpool__json_out_init(&w, tpool__http_wants_pretty(req));
+  int status = tpool__json_health(&w, s);
   tpool_stats_free(s);
-  tpool__http_reply_json(req, status, body);
+  tpool__http_reply_json_out(req, status, &w);
 }
 
 void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
@@ -184,15 +264,20 @@ void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
   tpool_stats_t *s = snapshot(m, req);
   if (!s)
     return;
-  json_t *body;
-  if (pool) {
-    const tpool_pool_stats_t *ps = tpool_stats_pool(s, pool);
-    body = ps ? tpool__json_pool(ps) : NULL;
-  } else {
-    body = tpool__json_thread_pools(s);
+  tpool__json_out_t w;
+  tpool__json_out_init(&w, tpool__http_wants_pretty(req));
+  const tpool_pool_stats_t *ps = pool ? tpool_stats_pool(s, pool) : NULL;
+  if (pool && !ps) { /* removed by a reload since the route was chosen */
+    tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", pool);
+    tpool_stats_free(s);
+    return;
   }
+  if (ps)
+    tpool__json_pool(&w, ps);
+  else
+    tpool__json_thread_pools(&w, s);
   tpool_stats_free(s);
-  tpool__http_reply_json(req, 200, body);
+  tpool__http_reply_json_out(req, 200, &w);
 }
 
 void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,

@@ -88,6 +88,21 @@ static void on_request(struct evhttp_request *req, void *arg) {
   free(path);
 }
 
+/* GET /ping: a trivial route for load balancers and for the baseline of
+   tests/bench/http-load.sh. It reads no pool state. */
+static void on_ping(struct evhttp_request *req, void *arg) {
+  server_t *s = arg;
+  if (s->draining)
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                      "close");
+  if (!tpool_http_check_limits(s->routes, req))
+    return;
+  if (!tpool__http_method_is(req, false))
+    tpool__http_reply_405(req, "GET, HEAD");
+  else
+    tpool__http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
 /* ---- drain -------------------------------------------------------------- */
 
 /* Ends the loop once the drain is over and every reply is out. */
@@ -262,6 +277,9 @@ static int start(server_t *s) {
   if (rc == 0)
     rc = tpool_http_attach(s->http, s->m, &s->opts->http, TPOOL_HTTP_CONFIGURE,
                            &s->routes);
+  /* A trivial route for load balancers and the benchmark's baseline. */
+  if (rc == 0 && evhttp_set_cb(s->http, "/ping", on_ping, s) != 0)
+    rc = -ENOMEM;
   if (rc != 0) {
     logf_(s, TPOOL_LOG_ERROR, "cannot set up: %s", tpool_strerror(rc));
     return rc;

@@ -3,8 +3,12 @@
  * process: the user's routes keep working beside tpool's, every body is
  * JSON that matches the stats snapshot, errors carry their status codes,
  * the admin token guards POST routes, /health degrades for stuck tasks and
- * full queues, and the limits answer 413. The client runs on the same
- * event_base as the server, as a user's own requests to itself would.
+ * full queues, and the limits answer 413. Task names of any bytes come
+ * back through the JSON as they went in (or mended, where truncation cut
+ * a character), the pool object keeps its exact field names, order and
+ * number formats, and a body that cannot be written is a JSON 500. The
+ * client runs on the same event_base as the server, as a user's own
+ * requests to itself would.
  */
 #include "helpers.h"
 #include "http_client.h"
@@ -504,6 +508,259 @@ static void test_http_healthy_manager_answers_ok(void **state) {
   teardown(f);
 }
 
+/* The active task of pool `pool` with id `id` in a /health/thread-pools
+   answer (borrowed from j). */
+static json_t *active_task(json_t *j, const char *pool, json_int_t id) {
+  json_t *p = json_object_get(json_object_get(j, "pools"), pool);
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(p, "active_tasks"), i, t) {
+    if (json_integer_value(json_object_get(t, "id")) == id)
+      return t;
+  }
+  fail_msg("task %" JSON_INTEGER_FORMAT " is not listed in pool %s", id, pool);
+  return NULL;
+}
+
+static void test_http_task_names_round_trip(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  /* Task names are the submitter's text: quotes, backslashes, control
+     bytes and UTF-8 of every length must come back as they went in. */
+  static const char odd[] =
+      "q\"uote\\back\x01\x1f\t\n/caf\xc3\xa9 \xe2\x82\xac "
+      "\xf0\x9f\x98\x80\x7f";
+  /* Truncation to TPOOL_TASK_NAME_MAX - 1 bytes cuts this one inside its
+     last character; the JSON shows U+FFFD there rather than failing. */
+  char cut[TPOOL_TASK_NAME_MAX + 8];
+  memset(cut, 'a', TPOOL_TASK_NAME_MAX - 2);
+  strcpy(cut + TPOOL_TASK_NAME_MAX - 2, "\xc3\xa9");
+  char cut_want[TPOOL_TASK_NAME_MAX + 8];
+  memcpy(cut_want, cut, TPOOL_TASK_NAME_MAX - 2);
+  strcpy(cut_want + TPOOL_TASK_NAME_MAX - 2, "\xef\xbf\xbd");
+
+  th_gate_t gate;
+  th_gate_init(&gate);
+  int64_t id_odd =
+      tpool_manager_submit(f->m, "w", odd, th_gate_work, NULL, &gate, NULL);
+  int64_t id_cut =
+      tpool_manager_submit(f->m, "w", cut, th_gate_work, NULL, &gate, NULL);
+  assert_true(id_odd > 0 && id_cut > 0);
+  unsigned two = 2;
+  assert_true(th_wait_stats(f->m, f->base, "w", busy_is, &two, 10.0));
+
+  static const char *const paths[] = {"/health/thread-pools",
+                                      "/health/thread-pools?pretty"};
+  for (size_t i = 0; i < 2; i++) {
+    th_response_t r = call(f, "GET", paths[i], NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *j = th_json(&r);
+    json_t *name = json_object_get(active_task(j, "w", id_odd), "name");
+    assert_int_equal(json_string_length(name), sizeof(odd) - 1);
+    assert_memory_equal(json_string_value(name), odd, sizeof(odd) - 1);
+    assert_string_equal(
+        json_string_value(json_object_get(active_task(j, "w", id_cut), "name")),
+        cut_want);
+    /* The body is ASCII, as jansson's JSON_ENSURE_ASCII wrote it. */
+    for (size_t k = 0; k < r.body_len; k++)
+      assert_true((unsigned char)r.body[k] < 0x80);
+    json_decref(j);
+    th_response_free(&r);
+  }
+  /* One pool alone writes its tasks the same way. */
+  th_response_t r = call(f, "GET", "/health/thread-pools/w", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  assert_non_null(strstr(r.body, "\"name\":\"q\\\"uote\\\\back\\u0001\\u001F"
+                                 "\\t\\n/caf\\u00E9 \\u20AC \\uD83D\\uDE00"));
+  th_response_free(&r);
+
+  th_gate_open(&gate);
+  assert_true(th_wait_stats(f->m, f->base, "w", all_done, NULL, 10.0));
+  th_gate_destroy(&gate);
+  teardown(f);
+}
+
+/* A snapshot with every kind of value the pool object holds. */
+static void sample_snapshot(tpool_stats_t *s, tpool_pool_stats_t *ps,
+                            tpool_active_task_t *t) {
+  memset(s, 0, sizeof(*s));
+  memset(ps, 0, sizeof(*ps));
+  memset(t, 0, sizeof(*t));
+  strcpy(ps->name, "cpu");
+  ps->min_workers = 2;
+  ps->max_workers = 30;
+  ps->current_workers = 3;
+  ps->busy_workers = 1;
+  ps->idle_workers = 2;
+  ps->queued = 4;
+  ps->queue_limit = 65536;
+  ps->submitted = 12345678901ull;
+  ps->rejected = 1;
+  ps->completed = 12345678890ull;
+  ps->failed = 2;
+  ps->cancelled = 3;
+  ps->expired = 0;
+  ps->stuck_total = 5;
+  ps->thread_failures = 0;
+  ps->threads_started = 3;
+  ps->threads_retired = 0;
+  ps->soft_timeout_s = 60;
+  ps->last_reject_age_s = 1.23456;
+  ps->run.count = 4;
+  ps->run.sum_s = 10.0;
+  ps->run.p50_s = 2.50014834;
+  ps->run.p90_s = 9.8708e-5;
+  ps->run.p99_s = 3;
+  ps->run.max_s = 3.1;
+  ps->nactive = 1;
+  ps->active = t;
+  ps->stuck_now = 1;
+  t->id = 45;
+  strcpy(t->name, "heavy_computation");
+  t->running_for_s = 1.2;
+  t->stuck = true;
+  s->uptime_s = 133.14;
+  s->total_workers = 3;
+  s->total_busy = 1;
+  s->total_queued = 4;
+  s->npools = 1;
+  s->pools = ps;
+}
+
+/* The text a builder wrote (caller frees). */
+static char *written(tpool__json_out_t *w) {
+  char *text;
+  size_t len;
+  assert_int_equal(tpool__json_out_take(w, NULL, &text, &len), 0);
+  return text;
+}
+
+static void test_http_pool_json_keeps_its_shape(void **state) {
+  (void)state;
+  tpool_stats_t s;
+  tpool_pool_stats_t ps;
+  tpool_active_task_t t;
+  sample_snapshot(&s, &ps, &t);
+  tpool__json_out_t w;
+  tpool__json_out_init(&w, false);
+  tpool__json_thread_pools(&w, &s);
+  char *text = written(&w);
+  /* Field names, order and nesting as DESIGN.md and README.md show them;
+     integers without a point, reals with one, never an exponent. */
+  static const char want[] =
+      "{\"summary\":{\"total_workers\":3,\"total_active\":1,"
+      "\"total_queued\":4,\"utilization_percent\":33.3,\"pool_count\":1,"
+      "\"uptime_s\":133.14,\"verbose\":false,\"shutting_down\":false},"
+      "\"pools\":{\"cpu\":{\"name\":\"cpu\",\"max_workers\":30,"
+      "\"min_workers\":2,\"current_workers\":3,\"active_threads\":1,"
+      "\"idle_threads\":2,\"queued_tasks\":4,\"queue_limit\":65536,"
+      "\"utilization_percent\":33.3,\"submitted\":12345678901,"
+      "\"rejected\":1,\"completed\":12345678890,\"failed\":2,"
+      "\"cancelled\":3,\"expired\":0,\"stuck_tasks\":1,\"stuck_total\":5,"
+      "\"thread_failures\":0,\"threads_started\":3,\"threads_retired\":0,"
+      "\"soft_timeout_s\":60.0,\"last_reject_age_s\":1.235,"
+      "\"run_time_s\":{\"count\":4,\"mean\":2.5,\"p50\":2.50014834,"
+      "\"p90\":0.000098708,\"p99\":3.0,\"max\":3.1},"
+      "\"queue_wait_s\":{\"count\":0,\"mean\":0.0,\"p50\":0.0,\"p90\":0.0,"
+      "\"p99\":0.0,\"max\":0.0},"
+      "\"active_tasks\":[{\"id\":45,\"name\":\"heavy_computation\","
+      "\"running_for_s\":1.2,\"stuck\":true}]}}}";
+  if (strcmp(text, want) != 0)
+    fail_msg("wrote  %s\nwanted %s", text, want);
+
+  /* jansson reads back the types the contract has. */
+  json_error_t err;
+  json_t *j = json_loads(text, 0, &err);
+  assert_non_null(j);
+  json_t *p = json_object_get(json_object_get(j, "pools"), "cpu");
+  static const char *const reals[] = {"utilization_percent", "soft_timeout_s",
+                                      "last_reject_age_s"};
+  for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++)
+    assert_true(json_is_real(json_object_get(p, reals[i])));
+  assert_true(json_is_integer(json_object_get(p, "queue_limit")));
+  json_t *run = json_object_get(p, "run_time_s");
+  assert_true(json_is_integer(json_object_get(run, "count")));
+  assert_true(json_is_real(json_object_get(run, "p99")));
+  assert_true(json_is_real(json_object_get(json_object_get(p, "queue_wait_s"),
+                                           "max"))); /* 0.0, not 0 */
+  assert_true(json_is_real(json_object_get(
+      json_array_get(json_object_get(p, "active_tasks"), 0), "running_for_s")));
+
+  /* ?pretty is the same document, indented. */
+  tpool__json_out_init(&w, true);
+  tpool__json_thread_pools(&w, &s);
+  char *pretty = written(&w);
+  json_t *jp = json_loads(pretty, 0, &err);
+  assert_non_null(jp);
+  assert_true(json_equal(j, jp));
+  assert_non_null(strstr(pretty, "\n      \"max_workers\": 30,\n"));
+  json_decref(jp);
+  free(pretty);
+  json_decref(j);
+  free(text);
+
+  /* A pool never refused has null there; one pool alone is its object. */
+  ps.last_reject_age_s = -1;
+  tpool__json_out_init(&w, false);
+  tpool__json_pool(&w, &ps);
+  text = written(&w);
+  assert_non_null(strstr(text, ",\"last_reject_age_s\":null,"));
+  assert_int_equal(strncmp(text, "{\"name\":\"cpu\",\"max_workers\":30,", 31),
+                   0);
+  free(text);
+
+  /* /health: the reasons, in the order and words they had. */
+  s.shutting_down = true;
+  tpool__json_out_init(&w, false);
+  assert_int_equal(tpool__json_health(&w, &s), 503);
+  text = written(&w);
+  assert_string_equal(
+      text, "{\"status\":\"degraded\",\"reasons\":["
+            "{\"reason\":\"shutting_down\",\"message\":\"the server is "
+            "draining and refuses new tasks\"},"
+            "{\"pool\":\"cpu\",\"reason\":\"stuck_tasks\",\"message\":\"1 "
+            "task(s) running longer than the soft timeout (60s)\"}]}");
+  free(text);
+  s.shutting_down = false;
+  ps.stuck_now = 0;
+  tpool__json_out_init(&w, false);
+  assert_int_equal(tpool__json_health(&w, &s), 200);
+  text = written(&w);
+  assert_string_equal(text, "{\"status\":\"ok\"}");
+  free(text);
+}
+
+/* A route whose body cannot be written: out of memory, or a builder that
+   wrote something that is not JSON. */
+static void broken_route(struct evhttp_request *req, void *arg) {
+  (void)arg;
+  tpool__json_out_t w;
+  tpool__json_out_init(&w, false);
+  tpool__json_out_object_begin(&w);
+  if (strstr(evhttp_request_get_uri(req), "nomem")) {
+    tpool__json_out_key(&w, "k");
+    tpool__json_out_string_n(&w, "x", SIZE_MAX / 4); /* cannot be room */
+  }
+  /* Otherwise left unclosed. Either way the reply takes w and frees it. */
+  tpool__http_reply_json_out(req, 200, &w);
+}
+
+static void test_http_failed_body_answers_json_500(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  assert_int_equal(evhttp_set_cb(f->http, "/broken/nomem", broken_route, f), 0);
+  assert_int_equal(evhttp_set_cb(f->http, "/broken/unclosed", broken_route, f),
+                   0);
+  th_response_t r = call(f, "GET", "/broken/nomem", NULL, NULL);
+  assert_json_error(&r, 500);
+  assert_non_null(strstr(r.body, "out of memory"));
+  th_response_free(&r);
+  r = call(f, "GET", "/broken/unclosed", NULL, NULL);
+  assert_json_error(&r, 500);
+  th_response_free(&r);
+  teardown(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_http_routes_live_beside_the_users_own),
@@ -514,6 +771,9 @@ int main(void) {
       cmocka_unit_test(test_http_metrics_agree_with_the_json),
       cmocka_unit_test(test_http_healthy_manager_answers_ok),
       cmocka_unit_test(test_http_health_degrades_and_recovers),
+      cmocka_unit_test(test_http_task_names_round_trip),
+      cmocka_unit_test(test_http_pool_json_keeps_its_shape),
+      cmocka_unit_test(test_http_failed_body_answers_json_500),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

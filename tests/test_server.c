@@ -1,8 +1,8 @@
 /*
  * test_server.c — the real tpool-server binary, driven over HTTP on
  * 127.0.0.1 as a user would: a bad config file stops it with exit status
- * 2; it logs every pool it starts; every route and every error status
- * answers as DESIGN.md says, with and without an admin token; 5000
+ * 2; it logs every pool it starts; every route (GET /ping too) and every
+ * error status answers as DESIGN.md says, with and without an admin token; 5000
  * requests over the five pools leave counters that match what the client
  * saw, in the JSON and in /metrics; promtool accepts /metrics taken under
  * load; SIGHUP reloads the file (or keeps the running configuration when
@@ -712,6 +712,40 @@ static void test_server_health_routes(void **state) {
   json_decref(j);
   wait_log(s, "ThreadPoolManager Current Status:", tables + 1);
   wait_log(s, "Total: ", 1);
+  server_stop_ok(s);
+}
+
+static void test_server_ping_route(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+
+  th_response_t r;
+  call(fx, s, "GET", "/ping", NULL, NULL, &r);
+  expect_status(&r, 200);
+  assert_string_equal(th_response_header(&r, "Content-Type"),
+                      "application/json");
+  assert_string_equal(r.body, "{\"ok\":true}\n");
+  json_t *j = th_json(&r);
+  assert_true(json_is_true(json_object_get(j, "ok")));
+  json_decref(j);
+  th_response_free(&r);
+
+  call(fx, s, "HEAD", "/ping", NULL, NULL, &r);
+  expect_status(&r, 200);
+  assert_int_equal(r.body_len, 0);
+  th_response_free(&r);
+
+  /* Any other method: 405 with Allow, a JSON error like every route's. */
+  static const char *const wrong[] = {"POST", "DELETE"};
+  for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+    call(fx, s, wrong[i], "/ping", NULL, i == 0 ? "{}" : NULL, &r);
+    expect_error(&r, 405, "GET, HEAD");
+    const char *allow = th_response_header(&r, "Allow");
+    if (!allow || strcmp(allow, "GET, HEAD") != 0)
+      fail_msg("%s /ping: Allow %s", wrong[i], allow ? allow : "missing");
+    th_response_free(&r);
+  }
   server_stop_ok(s);
 }
 
@@ -1608,6 +1642,7 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_health_routes, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_server_ping_route, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_error_statuses, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_task_route, setup, teardown),
