@@ -131,7 +131,7 @@ void tpool__task_finish(tpool__task_t *t) {
   if (t->bridge)
     tpool__bridge_post(t->bridge, &t->node);
   else
-    task_free(t);
+    free(t); /* on a worker, which rarely submits: caching would hoard */
 }
 
 void tpool__task_discard(tpool__node_t *node, void *arg) {

@@ -92,8 +92,10 @@ struct tpool_pool {
   tpool__hist_t run_hist;
   tpool__hist_t wait_hist;
 
-  /* Tasks ever queued: bumped under mu, polled without it by a spinning
-     worker, on its own cache line so polling does not slow the lock. */
+  /* Bumped under mu by each push made while a worker spins (nspinning is
+     counted under mu before the spinner reads it), polled without mu by
+     that worker; on its own cache line so polling does not slow the lock.
+     Pushes with nobody spinning leave it alone: no cost when spin is off. */
   char pad_pushes[TPOOL__CACHE_LINE];
   atomic_uint_fast64_t pushes; /* atomic */
   char pad_pushes_end[TPOOL__CACHE_LINE - sizeof(atomic_uint_fast64_t)];
@@ -151,7 +153,10 @@ static inline unsigned tpool__pool_min(const tpool_pool_t *p) {
 static inline void tpool__queue_push(tpool_pool_t *p, tpool__task_t *t) {
   TAILQ_INSERT_TAIL(&p->queue, t, qlink);
   p->queued++;
-  atomic_fetch_add_explicit(&p->pushes, 1, memory_order_release);
+  if (p->nspinning > 0) /* only a spinner reads it; we are its one writer */
+    atomic_store_explicit(
+        &p->pushes, atomic_load_explicit(&p->pushes, memory_order_relaxed) + 1,
+        memory_order_release);
   if (t->deadline_ns)
     p->ndeadline++;
 }
