@@ -209,6 +209,16 @@ struct event_base *tpool__bridge_base(const tpool__bridge_t *b);
 /* Queues a node for delivery on the loop. Thread: any. */
 void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node);
 
+/* Coalescing bounds for tpool__bridge_post_within(): a delay shorter than
+   the minimum is not worth a timer (a wakeup costs about as much). */
+#define TPOOL__COALESCE_MIN_NS 50000ull
+
+/* Queues a node that may wait up to `delay_ns` after `now_ns` before the
+   loop sees it, so a flood of completions shares one wakeup; delays under
+   TPOOL__COALESCE_MIN_NS post at once. Thread: any. */
+void tpool__bridge_post_within(tpool__bridge_t *b, tpool__node_t *node,
+                               uint64_t now_ns, uint64_t delay_ns);
+
 /* Delivers up to `max` pending nodes on the calling thread. Returns how
    many were delivered. Only one thread may drain a bridge: its loop thread
    (the event callback does), or another thread once that loop has
@@ -216,7 +226,8 @@ void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node);
    Thread: loop of the bridge's base. */
 size_t tpool__bridge_drain(tpool__bridge_t *b, size_t max);
 
-/* Number of eventfd writes so far (one per wakeup). Thread: any. */
+/* Number of eventfd writes and coalescing timer arms so far (wakeups
+   asked of the loop). Thread: any. */
 uint64_t tpool__bridge_wakeups(const tpool__bridge_t *b);
 
 /* Removes the bridge's events from its base. Posting stays safe; nodes

@@ -22,6 +22,21 @@
  * Only when nothing is left does it clear `armed`, and then it looks at
  * the stack once more.
  *
+ * Coalescing under load: a producer may say how long its node can wait
+ * (tpool__bridge_post_within). A worker does so when its task sat in the
+ * queue, so the pool is saturated and the completion's own latency is
+ * dominated by that wait. Such a node is pushed like any other, but
+ * instead of writing the eventfd the producer makes sure a timerfd will
+ * fire by then; every other node due meanwhile rides on the same wakeup.
+ * Under a flood the loop then wakes once per window instead of once per
+ * few completions — on two cores each wakeup preempts a worker, and that
+ * cost, not the work, is what bounded throughput. A lone completion
+ * (empty queue, no wait) is never delayed. `timer_mu` serialises arming
+ * and disarming with `due_ns`, the time the timer is set for (0 = off),
+ * so `due_ns` and the kernel's timer never disagree; the loop clears it
+ * before its last look at the stack, so a producer that relied on a timer
+ * the loop has just disarmed pushed in time to be seen.
+ *
  * Why no libevent call happens off the loop thread: event_active() from a
  * worker would take the base lock and write libevent's own notify fd for
  * every completion; an eventfd we own costs less and needs no base lock.
@@ -35,23 +50,30 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 struct tpool__bridge {
   struct event_base *base;
   struct event *wake; /* EV_READ | EV_PERSIST on efd */
   struct event *more; /* zero-delay timer: the next round */
+  struct event *late; /* EV_READ | EV_PERSIST on tfd */
   int efd;
+  int tfd; /* timerfd for coalesced nodes */
   unsigned batch;
   tpool__deliver_fn deliver;
   void *deliver_arg;
   _Atomic(tpool__node_t *) head; /* atomic: posted, newest first */
   atomic_bool armed;             /* atomic: eventfd written, not yet read */
-  atomic_uint_fast64_t wakeups;  /* atomic: eventfd writes */
-  tpool__node_t *local;          /* loop thread only: oldest first */
-  tpool__node_t *local_tail;     /* loop thread only */
+  atomic_uint_fast64_t wakeups;  /* atomic: eventfd writes and timer arms */
+  pthread_mutex_t timer_mu;
+  atomic_uint_fast64_t due_ns; /* atomic, written under timer_mu: 0 = off */
+  tpool__node_t *local;        /* loop thread only: oldest first */
+  tpool__node_t *local_tail;   /* loop thread only */
 };
 
 /* ---- thread-awareness check ------------------------------------------- */
@@ -144,6 +166,32 @@ static bool has_pending(tpool__bridge_t *b) {
   return b->local != NULL || atomic_load(&b->head) != NULL;
 }
 
+/* Sets the coalescing timer to fire at `due_ns` (CLOCK_MONOTONIC), or
+   disarms it when 0. Under timer_mu. `due_ns` is stored before the
+   kernel's timer is set: the timer cannot fire, and its tick cannot be
+   consumed, while `due_ns` still says 0 — the loop's lock-free look in
+   timer_cancel() would then miss a timer that producers count on. */
+static void timer_set(tpool__bridge_t *b, uint64_t due_ns) {
+  struct itimerspec its = {{0, 0}, {0, 0}};
+  if (due_ns)
+    tpool__ns_to_timespec(due_ns, &its.it_value);
+  atomic_store(&b->due_ns, due_ns);
+  /* Cannot fail with a valid fd and time; a failure would leave the node
+     for the next wakeup, which the caller cannot help either. */
+  (void)timerfd_settime(b->tfd, due_ns ? TFD_TIMER_ABSTIME : 0, &its, NULL);
+}
+
+/* The loop is about to look at the stack for the last time in a round:
+   a pending coalescing timer is no longer needed for what it will see. */
+static void timer_cancel(tpool__bridge_t *b) {
+  if (atomic_load(&b->due_ns) == 0)
+    return;
+  pthread_mutex_lock(&b->timer_mu);
+  if (atomic_load(&b->due_ns) != 0)
+    timer_set(b, 0);
+  pthread_mutex_unlock(&b->timer_mu);
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
   tpool__bridge_t *b = arg;
   static const struct timeval now = {0, 0};
@@ -160,19 +208,44 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     evtimer_add(b->more, &now); /* still armed: producers stay quiet */
     return;
   }
+  timer_cancel(b);
   atomic_store(&b->armed, false);
-  /* A node pushed before the store above found `armed` set and wrote
-     nothing: look once more. If one is there, re-arm, unless its producer
-     already did and wrote the eventfd, which will wake us. */
+  /* A node pushed before the stores above found `armed` (or the timer)
+     set and wrote nothing: look once more. If one is there, re-arm,
+     unless its producer already did and wrote the eventfd, which will
+     wake us. */
   if (has_pending(b) && !atomic_exchange(&b->armed, true))
     evtimer_add(b->more, &now);
 }
 
-void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node) {
+/* The coalescing timer fired. */
+static void on_late(evutil_socket_t fd, short what, void *arg) {
+  tpool__bridge_t *b = arg;
+  uint64_t ticks;
+  (void)what;
+  if (read(fd, &ticks, sizeof(ticks)) < 0)
+    return; /* EAGAIN: re-armed since it fired, or already handled */
+  if (atomic_exchange(&b->armed, true))
+    return; /* a round is already due: it will see every node */
+  /* Producers now see `armed` and rely on this round. The timer is
+     one-shot: if it is not set for later (re-armed since it fired), it is
+     off, and says so without a system call. */
+  pthread_mutex_lock(&b->timer_mu);
+  if (atomic_load(&b->due_ns) <= tpool__now_ns())
+    atomic_store(&b->due_ns, 0);
+  pthread_mutex_unlock(&b->timer_mu);
+  on_wake(-1, 0, b);
+}
+
+static void push(tpool__bridge_t *b, tpool__node_t *node) {
   tpool__node_t *old = atomic_load_explicit(&b->head, memory_order_relaxed);
   do {
     node->next = old;
   } while (!atomic_compare_exchange_weak(&b->head, &old, node));
+}
+
+void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node) {
+  push(b, node);
   if (!atomic_exchange(&b->armed, true)) {
     static const uint64_t one = 1;
     atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
@@ -181,6 +254,28 @@ void tpool__bridge_post(tpool__bridge_t *b, tpool__node_t *node) {
     ssize_t rc = write(b->efd, &one, sizeof(one));
     (void)rc;
   }
+}
+
+void tpool__bridge_post_within(tpool__bridge_t *b, tpool__node_t *node,
+                               uint64_t now_ns, uint64_t delay_ns) {
+  if (delay_ns < TPOOL__COALESCE_MIN_NS) {
+    tpool__bridge_post(b, node);
+    return;
+  }
+  push(b, node);
+  if (atomic_load(&b->armed))
+    return; /* the loop is awake or woken: it will see the node */
+  uint64_t want = now_ns + delay_ns;
+  uint64_t due = atomic_load(&b->due_ns);
+  if (due != 0 && due <= want)
+    return; /* a timer due soon enough is set and still counted on */
+  pthread_mutex_lock(&b->timer_mu);
+  due = atomic_load(&b->due_ns);
+  if (due == 0 || due > want) {
+    atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
+    timer_set(b, want);
+  }
+  pthread_mutex_unlock(&b->timer_mu);
 }
 
 uint64_t tpool__bridge_wakeups(const tpool__bridge_t *b) {
@@ -209,24 +304,35 @@ int tpool__bridge_new(struct event_base *base, unsigned batch,
   atomic_init(&b->head, NULL);
   atomic_init(&b->armed, false);
   atomic_init(&b->wakeups, 0);
+  atomic_init(&b->due_ns, 0);
   b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (b->efd < 0) {
-    free(b);
-    return -EIO;
+  b->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (b->efd < 0 || b->tfd < 0) {
+    rc = -EIO;
+    goto fail_fds;
+  }
+  if (pthread_mutex_init(&b->timer_mu, NULL) != 0) {
+    rc = -ENOMEM;
+    goto fail_fds;
   }
   b->wake = event_new(base, b->efd, EV_READ | EV_PERSIST, on_wake, b);
+  b->late = event_new(base, b->tfd, EV_READ | EV_PERSIST, on_late, b);
   b->more = evtimer_new(base, on_wake, b);
-  if (!b->wake || !b->more || event_add(b->wake, NULL) != 0) {
-    if (b->wake)
-      event_free(b->wake);
-    if (b->more)
-      event_free(b->more);
-    close(b->efd);
-    free(b);
-    return -ENOMEM;
+  if (b->wake && b->late && b->more && event_add(b->wake, NULL) == 0 &&
+      event_add(b->late, NULL) == 0) {
+    *out = b;
+    return 0;
   }
-  *out = b;
-  return 0;
+  tpool__bridge_detach(b);
+  pthread_mutex_destroy(&b->timer_mu);
+  rc = -ENOMEM;
+fail_fds:
+  if (b->efd >= 0)
+    close(b->efd);
+  if (b->tfd >= 0)
+    close(b->tfd);
+  free(b);
+  return rc;
 }
 
 void tpool__bridge_detach(tpool__bridge_t *b) {
@@ -237,6 +343,10 @@ void tpool__bridge_detach(tpool__bridge_t *b) {
   if (b->more) {
     event_free(b->more);
     b->more = NULL;
+  }
+  if (b->late) {
+    event_free(b->late);
+    b->late = NULL;
   }
 }
 
@@ -252,5 +362,7 @@ void tpool__bridge_free(tpool__bridge_t *b, tpool__deliver_fn discard,
       discard(node, arg);
   }
   close(b->efd);
+  close(b->tfd);
+  pthread_mutex_destroy(&b->timer_mu);
   free(b);
 }

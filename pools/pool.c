@@ -127,11 +127,28 @@ static void end_unstarted(tpool_pool_t *p, tpool__task_t *t, int status,
   tpool__task_finish(t);
 }
 
+/*
+ * A task that waited in the queue ran on a saturated pool: its done
+ * callback may wait a little more, an eighth of that queue wait and at
+ * most 1 ms, so that a flood of completions shares one loop wakeup (see
+ * loop_bridge.c). A task that started at once, the common case below
+ * saturation and always with one task in flight, is posted at once.
+ */
+#define COALESCE_SHARE 8
+#define COALESCE_MAX_NS 1000000ull
+
 void tpool__task_finish(tpool__task_t *t) {
-  if (t->bridge)
-    tpool__bridge_post(t->bridge, &t->node);
-  else
+  if (!t->bridge) {
     free(t); /* on a worker, which rarely submits: caching would hoard */
+    return;
+  }
+  uint64_t delay = 0;
+  if (t->start_ns > t->submit_ns) {
+    delay = (t->start_ns - t->submit_ns) / COALESCE_SHARE;
+    if (delay > COALESCE_MAX_NS)
+      delay = COALESCE_MAX_NS;
+  }
+  tpool__bridge_post_within(t->bridge, &t->node, t->end_ns, delay);
 }
 
 void tpool__task_discard(tpool__node_t *node, void *arg) {

@@ -1,7 +1,8 @@
 /*
  * test_loop_bridge.c — the completion path back to a loop: a burst costs
  * one wakeup, order is kept, a flood is delivered in rounds that let other
- * events run, and a base that is not thread-aware is refused.
+ * events run, coalesced posts share a timer and are never left behind,
+ * and a base that is not thread-aware is refused.
  */
 #include "helpers.h"
 
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -83,6 +85,114 @@ static void test_loop_bridge_burst_costs_one_wakeup(void **state) {
   assert_int_equal(tpool__bridge_wakeups(b), 2);
   want = 1001;
   assert_true(th_run_until(base, all_delivered, args, 5.0));
+  tpool__bridge_detach(b);
+  tpool__bridge_free(b, NULL, NULL);
+  event_base_free(base);
+}
+
+static void *post_items_within(void *arg) {
+  poster_t *p = arg;
+  for (int i = 0; i < p->count; i++) {
+    item_t *it = malloc(sizeof(*it));
+    it->seq = p->first + i;
+    tpool__bridge_post_within(p->b, &it->node, tpool__now_ns(), 1000000);
+  }
+  return NULL;
+}
+
+static void test_loop_bridge_coalesced_posts_share_a_timer(void **state) {
+  (void)state;
+  struct event_base *base = th_base_new();
+  sink_t s = {0, 0, 0};
+  tpool__bridge_t *b;
+  assert_int_equal(tpool__bridge_new(base, 1 << 16, deliver, &s, &b), 0);
+  /* 1000 completions that may each wait 1 ms: one timer, no eventfd. */
+  poster_t p = {b, 1, 1000};
+  pthread_t th;
+  pthread_create(&th, NULL, post_items_within, &p);
+  pthread_join(th, NULL);
+  assert_int_equal(tpool__bridge_wakeups(b), 1);
+  int want = 1000;
+  void *args[2] = {&s, &want};
+  assert_true(th_run_until(base, all_delivered, args, 5.0));
+  assert_int_equal(s.out_of_order, 0);
+  /* One that may not wait is posted at once, timer or not. */
+  p.first = 1001;
+  p.count = 1;
+  post_items_within(&p);
+  item_t *now = malloc(sizeof(*now));
+  now->seq = 1002;
+  tpool__bridge_post_within(b, &now->node, tpool__now_ns(), 0);
+  assert_int_equal(tpool__bridge_wakeups(b), 3);
+  want = 1002;
+  assert_true(th_run_until(base, all_delivered, args, 5.0));
+  assert_int_equal(s.out_of_order, 0);
+  tpool__bridge_detach(b);
+  tpool__bridge_free(b, NULL, NULL);
+  event_base_free(base);
+}
+
+/* Posts in bursts with pauses, so the loop keeps going idle while timers
+   are armed, fire and are disarmed around it; delays are mixed. */
+typedef struct {
+  tpool__bridge_t *b;
+  int count;
+  unsigned seed;
+  atomic_int *delivered;
+} mixed_poster_t;
+
+static void deliver_count(tpool__node_t *n, void *arg) {
+  atomic_fetch_add((atomic_int *)arg, 1);
+  free(n);
+}
+
+static void *post_mixed(void *arg) {
+  mixed_poster_t *p = arg;
+  static const uint64_t delays[] = {0, 20000, 60000, 200000, 1000000};
+  for (int i = 0; i < p->count;) {
+    int burst = 1 + (int)(rand_r(&p->seed) % 64);
+    for (; burst > 0 && i < p->count; burst--, i++) {
+      tpool__node_t *n = malloc(sizeof(*n));
+      uint64_t d = delays[rand_r(&p->seed) % 5];
+      /* Some start times in the past, as a worker's end time may be. */
+      uint64_t now = tpool__now_ns() - (rand_r(&p->seed) % 2) * d;
+      tpool__bridge_post_within(p->b, n, now, d);
+    }
+    if (rand_r(&p->seed) % 4 == 0) {
+      struct timespec ts = {0, (long)(rand_r(&p->seed) % 300000)};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return NULL;
+}
+
+static bool count_reached(void *arg) {
+  void **a = arg;
+  return atomic_load((atomic_int *)a[0]) >= *(int *)a[1];
+}
+
+static void test_loop_bridge_coalescing_loses_nothing(void **state) {
+  (void)state;
+  enum { PRODUCERS = 4, EACH = 20000 };
+  struct event_base *base = th_base_new();
+  atomic_int delivered = 0;
+  tpool__bridge_t *b;
+  assert_int_equal(tpool__bridge_new(base, 256, deliver_count, &delivered, &b),
+                   0);
+  mixed_poster_t p[PRODUCERS];
+  pthread_t th[PRODUCERS];
+  for (unsigned i = 0; i < PRODUCERS; i++) {
+    p[i] = (mixed_poster_t){b, EACH, 7 + i, &delivered};
+    pthread_create(&th[i], NULL, post_mixed, &p[i]);
+  }
+  int want = PRODUCERS * EACH;
+  void *args[2] = {&delivered, &want};
+  /* A node left behind would leave the loop asleep: the bound is generous,
+     for sanitizers on a busy machine, and never reached when all is well. */
+  assert_true(th_run_until(base, count_reached, args, 60.0));
+  for (unsigned i = 0; i < PRODUCERS; i++)
+    pthread_join(th[i], NULL);
+  assert_int_equal(atomic_load(&delivered), want);
   tpool__bridge_detach(b);
   tpool__bridge_free(b, NULL, NULL);
   event_base_free(base);
@@ -177,6 +287,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_bridge_burst_costs_one_wakeup),
       cmocka_unit_test(test_loop_bridge_flood_yields_to_other_events),
+      cmocka_unit_test(test_loop_bridge_coalesced_posts_share_a_timer),
+      cmocka_unit_test(test_loop_bridge_coalescing_loses_nothing),
       cmocka_unit_test(test_loop_bridge_free_discards_undelivered),
       cmocka_unit_test(test_loop_bridge_refuses_unaware_bases),
   };

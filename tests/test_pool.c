@@ -347,6 +347,47 @@ static void test_pool_spin_before_sleep(void **state) {
   fixture_free(f);
 }
 
+/* A few microseconds of work. */
+static int short_spin(void *arg) {
+  (void)arg;
+  volatile unsigned x = 0;
+  for (unsigned i = 0; i < 2000; i++)
+    x += i;
+  return 0;
+}
+
+static void chain_spin_next(int status, const tpool_task_info_t *info,
+                            void *arg) {
+  (void)info;
+  chain_t *c = arg;
+  c->done++;
+  c->bad += status != 0;
+  if (c->left > 0 &&
+      tpool_submit(c->pool, "link", short_spin, chain_spin_next, c, NULL) > 0)
+    c->left--;
+}
+
+static void test_pool_saturated_completions_all_arrive(void **state) {
+  (void)state;
+  /* 1024 chains in flight keep the queue long, so completions wait in
+     the queue and are coalesced onto shared loop wakeups (timer armed,
+     fired and disarmed by workers and the loop all the time): every one
+     must still reach the loop. */
+  enum { K = 1024, N = TH_TSAN ? 30000 : 200000 };
+  struct fixture *f = fixture_new(8, 8, 2 * K);
+  f->m = th_manager(&f->o, f->base);
+  tpool_pool_t *p = tpool_manager_pool(f->m, "work");
+  chain_t c = {p, N - K, 0, 0};
+  for (int i = 0; i < K; i++)
+    assert_true(tpool_submit(p, "link", short_spin, chain_spin_next, &c, NULL) >
+                0);
+  assert_true(th_run_until_int(f->base, &c.done, N, 120.0));
+  assert_int_equal(c.bad, 0);
+  tpool_pool_stats_t ps = th_pool_stats(f->m, "work");
+  assert_int_equal(ps.completed, N);
+  fixture_free(f);
+}
+
 static bool stuck_seen(const tpool_pool_stats_t *ps, void *arg) {
   (void)arg;
   return ps->stuck_total == 1 && ps->nactive == 1 && ps->active[0].stuck &&
@@ -541,6 +582,7 @@ int main(void) {
       cmocka_unit_test(test_pool_resize_under_load_loses_nothing),
       cmocka_unit_test(test_pool_burst_wakes_every_idle_worker),
       cmocka_unit_test(test_pool_spin_before_sleep),
+      cmocka_unit_test(test_pool_saturated_completions_all_arrive),
       cmocka_unit_test(test_pool_soft_timeout_flags_stuck_task),
       cmocka_unit_test(test_pool_thread_failure_keeps_serving),
       cmocka_unit_test(test_pool_without_threads_refuses_work),

@@ -47,6 +47,7 @@
 #include <event2/thread.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -256,6 +257,40 @@ static double spin_duration_us(uint64_t iterations) {
     samples[i] = (double)(now_ns() - start) / 1e3;
   }
   return median(samples, SPIN_CHECK_SAMPLES);
+}
+
+/* The machine's own ceiling for a throughput run: as many plain threads
+   as there are CPUs (at most T) run the run's spins back to back, with no
+   pool, no loop and no handoff. A sustained spin is slower than its short
+   calibration on a shared virtual machine, so "cores / W" overstates what
+   any implementation can reach; this says what it was at the time. */
+typedef struct {
+  uint64_t spins, iterations;
+} ceiling_part_t;
+
+static void *ceiling_thread(void *arg) {
+  const ceiling_part_t *part = arg;
+  for (uint64_t i = 0; i < part->spins; i++)
+    spin(part->iterations);
+  return NULL;
+}
+
+static double ceiling_tasks_per_s(const config_t *cfg) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned n = cpus > 0 && (unsigned long)cpus < cfg->threads ? (unsigned)cpus
+                                                              : cfg->threads;
+  pthread_t *th = xcalloc(n, sizeof(th[0]));
+  ceiling_part_t part = {cfg->tasks / n, cfg->spin_iterations};
+  uint64_t start = now_ns();
+  for (unsigned i = 0; i < n; i++) {
+    if (pthread_create(&th[i], NULL, ceiling_thread, &part) != 0)
+      die("pthread_create", "failed");
+  }
+  for (unsigned i = 0; i < n; i++)
+    pthread_join(th[i], NULL);
+  double secs = (double)(now_ns() - start) / 1e9;
+  free(th);
+  return (double)(part.spins * n) / secs;
 }
 
 typedef struct memory {
@@ -899,8 +934,13 @@ int main(int argc, char **argv) {
         run_child(&cfg, impl, i, &results[impl][i]);
     }
   }
-  if (!cfg.json_only)
+  if (!cfg.json_only) {
     print_table(&cfg, results);
+    if (cfg.mode == MODE_THROUGHPUT && cfg.work_us > 0)
+      printf("\nceiling now: %.0f tasks/s (the same spins on plain threads, "
+             "one per CPU, no pool)\n",
+             ceiling_tasks_per_s(&cfg));
+  }
   for (impl_t impl = 0; impl < IMPL_COUNT; impl++)
     free(results[impl]);
   return 0;
