@@ -56,7 +56,7 @@ struct tpool_pool {
   unsigned max_workers;
   unsigned min_workers; /* meaningless when min_equals_max */
   bool min_equals_max;
-  size_t queue_limit;
+  _Atomic size_t queue_limit; /* atomic: the direct submit reads it */
   uint64_t idle_timeout_ns;
   uint64_t soft_timeout_ns;
   uint64_t spin_ns; /* an idle worker polls this long before sleeping */
@@ -68,11 +68,17 @@ struct tpool_pool {
 
   /* State; protected by mu. */
   TAILQ_HEAD(, tpool__task) queue;
-  size_t queued;
+  /* Accepted and not yet started or ended: the queue, the intake and
+     direct submits about to push. Atomic: changed under mu, and by direct
+     submits without it. */
+  _Atomic size_t queued;
   size_t ndeadline;   /* queued tasks that have a start deadline */
   unsigned nthreads;  /* live or starting workers */
   unsigned nstarting; /* created but not yet looking for work */
-  unsigned nidle;     /* waiting on work_cv */
+  /* Waiting on work_cv, and counted in nthreads but not waiting: written
+     under mu, read by direct submits (see tpool__pool_submit_direct). */
+  _Atomic unsigned nidle;
+  _Atomic unsigned nawake;
   unsigned nwakeups;  /* signals sent to idle workers, not yet taken */
   unsigned nspinning; /* polling for work before they sleep (0 or 1) */
   unsigned nbusy;     /* running a task */
@@ -84,6 +90,18 @@ struct tpool_pool {
   uint64_t respawn_delay_ns;          /* backoff for the next retry */
   bool started;
   bool stopping;
+
+  /* The direct submit path (pool.c): a lock-free stack of tasks, newest
+     first, linked through node.next, that workers move to `queue` under
+     mu; the submits inside their push (between their look at `closed`
+     and the push itself); a mirror of `stopping`; and of max_workers.
+     On their own cache lines: the submitting thread writes them. */
+  char pad_intake[TPOOL__CACHE_LINE];
+  _Atomic(tpool__task_t *) intake;
+  atomic_uint entering;
+  atomic_bool closed;
+  atomic_uint max_direct;
+  char pad_intake_end[TPOOL__CACHE_LINE];
 
   /* Counters; protected by mu. */
   uint64_t submitted, rejected, completed, failed, cancelled, expired;
@@ -172,6 +190,21 @@ static inline bool tpool__wake_claim(tpool_pool_t *p) {
     return false;
   p->nwakeups++;
   return true;
+}
+
+/* Moves the intake's tasks, oldest first, to the end of the queue, and
+   counts them submitted (they are already counted in `queued`). Returns
+   true if it moved any. Under mu. */
+bool tpool__pool_absorb(tpool_pool_t *p);
+/* The same, after waiting out the direct submits inside their push: once
+   `closed` is set, nothing reaches the intake after this. Under mu. */
+bool tpool__pool_absorb_settled(tpool_pool_t *p);
+/* Counts n workers as started (not yet running: the caller spawns them
+   after unlocking). Under mu. */
+static inline void tpool__pool_count_new(tpool_pool_t *p, unsigned n) {
+  p->nthreads += n;
+  p->nstarting += n;
+  p->nawake += n;
 }
 
 static inline void tpool__queue_remove(tpool_pool_t *p, tpool__task_t *t) {

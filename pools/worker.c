@@ -7,9 +7,12 @@
  *
  * DESIGN
  * A worker takes the pool lock once per task: it accounts for the task it
- * just ran and pops the next in the same critical section, and posts the
- * finished task to its loop's bridge after unlocking; with nothing left
- * to pop it posts before it sleeps. Idle workers above the minimum wait
+ * just ran, moves what direct submits pushed on the intake to the queue
+ * and pops the next in the same critical section, and posts the finished
+ * task to its loop's bridge after unlocking; with nothing left to pop it
+ * posts before it sleeps. Before it sleeps or retires it counts itself
+ * out of `nawake`, then looks at `queued` once more (pool.c,
+ * submit_direct). Idle workers above the minimum wait
  * with the idle timeout and retire when it passes; at or below the
  * minimum they wait without a timeout, so a quiet pool costs no wakeups.
  * Workers above a lowered maximum retire when they next look for work; on
@@ -90,8 +93,13 @@ int tpool__worker_spawn(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   p->nthreads--;
   p->nstarting--;
+  p->nawake--;
   p->thread_failures++;
   unsigned now_threads = p->nthreads, max = p->max_workers;
+  /* A direct submit may have counted on this thread: hand its task to an
+     idle worker, if there is one (with none, the retry below covers it). */
+  tpool__pool_absorb(p);
+  bool wake = p->queued > 0 && tpool__wake_claim(p);
   /* Tasks accepted while this thread was expected to start must not wait
      for a submit that may never come: the monitor retries, with backoff. */
   uint64_t retry = 0;
@@ -103,6 +111,8 @@ int tpool__worker_spawn(tpool_pool_t *p) {
     retry = p->respawn_at_ns = tpool__now_ns() + p->respawn_delay_ns;
   }
   pthread_mutex_unlock(&p->mu);
+  if (wake)
+    pthread_cond_signal(&p->work_cv);
   tpool__logf(&m->log, TPOOL_LOG_WARN,
               "ThreadPool[%s] Could not start a worker thread: %s "
               "(workers=%u/%u)",
@@ -178,7 +188,8 @@ static void spin_for_work(tpool_pool_t *p) {
   p->nspinning++;
   pthread_mutex_unlock(&p->mu);
   for (unsigned i = 1;; i++) {
-    if (atomic_load_explicit(&p->pushes, memory_order_acquire) != seen)
+    if (atomic_load_explicit(&p->pushes, memory_order_acquire) != seen ||
+        atomic_load_explicit(&p->intake, memory_order_relaxed))
       break;
     if (i % 64 == 0 && tpool__now_ns() >= until)
       break;
@@ -211,7 +222,9 @@ typedef struct {
 static next_t next_task(tpool_pool_t *p, bool holding, look_t *out) {
   bool spun = false;
   out->waited = false;
+  out->wake_next = false;
   for (;;) {
+    tpool__pool_absorb(p);
     if (p->nthreads > p->max_workers) {
       out->why = RETIRE_RESIZED;
       break;
@@ -233,6 +246,8 @@ static next_t next_task(tpool_pool_t *p, bool holding, look_t *out) {
       return GOT_TASK;
     }
     if (p->stopping) {
+      if (tpool__pool_absorb_settled(p))
+        continue;
       out->why = RETIRE_STOPPED;
       break;
     }
@@ -250,19 +265,35 @@ static next_t next_task(tpool_pool_t *p, bool holding, look_t *out) {
     uint64_t until = p->nthreads > tpool__pool_min(p)
                          ? tpool__now_ns() + p->idle_timeout_ns
                          : UINT64_MAX;
+    /* Counted idle before the last look at `queued`: a direct submit that
+       still saw this worker awake pushed before that look (pool.c). */
     p->nidle++;
-    int rc = tpool__cond_wait_until(&p->work_cv, &p->mu, until);
+    p->nawake--;
+    int rc = 0;
+    if (p->queued == 0)
+      rc = tpool__cond_wait_until(&p->work_cv, &p->mu, until);
+    p->nawake++;
     p->nidle--;
     if (p->nwakeups > 0)
       p->nwakeups--;
-    if (rc == ETIMEDOUT && p->queued == 0 && !p->stopping &&
-        p->nthreads > tpool__pool_min(p)) {
-      out->why = RETIRE_IDLE;
-      break;
+    if (rc == ETIMEDOUT && !p->stopping && p->nthreads > tpool__pool_min(p)) {
+      /* The same order to leave: counted out, then one more look. */
+      p->nawake--;
+      if (p->queued == 0) {
+        out->why = RETIRE_IDLE;
+        p->nthreads--;
+        p->nexiting++;
+        return MUST_RETIRE;
+      }
+      p->nawake++;
     }
   }
   p->nthreads--;
   p->nexiting++;
+  p->nawake--;
+  /* Leaving for a resize with work queued (or pushed since the last look):
+     the workers that stay may all be idle. */
+  out->wake_next = p->queued > 0 && tpool__wake_claim(p);
   return MUST_RETIRE;
 }
 
@@ -400,6 +431,8 @@ static void *worker_main(void *arg) {
     tpool__hist_record(&p->run_hist, t->end_ns - t->start_ns);
   }
   pthread_mutex_unlock(&p->mu);
+  if (look.wake_next)
+    pthread_cond_signal(&p->work_cv);
   flush(&finished);
   worker_retire(w, look.why);
   return NULL;
