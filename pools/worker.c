@@ -281,16 +281,15 @@ static next_t next_task(tpool_pool_t *p, bool holding, look_t *out) {
       p->nawake--;
       if (p->queued == 0) {
         out->why = RETIRE_IDLE;
-        p->nthreads--;
-        p->nexiting++;
-        return MUST_RETIRE;
+        goto counted_out;
       }
       p->nawake++;
     }
   }
+  p->nawake--;
+counted_out:
   p->nthreads--;
   p->nexiting++;
-  p->nawake--;
   /* Leaving for a resize with work queued (or pushed since the last look):
      the workers that stay may all be idle. */
   out->wake_next = p->queued > 0 && tpool__wake_claim(p);

@@ -45,6 +45,7 @@ static void deliver(tpool__node_t *n, void *arg) {
 typedef struct {
   tpool__bridge_t *b;
   int first, count;
+  uint64_t delay_ns; /* how long each may wait: 0 posts at once */
 } poster_t;
 
 static void *post_items(void *arg) {
@@ -52,7 +53,7 @@ static void *post_items(void *arg) {
   for (int i = 0; i < p->count; i++) {
     item_t *it = malloc(sizeof(*it));
     it->seq = p->first + i;
-    tpool__bridge_post(p->b, &it->node);
+    tpool__bridge_post_within(p->b, &it->node, tpool__now_ns(), p->delay_ns);
   }
   return NULL;
 }
@@ -68,7 +69,7 @@ static void test_loop_bridge_burst_costs_one_wakeup(void **state) {
   sink_t s = {0, 0, 0};
   tpool__bridge_t *b;
   assert_int_equal(tpool__bridge_new(base, 1 << 16, deliver, &s, &b), 0);
-  poster_t p = {b, 1, 1000};
+  poster_t p = {b, 1, 1000, 0};
   pthread_t th;
   pthread_create(&th, NULL, post_items, &p);
   pthread_join(th, NULL);
@@ -90,16 +91,6 @@ static void test_loop_bridge_burst_costs_one_wakeup(void **state) {
   event_base_free(base);
 }
 
-static void *post_items_within(void *arg) {
-  poster_t *p = arg;
-  for (int i = 0; i < p->count; i++) {
-    item_t *it = malloc(sizeof(*it));
-    it->seq = p->first + i;
-    tpool__bridge_post_within(p->b, &it->node, tpool__now_ns(), 1000000);
-  }
-  return NULL;
-}
-
 static void test_loop_bridge_coalesced_posts_share_a_timer(void **state) {
   (void)state;
   struct event_base *base = th_base_new();
@@ -107,9 +98,9 @@ static void test_loop_bridge_coalesced_posts_share_a_timer(void **state) {
   tpool__bridge_t *b;
   assert_int_equal(tpool__bridge_new(base, 1 << 16, deliver, &s, &b), 0);
   /* 1000 completions that may each wait 1 ms: one timer, no eventfd. */
-  poster_t p = {b, 1, 1000};
+  poster_t p = {b, 1, 1000, 1000000};
   pthread_t th;
-  pthread_create(&th, NULL, post_items_within, &p);
+  pthread_create(&th, NULL, post_items, &p);
   pthread_join(th, NULL);
   assert_int_equal(tpool__bridge_wakeups(b), 1);
   int want = 1000;
@@ -119,10 +110,10 @@ static void test_loop_bridge_coalesced_posts_share_a_timer(void **state) {
   /* One that may not wait is posted at once, timer or not. */
   p.first = 1001;
   p.count = 1;
-  post_items_within(&p);
-  item_t *now = malloc(sizeof(*now));
-  now->seq = 1002;
-  tpool__bridge_post_within(b, &now->node, tpool__now_ns(), 0);
+  post_items(&p);
+  p.first = 1002;
+  p.delay_ns = 0;
+  post_items(&p);
   assert_int_equal(tpool__bridge_wakeups(b), 3);
   want = 1002;
   assert_true(th_run_until(base, all_delivered, args, 5.0));
@@ -225,7 +216,7 @@ static void test_loop_bridge_flood_yields_to_other_events(void **state) {
   struct event *tick =
       event_new(base, fds[0], EV_READ | EV_PERSIST, on_tick, &t);
   event_add(tick, NULL);
-  poster_t p = {b, 1, 1000};
+  poster_t p = {b, 1, 1000, 0};
   post_items(&p);
   int want = 1000;
   void *args[2] = {&s, &want};
@@ -252,7 +243,7 @@ static void test_loop_bridge_free_discards_undelivered(void **state) {
   sink_t s = {0, 0, 0};
   tpool__bridge_t *b;
   assert_int_equal(tpool__bridge_new(base, 8, deliver, &s, &b), 0);
-  poster_t p = {b, 1, 20};
+  poster_t p = {b, 1, 20, 0};
   post_items(&p);
   assert_int_equal(tpool__bridge_drain(b, 5), 5);
   tpool__bridge_detach(b);
