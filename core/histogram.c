@@ -81,7 +81,9 @@ static unsigned le_index(uint64_t ns) {
 }
 
 void tpool__hist_record(tpool__hist_t *h, uint64_t ns) {
-  h->buckets[tpool__hist_bucket(ns)]++;
+  unsigned b = tpool__hist_bucket(ns);
+  h->buckets[b]++;
+  h->groups[b / SUB]++;
   h->le[le_index(ns)]++;
   h->count++;
   h->sum_ns += ns;
@@ -92,6 +94,8 @@ void tpool__hist_record(tpool__hist_t *h, uint64_t ns) {
 void tpool__hist_merge(tpool__hist_t *into, const tpool__hist_t *from) {
   for (unsigned i = 0; i < TPOOL__HIST_BUCKETS; i++)
     into->buckets[i] += from->buckets[i];
+  for (unsigned i = 0; i < TPOOL__HIST_GROUPS; i++)
+    into->groups[i] += from->groups[i];
   for (unsigned i = 0; i <= TPOOL_LATENCY_BUCKETS; i++)
     into->le[i] += from->le[i];
   into->count += from->count;
@@ -119,18 +123,30 @@ static uint64_t bucket_value(const tpool__hist_t *h, unsigned i) {
   return mid < h->max_ns ? mid : h->max_ns;
 }
 
-/* Values at n quantiles given in increasing order, in one walk over the
-   buckets (a snapshot asks for three per histogram). */
+/* Values at n (at most QUANTILES_MAX) quantiles given in increasing
+   order, in one walk (a snapshot asks for three per histogram, and every
+   health request for ten histograms): over the groups, and into the
+   buckets of a group only where a quantile falls. */
+#define QUANTILES_MAX 4
 static void quantiles(const tpool__hist_t *h, const double *q, uint64_t *out,
                       unsigned n) {
+  uint64_t rank[QUANTILES_MAX];
+  for (unsigned k = 0; k < n; k++)
+    rank[k] = rank_of(h, q[k]);
   unsigned k = 0;
   uint64_t seen = 0;
-  for (unsigned i = 0; i < TPOOL__HIST_BUCKETS && k < n; i++) {
-    seen += h->buckets[i];
-    while (k < n && seen >= rank_of(h, q[k])) {
-      /* The largest value is known exactly. */
-      out[k] = rank_of(h, q[k]) >= h->count ? h->max_ns : bucket_value(h, i);
-      k++;
+  for (unsigned g = 0; g < TPOOL__HIST_GROUPS && k < n; g++) {
+    if (seen + h->groups[g] < rank[k]) {
+      seen += h->groups[g];
+      continue;
+    }
+    for (unsigned i = g * SUB; i < (g + 1) * SUB && k < n; i++) {
+      seen += h->buckets[i];
+      while (k < n && seen >= rank[k]) {
+        /* The largest value is known exactly. */
+        out[k] = rank[k] >= h->count ? h->max_ns : bucket_value(h, i);
+        k++;
+      }
     }
   }
   for (; k < n; k++)

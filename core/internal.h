@@ -148,12 +148,16 @@ void tpool__vlogf(tpool__log_t *l, tpool_log_level_t lv, const char *fmt,
 #define TPOOL__HIST_BUCKETS                                                    \
   (TPOOL__HIST_SUB +                                                           \
    (TPOOL__HIST_TOP_BIT - TPOOL__HIST_SUB_BITS) * TPOOL__HIST_SUB)
+#define TPOOL__HIST_GROUPS (TPOOL__HIST_BUCKETS / TPOOL__HIST_SUB)
 
 typedef struct tpool__hist {
   uint64_t count;
   uint64_t sum_ns;
   uint64_t max_ns;
   uint64_t buckets[TPOOL__HIST_BUCKETS];
+  /* Sums of each run of TPOOL__HIST_SUB buckets (one power of two), so a
+     quantile is found in a few dozen steps instead of hundreds. */
+  uint64_t groups[TPOOL__HIST_GROUPS];
   /* Exact counts per fixed bound of tpool_latency_bound() (the last entry:
      above every bound), kept beside the log-linear buckets because those
      edges are powers of two and Prometheus wants decimal ones. */
@@ -225,6 +229,13 @@ void tpool__bridge_post_within(tpool__bridge_t *b, tpool__node_t *node,
    stopped for good (tpool_manager_free() does).
    Thread: loop of the bridge's base. */
 size_t tpool__bridge_drain(tpool__bridge_t *b, size_t max);
+
+/* Called after a task was handed to a pool whose workers spin before
+   sleeping: if the calling thread is this bridge's loop thread, the loop
+   polls for completions instead of sleeping for `spin_ns` from now (each
+   call extends it); on any other thread it does nothing.
+   Thread: any. */
+void tpool__bridge_spin(tpool__bridge_t *b, uint64_t spin_ns);
 
 /* Number of eventfd writes and coalescing timer arms so far (wakeups
    asked of the loop). Thread: any. */

@@ -37,6 +37,18 @@
  * before its last look at the stack, so a producer that relied on a timer
  * the loop has just disarmed pushed in time to be seen.
  *
+ * Polling while a pool spins: a pool whose workers spin before sleeping
+ * trades CPU for latency, and a spinning worker starts a task at once,
+ * but its completion would still wait for the loop to wake from
+ * epoll_wait — the larger half of a round trip here. So when the loop
+ * thread hands a task to such a pool (tpool__bridge_spin), the loop polls
+ * too: `poll`, a zero-delay timer, re-adds itself for that long, so libevent
+ * polls for I/O without sleeping and the callback drains the stack each
+ * iteration. Meanwhile `armed` stays set and producers write nothing. The
+ * poll ends like any round, clearing `armed` and looking once more.
+ * Only the loop thread starts it (`tl_loop` tells which bridge's loop the
+ * calling thread runs); other threads' tasks are delivered as usual.
+ *
  * Why no libevent call happens off the loop thread: event_active() from a
  * worker would take the base lock and write libevent's own notify fd for
  * every completion; an eventfd we own costs less and needs no base lock.
@@ -62,6 +74,7 @@ struct tpool__bridge {
   struct event *wake; /* EV_READ | EV_PERSIST on efd */
   struct event *more; /* zero-delay timer: the next round */
   struct event *late; /* EV_READ | EV_PERSIST on tfd */
+  struct event *poll; /* zero-delay timer: the loop polls while pools spin */
   int efd;
   int tfd; /* timerfd for coalesced nodes */
   unsigned batch;
@@ -74,7 +87,16 @@ struct tpool__bridge {
   atomic_uint_fast64_t due_ns; /* atomic, written under timer_mu: 0 = off */
   tpool__node_t *local;        /* loop thread only: oldest first */
   tpool__node_t *local_tail;   /* loop thread only */
+  uint64_t poll_until;         /* loop thread only: end of the poll */
+  bool polling;                /* loop thread only: `poll` is due */
+  uint64_t id;                 /* unique for the process's life */
 };
+
+/* The id of the bridge whose loop the calling thread runs (set by every
+   callback and by tpool__bridge_new), so a submit can tell it is on that
+   loop. Ids, unlike addresses, are never reused. */
+static _Thread_local uint64_t tl_loop;
+static atomic_uint_fast64_t next_id = 1;
 
 /* ---- thread-awareness check ------------------------------------------- */
 
@@ -192,6 +214,19 @@ static void timer_cancel(tpool__bridge_t *b) {
   pthread_mutex_unlock(&b->timer_mu);
 }
 
+/* Nothing is left: producers must write (or arm the timer) again. */
+static void round_end(tpool__bridge_t *b) {
+  static const struct timeval now = {0, 0};
+  timer_cancel(b);
+  atomic_store(&b->armed, false);
+  /* A node pushed before the stores above found `armed` (or the timer)
+     set and wrote nothing: look once more. If one is there, re-arm,
+     unless its producer already did and wrote the eventfd, which will
+     wake us. */
+  if (has_pending(b) && !atomic_exchange(&b->armed, true))
+    evtimer_add(b->more, &now);
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
   tpool__bridge_t *b = arg;
   static const struct timeval now = {0, 0};
@@ -203,19 +238,31 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   }
   /* `armed` stays set through the round: nodes posted meanwhile are
      picked up by this round or the next without another eventfd write. */
+  tl_loop = b->id;
   tpool__bridge_drain(b, b->batch);
   if (has_pending(b)) {
     evtimer_add(b->more, &now); /* still armed: producers stay quiet */
     return;
   }
-  timer_cancel(b);
-  atomic_store(&b->armed, false);
-  /* A node pushed before the stores above found `armed` (or the timer)
-     set and wrote nothing: look once more. If one is there, re-arm,
-     unless its producer already did and wrote the eventfd, which will
-     wake us. */
-  if (has_pending(b) && !atomic_exchange(&b->armed, true))
-    evtimer_add(b->more, &now);
+  if (!b->polling) /* else the poll ends the round */
+    round_end(b);
+}
+
+/* A polling round: deliver what is there, and poll again until the time
+   is up and nothing is left. */
+static void on_poll(evutil_socket_t fd, short what, void *arg) {
+  tpool__bridge_t *b = arg;
+  static const struct timeval now = {0, 0};
+  (void)fd;
+  (void)what;
+  tl_loop = b->id;
+  tpool__bridge_drain(b, b->batch);
+  if (has_pending(b) || tpool__now_ns() < b->poll_until) {
+    evtimer_add(b->poll, &now);
+    return;
+  }
+  b->polling = false;
+  round_end(b);
 }
 
 /* The coalescing timer fired. */
@@ -278,6 +325,19 @@ void tpool__bridge_post_within(tpool__bridge_t *b, tpool__node_t *node,
   pthread_mutex_unlock(&b->timer_mu);
 }
 
+void tpool__bridge_spin(tpool__bridge_t *b, uint64_t spin_ns) {
+  static const struct timeval now = {0, 0};
+  if (tl_loop != b->id || !b->poll)
+    return; /* not this bridge's loop thread, or detached */
+  b->poll_until = tpool__now_ns() + spin_ns;
+  if (b->polling)
+    return;
+  b->polling = true;
+  /* Producers stay quiet from now on: the poll sees what they push. */
+  atomic_store(&b->armed, true);
+  evtimer_add(b->poll, &now);
+}
+
 uint64_t tpool__bridge_wakeups(const tpool__bridge_t *b) {
   return atomic_load_explicit(&b->wakeups, memory_order_relaxed);
 }
@@ -301,6 +361,7 @@ int tpool__bridge_new(struct event_base *base, unsigned batch,
   b->batch = batch ? batch : 1;
   b->deliver = deliver;
   b->deliver_arg = arg;
+  b->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
   atomic_init(&b->head, NULL);
   atomic_init(&b->armed, false);
   atomic_init(&b->wakeups, 0);
@@ -318,8 +379,10 @@ int tpool__bridge_new(struct event_base *base, unsigned batch,
   b->wake = event_new(base, b->efd, EV_READ | EV_PERSIST, on_wake, b);
   b->late = event_new(base, b->tfd, EV_READ | EV_PERSIST, on_late, b);
   b->more = evtimer_new(base, on_wake, b);
-  if (b->wake && b->late && b->more && event_add(b->wake, NULL) == 0 &&
-      event_add(b->late, NULL) == 0) {
+  b->poll = evtimer_new(base, on_poll, b);
+  if (b->wake && b->late && b->more && b->poll &&
+      event_add(b->wake, NULL) == 0 && event_add(b->late, NULL) == 0) {
+    tl_loop = b->id;
     *out = b;
     return 0;
   }
@@ -348,6 +411,13 @@ void tpool__bridge_detach(tpool__bridge_t *b) {
     event_free(b->late);
     b->late = NULL;
   }
+  if (b->poll) {
+    event_free(b->poll);
+    b->poll = NULL;
+  }
+  b->polling = false;
+  if (tl_loop == b->id)
+    tl_loop = 0;
 }
 
 void tpool__bridge_free(tpool__bridge_t *b, tpool__deliver_fn discard,

@@ -146,8 +146,12 @@ typedef struct tpool_pool_options {
   size_t stack_size;     /* bytes per worker stack */
   double soft_timeout_s; /* a task running longer is "stuck"; 0 = off */
   /* An idle worker polls for work this long before it sleeps, so a task
-     submitted meanwhile starts without a thread wakeup: lower latency for
-     the CPU of one spinning worker per pool. 0..0.01 ("spin"); 0 = off. */
+     submitted meanwhile starts without a thread wakeup; and a loop thread
+     that submits to the pool polls for completions this long after each
+     submit instead of sleeping in epoll_wait, so the completion needs no
+     wakeup either. Lower latency, for the CPU of one spinning worker per
+     pool and of the loop while it polls (it keeps serving its other
+     events meanwhile). 0..0.01 ("spin"); 0 = off. */
   double spin_s;
   char
       thread_name[TPOOL_THREAD_NAME_MAX]; /* prefix; "": "tpool-" + 5 of name */

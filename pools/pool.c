@@ -376,6 +376,9 @@ int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   }
   if (deadline)
     tpool__monitor_kick(m, deadline);
+  uint64_t spin_ns = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
+  if (spin_ns && bridge) /* `t` may be gone: read nothing from it */
+    tpool__bridge_spin(bridge, spin_ns);
   return id;
 }
 

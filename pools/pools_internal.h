@@ -59,7 +59,9 @@ struct tpool_pool {
   _Atomic size_t queue_limit; /* atomic: the direct submit reads it */
   uint64_t idle_timeout_ns;
   uint64_t soft_timeout_ns;
-  uint64_t spin_ns; /* an idle worker polls this long before sleeping */
+  /* An idle worker polls this long before sleeping. Atomic: a submit
+     reads it without the lock to make its loop poll as long. */
+  _Atomic uint64_t spin_ns;
   /* Fixed at creation. */
   size_t stack_size;
   char thread_prefix[TPOOL_THREAD_NAME_MAX];

@@ -1,7 +1,8 @@
 /*
  * test_histogram.c — the latency histogram: bucket boundaries tile the
- * range without gaps, percentiles stay within 1/16 of the exact value, and
- * merging equals recording everything in one.
+ * range without gaps, percentiles stay within 1/16 of the exact value and
+ * equal a plain walk over the buckets, and merging equals recording
+ * everything in one.
  */
 #include "helpers.h"
 
@@ -161,10 +162,56 @@ test_histogram_prometheus_buckets_match_linear_search(void **state) {
   free(h);
 }
 
+/* The value at quantile q found the slow way: every bucket in turn. */
+static uint64_t quantile_linear(const tpool__hist_t *h, double q) {
+  uint64_t rank = (uint64_t)(q * (double)h->count + 0.999999), seen = 0;
+  if (rank == 0)
+    rank = 1;
+  if (rank >= h->count)
+    return h->max_ns;
+  for (unsigned i = 0; i < TPOOL__HIST_BUCKETS; i++) {
+    seen += h->buckets[i];
+    if (seen >= rank) {
+      uint64_t lo = tpool__hist_bucket_low(i), hi = tpool__hist_bucket_high(i);
+      uint64_t mid = hi == UINT64_MAX ? lo : lo + (hi - lo) / 2;
+      return mid < h->max_ns ? mid : h->max_ns;
+    }
+  }
+  return h->max_ns;
+}
+
+static void test_histogram_quantiles_match_linear_walk(void **state) {
+  (void)state;
+  /* Wide spreads, and narrow ones where several quantiles fall in one
+     power of two (the quick walk then steps into one group for all). */
+  static const unsigned spreads[] = {40, 20, 8, 2, 1, 0};
+  uint64_t x = 2463534242ull; /* xorshift64 */
+  for (size_t s = 0; s < sizeof(spreads) / sizeof(spreads[0]); s++) {
+    tpool__hist_t *h = calloc(1, sizeof(*h));
+    assert_non_null(h);
+    for (unsigned n = 0; n < 1 + 5000 * (unsigned)s; n++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      uint64_t v =
+          (1ull << 20) + ((x >> 30) >> (spreads[s] ? x % spreads[s] : 34));
+      tpool__hist_record(h, v);
+    }
+    tpool_latency_t l;
+    tpool__hist_summary(h, &l);
+    assert_int_equal(llround(l.p50_s * 1e9), quantile_linear(h, 0.50));
+    assert_int_equal(llround(l.p90_s * 1e9), quantile_linear(h, 0.90));
+    assert_int_equal(llround(l.p99_s * 1e9), quantile_linear(h, 0.99));
+    assert_int_equal(tpool__hist_quantile(h, 0.999), quantile_linear(h, 0.999));
+    free(h);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_histogram_buckets_tile_the_range),
       cmocka_unit_test(test_histogram_quantiles_within_one_sixteenth),
+      cmocka_unit_test(test_histogram_quantiles_match_linear_walk),
       cmocka_unit_test(test_histogram_merge_equals_single),
       cmocka_unit_test(test_histogram_prometheus_buckets_are_exact),
       cmocka_unit_test(test_histogram_prometheus_buckets_match_linear_search),

@@ -2,7 +2,8 @@
  * test_loop_bridge.c — the completion path back to a loop: a burst costs
  * one wakeup, order is kept, a flood is delivered in rounds that let other
  * events run, coalesced posts share a timer and are never left behind,
- * and a base that is not thread-aware is refused.
+ * a polling loop needs no wakeup and sleeps again after it, and a base
+ * that is not thread-aware is refused.
  */
 #include "helpers.h"
 
@@ -118,6 +119,50 @@ static void test_loop_bridge_coalesced_posts_share_a_timer(void **state) {
   want = 1002;
   assert_true(th_run_until(base, all_delivered, args, 5.0));
   assert_int_equal(s.out_of_order, 0);
+  tpool__bridge_detach(b);
+  tpool__bridge_free(b, NULL, NULL);
+  event_base_free(base);
+}
+
+static void *spin_elsewhere(void *arg) {
+  tpool__bridge_spin(arg, 1000000000); /* not its loop: does nothing */
+  return NULL;
+}
+
+static void test_loop_bridge_polling_needs_no_wakeup(void **state) {
+  (void)state;
+  struct event_base *base = th_base_new();
+  sink_t s = {0, 0, 0};
+  tpool__bridge_t *b;
+  assert_int_equal(tpool__bridge_new(base, 64, deliver, &s, &b), 0);
+  pthread_t th;
+  pthread_create(&th, NULL, spin_elsewhere, b);
+  pthread_join(th, NULL);
+  poster_t p = {b, 1, 1, 0};
+  post_items(&p);
+  assert_int_equal(tpool__bridge_wakeups(b), 1); /* no poll: woken */
+  int want = 1;
+  void *args[2] = {&s, &want};
+  assert_true(th_run_until(base, all_delivered, args, 5.0));
+  /* The loop thread polls for 1 ms from here. Until the loop has run past
+     that, posts rely on the poll and write nothing, however long the
+     posting takes; the loop delivers them in rounds of 64. */
+  tpool__bridge_spin(b, 1000000);
+  p = (poster_t){b, 2, 1000, 0};
+  pthread_create(&th, NULL, post_items, &p);
+  pthread_join(th, NULL);
+  assert_int_equal(tpool__bridge_wakeups(b), 1);
+  want = 1001;
+  assert_true(th_run_until(base, all_delivered, args, 5.0));
+  assert_int_equal(s.out_of_order, 0);
+  /* 20 ms of loop later the poll is over and the loop sleeps: the next
+     post must wake it. */
+  th_run_until(base, NULL, NULL, 0.02);
+  p = (poster_t){b, 1002, 1, 0};
+  post_items(&p);
+  assert_int_equal(tpool__bridge_wakeups(b), 2);
+  want = 1002;
+  assert_true(th_run_until(base, all_delivered, args, 5.0));
   tpool__bridge_detach(b);
   tpool__bridge_free(b, NULL, NULL);
   event_base_free(base);
@@ -280,6 +325,7 @@ int main(void) {
       cmocka_unit_test(test_loop_bridge_flood_yields_to_other_events),
       cmocka_unit_test(test_loop_bridge_coalesced_posts_share_a_timer),
       cmocka_unit_test(test_loop_bridge_coalescing_loses_nothing),
+      cmocka_unit_test(test_loop_bridge_polling_needs_no_wakeup),
       cmocka_unit_test(test_loop_bridge_free_discards_undelivered),
       cmocka_unit_test(test_loop_bridge_refuses_unaware_bases),
   };
