@@ -226,7 +226,7 @@ bool tpool__pool_absorb_settled(tpool_pool_t *p) {
 }
 
 /* Settles a task that went in directly, when idle workers may need a
-   signal or the pool a new thread (see tpool__pool_submit_direct). */
+   signal or the pool a new thread (see submit_direct). */
 static void direct_wake(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   tpool__pool_absorb(p);

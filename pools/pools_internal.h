@@ -47,12 +47,10 @@ typedef struct tpool__worker {
 } tpool__worker_t;
 
 struct tpool_pool {
+  /* Fixed at creation, and settings: read by every submit, written
+     rarely (a resize or reconfigure changes settings live, under mu). */
   tpool_manager_t *m;
   char name[TPOOL_NAME_MAX];
-  pthread_mutex_t mu;
-  pthread_cond_t work_cv; /* idle workers wait here for tasks */
-
-  /* Settings; protected by mu (resize changes them live). */
   unsigned max_workers;
   unsigned min_workers; /* meaningless when min_equals_max */
   bool min_equals_max;
@@ -62,25 +60,46 @@ struct tpool_pool {
   /* An idle worker polls this long before sleeping. Atomic: a submit
      reads it without the lock to make its loop poll as long. */
   _Atomic uint64_t spin_ns;
-  /* Fixed at creation. */
   size_t stack_size;
   char thread_prefix[TPOOL_THREAD_NAME_MAX];
   bool has_affinity;
   uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64];
 
+  /*
+   * Cache-line groups, so that what a submitting thread reads is not on a
+   * line that workers write for every task:
+   * - read by every direct submit, written under mu only when a worker
+   *   goes idle or wakes, starts or stops: nidle, nawake (waiting on
+   *   work_cv; counted in nthreads but not waiting), `closed` (a mirror
+   *   of `stopping`) and `max_direct` (of max_workers);
+   * - written by every submit and by workers taking work: `queued`
+   *   (accepted and not yet started or ended: the queue, the intake and
+   *   direct submits about to push; changed under mu, and by direct
+   *   submits without it), `intake` (a lock-free stack of tasks, newest
+   *   first, linked through node.next, that workers move to `queue`
+   *   under mu) and `entering` (submits between their look at `closed`
+   *   and their push); see the direct submit in pool.c;
+   * - the lock and what it protects, written by workers per task.
+   */
+  char pad_submit[TPOOL__CACHE_LINE];
+  _Atomic unsigned nidle;
+  _Atomic unsigned nawake;
+  atomic_bool closed;
+  atomic_uint max_direct;
+  char pad_queued[TPOOL__CACHE_LINE];
+  _Atomic size_t queued;
+  _Atomic(tpool__task_t *) intake;
+  atomic_uint entering;
+  char pad_mu[TPOOL__CACHE_LINE];
+
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv; /* idle workers wait here for tasks */
+
   /* State; protected by mu. */
   TAILQ_HEAD(, tpool__task) queue;
-  /* Accepted and not yet started or ended: the queue, the intake and
-     direct submits about to push. Atomic: changed under mu, and by direct
-     submits without it. */
-  _Atomic size_t queued;
   size_t ndeadline;   /* queued tasks that have a start deadline */
   unsigned nthreads;  /* live or starting workers */
   unsigned nstarting; /* created but not yet looking for work */
-  /* Waiting on work_cv, and counted in nthreads but not waiting: written
-     under mu, read by direct submits (see tpool__pool_submit_direct). */
-  _Atomic unsigned nidle;
-  _Atomic unsigned nawake;
   unsigned nwakeups;  /* signals sent to idle workers, not yet taken */
   unsigned nspinning; /* polling for work before they sleep (0 or 1) */
   unsigned nbusy;     /* running a task */
@@ -92,18 +111,6 @@ struct tpool_pool {
   uint64_t respawn_delay_ns;          /* backoff for the next retry */
   bool started;
   bool stopping;
-
-  /* The direct submit path (pool.c): a lock-free stack of tasks, newest
-     first, linked through node.next, that workers move to `queue` under
-     mu; the submits inside their push (between their look at `closed`
-     and the push itself); a mirror of `stopping`; and of max_workers.
-     On their own cache lines: the submitting thread writes them. */
-  char pad_intake[TPOOL__CACHE_LINE];
-  _Atomic(tpool__task_t *) intake;
-  atomic_uint entering;
-  atomic_bool closed;
-  atomic_uint max_direct;
-  char pad_intake_end[TPOOL__CACHE_LINE];
 
   /* Counters; protected by mu. */
   uint64_t submitted, rejected, completed, failed, cancelled, expired;
