@@ -5,8 +5,11 @@
 #   ./setup.sh run     install, build, start tpool-server with ./config.ini
 #   ./setup.sh test    install, build, run the whole test suite
 #   ./setup.sh build   install and build only
+#   ./setup.sh fuzz    install clang, build the fuzz targets with libFuzzer,
+#                      AddressSanitizer and UndefinedBehaviorSanitizer, and
+#                      run each for FUZZ_SECONDS (default 60)
 #
-# TPOOL_BUILD     build directory (default: build)
+# TPOOL_BUILD     build directory (default: build; build-fuzz for fuzz)
 # TPOOL_SANITIZE  meson's b_sanitize: none (default), address,undefined or
 #                 thread — a separate build directory for each is best
 set -eu
@@ -19,6 +22,8 @@ libinih-dev libjansson-dev libcmocka-dev"
 packages="$packages libuv1-dev"
 # The tests check /metrics with promtool, from Debian's prometheus package.
 [ "${1:-build}" = test ] && packages="$packages prometheus"
+# Fuzzing needs clang and its libFuzzer runtime.
+[ "${1:-build}" = fuzz ] && packages="$packages clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -52,6 +57,17 @@ if [ -n "$missing" ]; then
   esac
 fi
 
+if [ "${1:-build}" = fuzz ]; then
+  build=${TPOOL_BUILD:-build-fuzz}
+  # Shared libraries cannot refer to clang's sanitizer runtime, which only
+  # executables link: hence b_lundef=false.
+  [ -f "$build/build.ninja" ] ||
+    CC=clang meson setup "$build" -Dfuzz=true -Db_lundef=false \
+      -Db_sanitize=address,undefined -Dbench=disabled
+  ninja -C "$build"
+  exec meson test -C "$build" --suite fuzz --print-errorlogs
+fi
+
 build=${TPOOL_BUILD:-build}
 sanitize=${TPOOL_SANITIZE:-none}
 if [ -f "$build/build.ninja" ]; then
@@ -71,7 +87,7 @@ test) exec meson test -C "$build" --print-errorlogs \
   --timeout-multiplier "$multiplier" ;;
 build) ;;
 *)
-  echo "usage: $0 [run|test|build]" >&2
+  echo "usage: $0 [run|test|build|fuzz]" >&2
   exit 2
   ;;
 esac

@@ -130,7 +130,7 @@ void tpool__log_write(tpool__log_t *l, tpool_log_level_t lv, const char *msg);
 void tpool__logf(tpool__log_t *l, tpool_log_level_t lv, const char *fmt, ...)
     TPOOL_PRINTF(3, 4);
 void tpool__vlogf(tpool__log_t *l, tpool_log_level_t lv, const char *fmt,
-                  va_list ap);
+                  va_list ap) TPOOL_PRINTF(3, 0);
 
 /* ------------------------------------------------------------------------
  * Latency histogram

@@ -12,7 +12,9 @@
  *  - evhttp has freed it (bufferevent_free() clears the callbacks): drop
  *    our reference, which frees the last of it. The bufferevent is made
  *    without BEV_OPT_CLOSE_ON_FREE, so evhttp closed the socket itself at
- *    once and our reference never holds a descriptor open;
+ *    once and our reference never holds a descriptor open. Freed ones are
+ *    also dropped whenever a connection is accepted, before its events
+ *    are added (see release_freed() for why);
  *  - reading is disabled: evhttp is handling a request (a slow task is
  *    not a slow client), so the deadline waits for the response;
  *  - the deadline has passed: shut the socket down; evhttp sees the end
@@ -24,6 +26,7 @@
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -69,20 +72,40 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     g->deadline_ns = UINT64_MAX; /* written out: the sweep arms it */
 }
 
+/* True once evhttp has freed the connection: bufferevent_free() clears
+   every callback, where evhttp itself only ever swaps the read or the
+   write one. */
+static bool freed_by_evhttp(struct bufferevent *bev) {
+  bufferevent_data_cb readcb, writecb;
+  bufferevent_event_cb eventcb;
+  bufferevent_getcb(bev, &readcb, &writecb, &eventcb, NULL);
+  return !readcb && !writecb && !eventcb;
+}
+
+/* Drops our reference to every connection evhttp has freed. Until then
+   its bufferevent lives on with its read event still added (a socket
+   bufferevent deletes its events only when the last reference goes), on
+   a descriptor evhttp has closed: once accept() hands that number out
+   again, that stale event would fire for the new connection and read its
+   first bytes (up to 4 KiB) into a buffer nobody reads. */
+static void release_freed(tpool__deadlines_t *d) {
+  guard_t *g, *next;
+  for (g = LIST_FIRST(&d->guards); g; g = next) {
+    next = LIST_NEXT(g, link);
+    if (freed_by_evhttp(g->bev))
+      release(g);
+  }
+}
+
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   tpool__deadlines_t *d = arg;
   uint64_t now = now_ns();
+  release_freed(d);
   guard_t *g, *next;
   for (g = LIST_FIRST(&d->guards); g; g = next) {
     next = LIST_NEXT(g, link);
-    bufferevent_data_cb readcb;
-    bufferevent_getcb(g->bev, &readcb, NULL, NULL, NULL);
-    if (!readcb) { /* evhttp freed the connection */
-      release(g);
-      continue;
-    }
     if (g->deadline_ns == UINT64_MAX)
       g->deadline_ns = now + d->timeout_ns;
     if (!(bufferevent_get_enabled(g->bev) & EV_READ) || g->deadline_ns == 0)
@@ -98,6 +121,9 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
 
 static struct bufferevent *new_connection(struct event_base *base, void *arg) {
   tpool__deadlines_t *d = arg;
+  /* The new connection's descriptor may be one a freed connection had:
+     its stale read event must go before this one's is added. */
+  release_freed(d);
   if (!d->sweep) {
     d->sweep = event_new(base, -1, EV_PERSIST, on_sweep, d);
     if (d->sweep)

@@ -129,6 +129,9 @@ void tpool__http_reply_json_out(struct evhttp_request *req, int status,
 }
 
 static void vreply_error(struct evhttp_request *req, int status,
+                         const char *fmt, va_list ap) TPOOL_PRINTF(3, 0);
+
+static void vreply_error(struct evhttp_request *req, int status,
                          const char *fmt, va_list ap) {
   char msg[512];
   vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -276,7 +279,40 @@ static size_t header_bytes(struct evhttp_request *req) {
   return n;
 }
 
+/*
+ * libevent reads the body by the first Content-Length header and ignores
+ * any other, and takes Transfer-Encoding over Content-Length. A proxy in
+ * front may pick differently and see another request boundary (request
+ * smuggling, RFC 9112 section 6.3), so a request whose framing is not
+ * plain is refused: more than one Content-Length, one that is not all
+ * digits, or one beside Transfer-Encoding. Returns the problem, or NULL.
+ */
+static const char *framing_problem(struct evhttp_request *req) {
+  struct evkeyval *kv;
+  int lengths = 0;
+  bool chunked = false;
+  TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+    if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
+      chunked = true;
+    if (strcasecmp(kv->key, "Content-Length") != 0)
+      continue;
+    if (++lengths > 1)
+      return "more than one Content-Length header";
+    const char *v = kv->value;
+    if (!*v || strspn(v, "0123456789") != strlen(v))
+      return "Content-Length is not a decimal number";
+  }
+  if (chunked && lengths)
+    return "both Content-Length and Transfer-Encoding";
+  return NULL;
+}
+
 bool tpool_http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
+  const char *framing = framing_problem(req);
+  if (framing) {
+    tpool_http_reply_error(req, 400, "ambiguous request framing: %s", framing);
+    return false;
+  }
   if (!h || !h->limits)
     return true;
   if (header_bytes(req) > h->max_header_size) {

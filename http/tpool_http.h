@@ -112,11 +112,14 @@ TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
 TPOOL_API bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req);
 
 /*
- * With TPOOL_HTTP_CONFIGURE, checks `req` against the configured header
- * and body limits; for your own routes, which otherwise see only evhttp's
- * raised caps.
- * Returns: true when it is within them (or the flag was not given); false
- * after answering 413 with a JSON body.
+ * Checks that `req` is framed plainly (at most one Content-Length, all
+ * digits, and not beside Transfer-Encoding: anything else could be read
+ * differently by a proxy in front); and, with TPOOL_HTTP_CONFIGURE,
+ * against the configured header and body limits. For your own routes,
+ * which otherwise see only evhttp's raised caps. `h` may be NULL (the
+ * framing check only).
+ * Returns: true when the request passes; false after answering 400
+ * (framing) or 413 (limits) with a JSON body.
  * Thread: loop.
  */
 TPOOL_API bool tpool_http_check_limits(tpool_http_t *h,

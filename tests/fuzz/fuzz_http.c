@@ -1,0 +1,205 @@
+/*
+ * fuzz_http.c — tpool's HTTP face on arbitrary bytes (libFuzzer target).
+ *
+ * Each input is sent as is, as one client's whole byte stream, to an
+ * evhttp server on 127.0.0.1 that routes exactly as tpool-server does: the
+ * request-framing and size checks, POST /tasks/{pool} (the demo route,
+ * built here with tasks of at most a few milliseconds), tpool's health
+ * routes with an admin token, then a JSON 404. libevent's parser, the
+ * path and header handling, the JSON body parser and the route handlers
+ * all see the input. Every answer that says it is JSON must parse back
+ * with jansson; a crash, a sanitizer report or a leak is a finding.
+ *
+ * One process-wide server is set up on the first input. The client is a
+ * nonblocking socket driven by the same loop, so each input runs to its
+ * answer (or the server closing) without threads; a task it started is
+ * waited for before the next input.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+enum { MAX_INPUT = 64 * 1024, MAX_ANSWER = 4 * 1024 * 1024 };
+#define INPUT_BUDGET_S 2.0 /* one input may take this long, at most */
+
+typedef struct {
+  struct event_base *base;
+  tpool_manager_t *m;
+  struct evhttp *http;
+  tpool_http_t *routes;
+  tpool__demo_t demo;
+  uint16_t port;
+} fuzz_server_t;
+
+static fuzz_server_t srv;
+
+static void quiet(tpool_log_level_t level, const char *msg, void *arg) {
+  (void)level;
+  (void)msg;
+  (void)arg;
+}
+
+/* As tpool-server's on_request(). */
+static void on_request(struct evhttp_request *req, void *arg) {
+  fuzz_server_t *s = arg;
+  if (!tpool_http_check_limits(s->routes, req) ||
+      tpool__demo_handle(&s->demo, req) || tpool_http_handle(s->routes, req))
+    return;
+  tpool_http_reply_error(req, 404, "no route");
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "fuzz_http: %s\n", what);
+  abort();
+}
+
+static void server_setup(void) {
+  if (evthread_use_pthreads() != 0 || !(srv.base = event_base_new()))
+    die("no event base");
+  tpool_options_t *o = malloc(sizeof(*o));
+  if (!o)
+    die("out of memory");
+  tpool_options_init(o);
+  o->log_cb = quiet;
+  for (size_t i = 0; i < o->npools; i++) { /* the five, small */
+    o->pools[i].max_workers = 1;
+    o->pools[i].min_workers = TPOOL_MIN_EQUALS_MAX;
+    o->pools[i].queue_limit = 4;
+  }
+  o->http.max_header_size = 4096;
+  o->http.max_body_size = 16384;
+  snprintf(o->http.admin_token, sizeof(o->http.admin_token), "fuzz-token");
+  if (tpool_manager_new(o, &srv.m) != 0 ||
+      tpool_manager_attach(srv.m, srv.base) != 0 ||
+      tpool_manager_start(srv.m) != 0)
+    die("no manager");
+  srv.http = evhttp_new(srv.base);
+  if (!srv.http || tpool_http_attach(srv.http, srv.m, &o->http,
+                                     TPOOL_HTTP_CONFIGURE, &srv.routes) != 0)
+    die("no HTTP routes");
+  free(o);
+  srv.demo.m = srv.m;
+  srv.demo.routes = srv.routes;
+  TAILQ_INIT(&srv.demo.waiting);
+  evhttp_set_gencb(srv.http, on_request, &srv);
+  evhttp_set_timeout(srv.http, 1);
+  struct evhttp_bound_socket *bs =
+      evhttp_bind_socket_with_handle(srv.http, "127.0.0.1", 0);
+  if (!bs)
+    die("cannot listen on 127.0.0.1");
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa,
+                  &len) != 0)
+    die("getsockname");
+  srv.port = ntohs(sa.sin_port);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Checks every answer in `buf` whose headers say application/json: its
+   body (by Content-Length) must parse. The stream may hold several
+   answers (pipelined requests); a truncated last one is not checked. */
+static void check_answers(const char *buf, size_t len) {
+  size_t at = 0;
+  while (at < len) {
+    const char *head = buf + at;
+    const char *end = memmem(head, len - at, "\r\n\r\n", 4);
+    if (!end || strncmp(head, "HTTP/1.", 7) != 0)
+      return;
+    size_t hlen = (size_t)(end - head) + 4;
+    long clen = -1;
+    bool json = false;
+    for (const char *l = head; l < end;) {
+      const char *eol = memmem(l, (size_t)(end - l) + 2, "\r\n", 2);
+      if (!eol)
+        break;
+      if (strncasecmp(l, "Content-Length:", 15) == 0)
+        clen = strtol(l + 15, NULL, 10);
+      if (strncasecmp(l, "Content-Type: application/json", 30) == 0)
+        json = true;
+      l = eol + 2;
+    }
+    if (clen < 0 || (size_t)clen > len - at - hlen)
+      return;
+    if (json && clen > 0) {
+      json_error_t err;
+      json_t *j = json_loadb(head + hlen, (size_t)clen, 0, &err);
+      if (!j) {
+        fprintf(stderr, "fuzz_http: a JSON answer does not parse (%s):\n%.*s\n",
+                err.text, (int)((size_t)clen < 2000 ? clen : 2000),
+                head + hlen);
+        abort();
+      }
+      json_decref(j);
+    }
+    at += hlen + (size_t)clen;
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size > MAX_INPUT)
+    return 0;
+  if (!srv.base)
+    server_setup();
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    die("socket");
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons(srv.port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+      errno != EINPROGRESS)
+    die("connect");
+  static char answer[MAX_ANSWER];
+  size_t sent = 0, got = 0;
+  bool shut = false, eof = false;
+  double deadline = now_s() + INPUT_BUDGET_S;
+  while (!eof && now_s() < deadline) {
+    event_base_loop(srv.base, EVLOOP_NONBLOCK);
+    if (sent < size) {
+      ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+      if (n > 0)
+        sent += (size_t)n;
+      else if (n < 0 && errno != EAGAIN && errno != EINPROGRESS &&
+               errno != ENOTCONN)
+        sent = size; /* the server hung up: read what it said */
+    }
+    if (sent == size && !shut) {
+      shutdown(fd, SHUT_WR); /* the whole input: the server sees its end */
+      shut = true;
+    }
+    ssize_t n = recv(fd, answer + got, sizeof(answer) - 1 - got, 0);
+    if (n > 0)
+      got += (size_t)n;
+    else if (n == 0 || (n < 0 && errno != EAGAIN && errno != ENOTCONN))
+      eof = true;
+    if (got == sizeof(answer) - 1)
+      eof = true;
+  }
+  close(fd);
+  check_answers(answer, got);
+  /* Let a task this input started finish and its request be forgotten,
+     so inputs do not pile up on the small queues. */
+  while (srv.demo.nwaiting > 0 && now_s() < deadline + INPUT_BUDGET_S)
+    event_base_loop(srv.base, EVLOOP_NONBLOCK);
+  return 0;
+}
