@@ -115,43 +115,49 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Where `pat` (2 or 4 bytes) first occurs in s[from, to), or `to`. */
+static size_t find(const char *s, size_t from, size_t to, const char *pat,
+                   size_t plen) {
+  for (size_t i = from; i + plen <= to; i++)
+    if (memcmp(s + i, pat, plen) == 0)
+      return i;
+  return to;
+}
+
 /* Checks every answer in `buf` whose headers say application/json: its
    body (by Content-Length) must parse. The stream may hold several
    answers (pipelined requests); a truncated last one is not checked. */
 static void check_answers(const char *buf, size_t len) {
   size_t at = 0;
   while (at < len) {
-    const char *head = buf + at;
-    const char *end = memmem(head, len - at, "\r\n\r\n", 4);
-    if (!end || strncmp(head, "HTTP/1.", 7) != 0)
+    size_t end = find(buf, at, len, "\r\n\r\n", 4);
+    if (end == len || len - at < 7 || memcmp(buf + at, "HTTP/1.", 7) != 0)
       return;
-    size_t hlen = (size_t)(end - head) + 4;
+    size_t body = end + 4;
     long clen = -1;
     bool json = false;
-    for (const char *l = head; l < end;) {
-      const char *eol = memmem(l, (size_t)(end - l) + 2, "\r\n", 2);
-      if (!eol)
-        break;
-      if (strncasecmp(l, "Content-Length:", 15) == 0)
-        clen = strtol(l + 15, NULL, 10);
-      if (strncasecmp(l, "Content-Type: application/json", 30) == 0)
+    for (size_t l = at; l < end;) {
+      size_t eol = find(buf, l, end + 2, "\r\n", 2);
+      if (eol - l > 15 && strncasecmp(buf + l, "Content-Length:", 15) == 0)
+        clen = strtol(buf + l + 15, NULL, 10);
+      if (eol - l >= 30 &&
+          strncasecmp(buf + l, "Content-Type: application/json", 30) == 0)
         json = true;
       l = eol + 2;
     }
-    if (clen < 0 || (size_t)clen > len - at - hlen)
+    if (clen < 0 || (size_t)clen > len - body)
       return;
     if (json && clen > 0) {
       json_error_t err;
-      json_t *j = json_loadb(head + hlen, (size_t)clen, 0, &err);
+      json_t *j = json_loadb(buf + body, (size_t)clen, 0, &err);
       if (!j) {
         fprintf(stderr, "fuzz_http: a JSON answer does not parse (%s):\n%.*s\n",
-                err.text, (int)((size_t)clen < 2000 ? clen : 2000),
-                head + hlen);
+                err.text, (int)(clen < 2000 ? clen : 2000), buf + body);
         abort();
       }
       json_decref(j);
     }
-    at += hlen + (size_t)clen;
+    at = body + (size_t)clen;
   }
 }
 
