@@ -439,6 +439,63 @@ TPOOL_API int64_t tpool_manager_submit(tpool_manager_t *m, const char *pool,
                                        tpool_done_cb done, void *arg,
                                        const tpool_task_opts_t *opts);
 
+/* ------------------------------------------------------------------------
+ * Futures: tasks that a thread other than a loop waits for
+ * ------------------------------------------------------------------------ */
+
+typedef struct tpool_future tpool_future_t;
+
+/*
+ * The work of a future: runs on a worker with the `arg` given at submit,
+ * returns the task's status (0, or a negative error code of your own) and
+ * may set *result to anything the waiter should get (it starts as NULL).
+ */
+typedef int (*tpool_future_work_cb)(void *arg, void **result);
+
+/*
+ * Submits a task whose outcome a thread (not a loop) collects with
+ * tpool_future_wait(). No event_base is involved: it works with no base
+ * attached. `name`, `opts` (its base is ignored) and the refusals are as
+ * for tpool_submit(); a future's task counts in its pool like any other
+ * and can be cancelled by its id.
+ * On success *out is a handle the caller owns: free it with
+ * tpool_future_free(), waited on or not. `arg` stays the caller's; the
+ * work may use it until it returns (wait for the future before freeing
+ * what `arg` points to).
+ * Returns: the task id (> 0), or what tpool_submit() returns on failure
+ * (then *out is untouched); -EINVAL also when `out` is NULL.
+ * Thread: any.
+ */
+TPOOL_API int64_t tpool_submit_future(tpool_pool_t *pool, const char *name,
+                                      tpool_future_work_cb work, void *arg,
+                                      const tpool_task_opts_t *opts,
+                                      tpool_future_t **out);
+
+/*
+ * Waits up to `timeout_s` (< 0: no limit; 0: just looks) for the task to
+ * end. Then *status (if not NULL) gets its status — the work's return, or
+ * -ECANCELED (cancelled, or shut down before it started), or -ETIMEDOUT
+ * (its start deadline passed in the queue) — and *result (if not NULL)
+ * what the work set, or NULL if it never ran. A future may be waited on
+ * any number of times, from several threads, and answers the same each
+ * time once ended.
+ * Returns: 0 when ended; -ETIMEDOUT if still queued or running at the
+ * timeout (*status and *result untouched); -EINVAL if f is NULL.
+ * Thread: any but a loop thread that must keep serving, and never from
+ * the future's own work function (it would wait for itself).
+ */
+TPOOL_API int tpool_future_wait(tpool_future_t *f, double timeout_s,
+                                int *status, void **result);
+
+/*
+ * Releases the handle. If the task has not ended it still runs (or is
+ * cancelled) as usual, and what remains of the future is freed when it
+ * ends; a result the work sets after that is not seen by anyone. NULL is
+ * a no-op.
+ * Thread: any, once, and after every wait on it has returned.
+ */
+TPOOL_API void tpool_future_free(tpool_future_t *f);
+
 /*
  * Cancels a queued task: it leaves the queue, its work never runs and its
  * done callback runs with -ECANCELED (on its loop, as always). Takes time

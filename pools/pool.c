@@ -143,6 +143,8 @@ static void end_unstarted(tpool_pool_t *p, tpool__task_t *t, int status,
 #define COALESCE_MAX_NS 1000000ull
 
 void tpool__task_finish(tpool__task_t *t) {
+  if (t->future)
+    tpool__future_complete(t->future, t->status);
   if (!t->bridge) {
     free(t); /* on a worker, which rarely submits: caching would hoard */
     return;
@@ -321,6 +323,12 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
 int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
                      tpool_done_cb done, void *arg,
                      const tpool_task_opts_t *opts) {
+  return tpool__submit(p, name, work, done, arg, opts, NULL);
+}
+
+int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
+                      tpool_done_cb done, void *arg,
+                      const tpool_task_opts_t *opts, tpool_future_t *future) {
   if (!p || !work)
     return -EINVAL;
   tpool_manager_t *m = p->m;
@@ -343,6 +351,7 @@ int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   t->submit_ns = tpool__now_ns();
   t->start_ns = t->end_ns = 0;
   t->status = 0;
+  t->future = future;
   uint64_t deadline = 0;
   if (opts && opts->start_timeout_s > 0)
     deadline = t->submit_ns + tpool__s_to_ns(opts->start_timeout_s);
@@ -439,6 +448,8 @@ void tpool__pool_free(tpool_pool_t *p) {
   tpool__task_t *t;
   while ((t = TAILQ_FIRST(&p->queue))) { /* abandoned: done cannot run */
     tpool__queue_remove(p, t);
+    if (t->future) /* a waiting thread can still be told */
+      tpool__future_complete(t->future, -ECANCELED);
     task_free(t);
   }
   pthread_cond_destroy(&p->work_cv);

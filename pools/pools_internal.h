@@ -34,6 +34,7 @@ typedef struct tpool__task {
   uint64_t end_ns;      /* when it finished or left the queue */
   uint64_t deadline_ns; /* start deadline; 0 = none */
   int status;
+  tpool_future_t *future; /* completed when the task ends; NULL: none */
   char name[TPOOL_TASK_NAME_MAX];
 } tpool__task_t;
 
@@ -222,6 +223,18 @@ static inline void tpool__queue_remove(tpool_pool_t *p, tpool__task_t *t) {
   if (t->deadline_ns)
     p->ndeadline--;
 }
+
+/* tpool_submit() for a task that completes `future` (if not NULL) when it
+   ends, whatever the way. */
+int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
+                      tpool_done_cb done, void *arg,
+                      const tpool_task_opts_t *opts, tpool_future_t *future);
+
+/* ---- future.c ----------------------------------------------------------- */
+
+/* The task of `f` ended with `status`: publish it and wake the waiters.
+   Called once per future, by whoever ends the task. */
+void tpool__future_complete(tpool_future_t *f, int status);
 
 /* Logs "ThreadPool[name] Task #id: <message>". */
 void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
