@@ -45,7 +45,13 @@ _Static_assert(TPOOL__GENERAL_NKEYS <= KEYS_MAX &&
  * handler that applies each key to the copy of the options.
  * ------------------------------------------------------------------------ */
 
-typedef enum section { SEC_NONE, SEC_GENERAL, SEC_HTTP, SEC_POOL } section_t;
+typedef enum section {
+  SEC_NONE,
+  SEC_GENERAL,
+  SEC_HTTP,
+  SEC_POOL,
+  SEC_ROUTES
+} section_t;
 
 typedef struct parser {
   tpool_options_t o; /* the copy being filled */
@@ -61,6 +67,7 @@ typedef struct parser {
   size_t nkeys;
   int key_line[KEYS_MAX];      /* where each key of the section was set */
   int general_line, http_line; /* where each section started, or 0 */
+  int routes_line;
   int pool_line[TPOOL_POOLS_MAX];
 
   bool failed;
@@ -136,6 +143,11 @@ static void section_start(parser_t *p, const char *s, size_t n) {
     p->keys = tpool__http_keys;
     p->nkeys = TPOOL__HTTP_NKEYS;
     first = &p->http_line;
+  } else if (n == 6 && memcmp(s, "routes", 6) == 0) {
+    p->sec = SEC_ROUTES;
+    p->keys = NULL;
+    p->nkeys = 0;
+    first = &p->routes_line;
   } else if (n >= 5 && memcmp(s, "pool.", 5) == 0) {
     p->sec = SEC_POOL;
     p->keys = tpool__pool_keys;
@@ -145,7 +157,8 @@ static void section_start(parser_t *p, const char *s, size_t n) {
       return;
   } else {
     fail(p, p->line, p->label,
-         "unknown section (expected [general], [http] or [pool.NAME])");
+         "unknown section (expected [general], [http], [pool.NAME] or "
+         "[routes])");
     return;
   }
 
@@ -245,6 +258,40 @@ static char *reader(char *str, int num, void *stream) {
   return str;
 }
 
+/* "pattern = pool" in [routes]: kept in file order. Whether the pool
+   exists is checked with the whole file read (tpool_options_check()), as
+   pools may come after the routes. */
+static int add_route(parser_t *p, const char *key, const char *pattern,
+                     const char *pool) {
+  size_t plen = strlen(pattern), vlen = strlen(pool);
+  if (plen >= TPOOL_TASK_NAME_MAX) {
+    fail(p, p->line, key, "pattern longer than %d bytes",
+         TPOOL_TASK_NAME_MAX - 1);
+    return 0;
+  }
+  if (vlen == 0 || vlen >= TPOOL_NAME_MAX) {
+    fail(p, p->line, key, "expected a pool name of 1..%d characters",
+         TPOOL_NAME_MAX - 1);
+    return 0;
+  }
+  for (size_t i = 0; i < p->o.nroutes; i++) {
+    if (strcmp(p->o.routes[i].pattern, pattern) == 0) {
+      fail(p, p->line, key, "set twice (first at line %d)",
+           p->o.routes[i].line);
+      return 0;
+    }
+  }
+  if (p->o.nroutes == TPOOL_ROUTES_MAX) {
+    fail(p, p->line, key, "too many routes (at most %d)", TPOOL_ROUTES_MAX);
+    return 0;
+  }
+  tpool_route_t *r = &p->o.routes[p->o.nroutes++];
+  memcpy(r->pattern, pattern, plen + 1);
+  memcpy(r->pool, pool, vlen + 1);
+  r->line = p->line;
+  return 1;
+}
+
 /* The ini_handler: applies "name = value" to the current section. */
 static int handler(void *user, const char *section, const char *name,
                    const char *value) {
@@ -270,6 +317,8 @@ static int handler(void *user, const char *section, const char *name,
     fail_syntax(p, p->line);
     return 0;
   }
+  if (p->sec == SEC_ROUTES)
+    return add_route(p, key, name, value);
 
   for (i = 0; i < p->nkeys && strcmp(p->keys[i].name, name) != 0; i++)
     ;

@@ -219,6 +219,36 @@ static void check_pools(checker_t *c, const tpool_options_t *o) {
   }
 }
 
+/* Every route names an enabled pool, and its pattern is a string. */
+static void check_routes(checker_t *c, const tpool_options_t *o) {
+  char key[sizeof(c->err.key)];
+  tpool__sbuf_t b;
+  if (o->nroutes > TPOOL_ROUTES_MAX) {
+    check_fail(c, 0, "[routes]", "too many routes (at most %d)",
+               TPOOL_ROUTES_MAX);
+    return;
+  }
+  for (size_t i = 0; i < o->nroutes; i++) {
+    const tpool_route_t *r = &o->routes[i];
+    size_t plen = tpool__field_len(r->pattern, sizeof(r->pattern));
+    size_t vlen = tpool__field_len(r->pool, sizeof(r->pool));
+    tpool__sbuf_init(&b, key, sizeof(key));
+    tpool__sbuf_addf(&b, "[routes] ");
+    tpool__sbuf_echo(&b, r->pattern, plen);
+    if (plen == sizeof(r->pattern) || vlen == sizeof(r->pool)) {
+      check_fail(c, r->line, key, "not a terminated string");
+      continue;
+    }
+    size_t j = 0;
+    while (j < o->npools &&
+           (strcmp(o->pools[j].name, r->pool) != 0 || !o->pools[j].enabled))
+      j++;
+    if (j == o->npools)
+      check_fail(c, r->line, key, "no enabled pool named \"%.*s\"", (int)vlen,
+                 r->pool);
+  }
+}
+
 int tpool_options_check(const tpool_options_t *o, tpool_config_error_t *err) {
   checker_t c;
   size_t i;
@@ -243,6 +273,7 @@ int tpool_options_check(const tpool_options_t *o, tpool_config_error_t *err) {
                  TPOOL__BATCH_MAX, o->completion_batch);
     check_keys(&c, tpool__http_keys, TPOOL__HTTP_NKEYS, o, "[http]", 0, false);
     check_pools(&c, o);
+    check_routes(&c, o);
     for (i = 0; i < o->npools; i++)
       enabled = enabled || o->pools[i].enabled;
     if (!c.failed && !enabled)

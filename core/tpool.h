@@ -169,6 +169,16 @@ typedef struct tpool_http_options {
   double timeout_s;                  /* read/write timeout per connection */
 } tpool_http_options_t;
 
+/* One line of [routes]: "pattern = pool". The pattern is a shell glob
+   (fnmatch(3): `*`, `?`, `[...]`) over the whole task name, so
+   "reports.*" matches "reports.daily" and "*" matches every name. */
+#define TPOOL_ROUTES_MAX 64
+typedef struct tpool_route {
+  char pattern[TPOOL_TASK_NAME_MAX];
+  char pool[TPOOL_NAME_MAX];
+  int line; /* where it was set in the config file; 0 if set in code */
+} tpool_route_t;
+
 typedef struct tpool_options {
   bool verbose;             /* per-task log lines and the periodic table */
   double status_interval_s; /* period of the status table when verbose */
@@ -182,6 +192,10 @@ typedef struct tpool_options {
   char config_path[TPOOL_PATH_MAX]; /* file the options came from, or "" */
   size_t npools;
   tpool_pool_options_t pools[TPOOL_POOLS_MAX];
+  /* [routes]: task-name patterns to pools, in order; the first pattern
+     that matches a name picks its pool (tpool_manager_route()). */
+  size_t nroutes;
+  tpool_route_t routes[TPOOL_ROUTES_MAX];
 } tpool_options_t;
 
 /*
@@ -438,6 +452,28 @@ TPOOL_API int64_t tpool_manager_submit(tpool_manager_t *m, const char *pool,
                                        const char *name, tpool_work_cb work,
                                        tpool_done_cb done, void *arg,
                                        const tpool_task_opts_t *opts);
+
+/*
+ * The pool the [routes] give a task of this name: the pool of the first
+ * pattern that matches the whole name (fnmatch(3)), or NULL when none does.
+ * Returns: borrowed, valid until tpool_manager_free().
+ * Thread: any.
+ */
+TPOOL_API tpool_pool_t *tpool_manager_route(tpool_manager_t *m,
+                                            const char *name);
+
+/*
+ * tpool_submit() to the pool tpool_manager_route() picks for `name`
+ * (routed by the name as kept: cut to TPOOL_TASK_NAME_MAX - 1 bytes).
+ * Returns: as tpool_submit(); -ENOENT if no route matches; -EINVAL if
+ * `name` is NULL or empty.
+ * Thread: any.
+ */
+TPOOL_API int64_t tpool_manager_submit_routed(tpool_manager_t *m,
+                                              const char *name,
+                                              tpool_work_cb work,
+                                              tpool_done_cb done, void *arg,
+                                              const tpool_task_opts_t *opts);
 
 /* ------------------------------------------------------------------------
  * Futures: tasks that a thread other than a loop waits for

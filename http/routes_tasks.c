@@ -231,6 +231,8 @@ static bool parse_body(struct evhttp_request *req, tpool__demo_task_t *t,
   return true;
 }
 
+/* Submits the request's task to `pool`, or, when `pool` is NULL, to the
+   pool [routes] give its name. */
 static void submit(tpool__demo_t *d, struct evhttp_request *req,
                    const char *pool) {
   tpool__demo_task_t *t = calloc(1, sizeof(*t));
@@ -238,7 +240,7 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
     tpool_http_reply_error(req, 500, "out of memory");
     return;
   }
-  const char *name = "task";
+  const char *name = NULL;
   double start_timeout_s = 0;
   json_t *doc = NULL;
   if (!parse_body(req, t, &name, &start_timeout_s, &doc)) {
@@ -246,6 +248,24 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
     free(t);
     return;
   }
+  if (!pool) { /* POST /tasks: the name picks the pool, through [routes] */
+    tpool_pool_t *p = name ? tpool_manager_route(d->m, name) : NULL;
+    if (!p) {
+      if (name)
+        tpool_http_reply_error(req, 404, "no route for task name \"%.64s\"",
+                               name);
+      else
+        tpool_http_reply_error(req, 400,
+                               "name: required by POST /tasks, where it "
+                               "picks the pool ([routes])");
+      json_decref(doc);
+      free(t);
+      return;
+    }
+    pool = tpool_pool_name(p);
+  }
+  if (!name)
+    name = "task";
   t->d = d;
   t->req = req;
   tpool_task_opts_t opts = {0};
@@ -295,9 +315,12 @@ bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req) {
   if (!tpool__http_method_is(req, true))
     tpool__http_reply_405(req, "POST");
   else if (!tpool_http_authorize(d->routes, req))
-    ; /* answered 401 */
+    ;                /* answered 401 */
+  else if (!path[n]) /* POST /tasks: routed by name */
+    submit(d, req, NULL);
   else if (!*pool || strchr(pool, '/'))
-    tpool_http_reply_error(req, 404, "expected POST /tasks/{pool}");
+    tpool_http_reply_error(req, 404,
+                           "expected POST /tasks or POST /tasks/{pool}");
   else if (!tpool_manager_pool(d->m, pool))
     tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", pool);
   else

@@ -23,6 +23,7 @@
 #include "pools_internal.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,12 @@ int tpool_manager_new(const tpool_options_t *o, tpool_manager_t **out) {
     }
     m->npools++;
   }
+  for (size_t i = 0; i < o->nroutes; i++) { /* checked: every pool exists */
+    memcpy(m->routes[i].pattern, o->routes[i].pattern,
+           sizeof(m->routes[i].pattern));
+    m->routes[i].pool = tpool_manager_pool(m, o->routes[i].pool);
+  }
+  m->nroutes = o->nroutes;
   *out = m;
   return 0;
 }
@@ -362,6 +369,32 @@ tpool_pool_t *tpool_manager_pool(tpool_manager_t *m, const char *name) {
     if (strcmp(m->pools[i]->name, name) == 0)
       return m->pools[i];
   return NULL;
+}
+
+tpool_pool_t *tpool_manager_route(tpool_manager_t *m, const char *name) {
+  if (!m || !name)
+    return NULL;
+  for (size_t i = 0; i < m->nroutes; i++)
+    if (fnmatch(m->routes[i].pattern, name, 0) == 0)
+      return m->routes[i].pool;
+  return NULL;
+}
+
+int64_t tpool_manager_submit_routed(tpool_manager_t *m, const char *name,
+                                    tpool_work_cb work, tpool_done_cb done,
+                                    void *arg, const tpool_task_opts_t *opts) {
+  if (!m || !name || !*name)
+    return -EINVAL;
+  /* Routed by the name as it will be kept, cut to TPOOL_TASK_NAME_MAX - 1
+     bytes like every task name, so a log line and the route agree. */
+  char kept[TPOOL_TASK_NAME_MAX];
+  size_t len = strnlen(name, sizeof(kept) - 1);
+  memcpy(kept, name, len);
+  kept[len] = '\0';
+  tpool_pool_t *p = tpool_manager_route(m, kept);
+  if (!p)
+    return -ENOENT;
+  return tpool_submit(p, kept, work, done, arg, opts);
 }
 
 int64_t tpool_manager_submit(tpool_manager_t *m, const char *pool,

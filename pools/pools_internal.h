@@ -145,6 +145,13 @@ struct tpool_manager {
 
   size_t npools;
   tpool_pool_t *pools[TPOOL_POOLS_MAX]; /* fixed after new */
+  /* [routes], resolved to pools; fixed after new (a reload that changes
+     them says they wait for a restart). */
+  size_t nroutes;
+  struct {
+    char pattern[TPOOL_TASK_NAME_MAX];
+    tpool_pool_t *pool;
+  } routes[TPOOL_ROUTES_MAX];
 
   tpool__bridge_t *bridges[TPOOL__BRIDGES_MAX]; /* append-only */
   atomic_size_t nbridges;                       /* atomic: published entries */

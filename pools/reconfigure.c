@@ -78,6 +78,12 @@ int tpool_manager_reconfigure(tpool_manager_t *m, const tpool_options_t *o,
     needs_restart(m, "[general] log");
   if (cur->completion_batch != o->completion_batch)
     needs_restart(m, "completion_batch");
+  bool routes_same = cur->nroutes == o->nroutes;
+  for (size_t i = 0; routes_same && i < o->nroutes; i++)
+    routes_same = strcmp(cur->routes[i].pattern, o->routes[i].pattern) == 0 &&
+                  strcmp(cur->routes[i].pool, o->routes[i].pool) == 0;
+  if (!routes_same)
+    needs_restart(m, "[routes]");
   cur->verbose = o->verbose;
   cur->status_interval_s = o->status_interval_s;
   cur->log_level = o->log_level;

@@ -700,10 +700,44 @@ static void test_config_check_needs_an_enabled_pool(void **state) {
   check_fails_with(&o, "x.ini: too many pools (at most 64)");
 }
 
+static void test_config_routes_keep_file_order(void **state) {
+  (void)state;
+  static const char text[] = "[routes]\n"
+                             "reports.* = cpu\n"
+                             "*.embed = embedding ; vectors\n"
+                             "* = io\n"
+                             "[pool.cpu]\n"
+                             "workers = 2\n";
+  tpool_options_t o;
+  tpool_options_init(&o);
+  tpool_config_error_t err;
+  assert_int_equal(
+      tpool_config_parse(&o, text, sizeof(text) - 1, "routes.ini", &err), 0);
+  assert_int_equal(o.nroutes, 3);
+  assert_string_equal(o.routes[0].pattern, "reports.*");
+  assert_string_equal(o.routes[0].pool, "cpu");
+  assert_int_equal(o.routes[0].line, 2);
+  assert_string_equal(o.routes[1].pattern, "*.embed");
+  assert_string_equal(o.routes[1].pool, "embedding");
+  assert_string_equal(o.routes[2].pattern, "*");
+  assert_string_equal(o.routes[2].pool, "io");
+  assert_int_equal(o.routes[2].line, 4);
+  /* A second [routes] is a duplicate section, as for any other. */
+  static const char twice[] = "[routes]\n* = io\n[routes]\n";
+  tpool_options_init(&o);
+  assert_int_equal(
+      tpool_config_parse(&o, twice, sizeof(twice) - 1, "twice.ini", &err),
+      -EINVAL);
+  assert_string_equal(err.text, "twice.ini:3: [routes]: duplicate section "
+                                "(first at line 1)");
+  assert_int_equal(o.nroutes, 0); /* unchanged */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_defaults),
       cmocka_unit_test(test_config_pool_list),
+      cmocka_unit_test(test_config_routes_keep_file_order),
       cmocka_unit_test(test_config_bad_files_fail_with_their_message),
       cmocka_unit_test(test_config_missing_file),
       cmocka_unit_test(test_config_directory_is_unreadable),

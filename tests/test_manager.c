@@ -668,9 +668,71 @@ static void test_manager_shutdown_joins_every_worker(void **state) {
   assert_int_equal(thread_count(), before);
 }
 
+/* ---- routes ------------------------------------------------------------ */
+
+static void add_route(tpool_options_t *o, const char *pattern,
+                      const char *pool) {
+  tpool_route_t *r = &o->routes[o->nroutes++];
+  snprintf(r->pattern, sizeof(r->pattern), "%s", pattern);
+  snprintf(r->pool, sizeof(r->pool), "%s", pool);
+}
+
+static void test_manager_routes_pick_pools(void **state) {
+  (void)state;
+  tpool_options_t *o = malloc(sizeof(*o));
+  assert_non_null(o);
+  th_options_empty(o);
+  th_add_pool(o, "cpu", 1, 1, 64);
+  th_add_pool(o, "embedding", 1, 1, 64);
+  th_add_pool(o, "io", 1, 1, 64);
+  add_route(o, "reports.*", "cpu");
+  add_route(o, "*.embed", "embedding");
+  add_route(o, "reports.*.embed", "io"); /* never: an earlier one matches */
+  tpool_manager_t *m = th_manager(o, NULL);
+  assert_string_equal(tpool_pool_name(tpool_manager_route(m, "reports.daily")),
+                      "cpu");
+  assert_string_equal(
+      tpool_pool_name(tpool_manager_route(m, "reports.daily.embed")), "cpu");
+  assert_string_equal(tpool_pool_name(tpool_manager_route(m, "doc.embed")),
+                      "embedding");
+  /* Whole names only, and nothing matches without a catch-all. */
+  assert_null(tpool_manager_route(m, "xreports.daily"));
+  assert_null(tpool_manager_route(m, "doc.embedding"));
+  assert_int_equal(
+      tpool_manager_submit_routed(m, "other", th_noop, NULL, NULL, NULL),
+      -ENOENT);
+  assert_int_equal(
+      tpool_manager_submit_routed(m, "", th_noop, NULL, NULL, NULL), -EINVAL);
+  assert_true(tpool_manager_submit_routed(m, "reports.weekly", th_noop, NULL,
+                                          NULL, NULL) > 0);
+  assert_true(
+      tpool_manager_submit_routed(m, "a.embed", th_noop, NULL, NULL, NULL) > 0);
+  assert_int_equal(tpool_manager_shutdown(m, -1), 0);
+  assert_int_equal(th_pool_stats(m, "cpu").completed, 1);
+  assert_int_equal(th_pool_stats(m, "embedding").completed, 1);
+  assert_int_equal(th_pool_stats(m, "io").submitted, 0);
+  tpool_manager_free(m);
+
+  /* A catch-all last routes everything else; a route to a pool that does
+     not exist (or is disabled) is refused. */
+  add_route(o, "*", "io");
+  tpool_config_error_t err;
+  assert_int_equal(tpool_options_check(o, &err), 0);
+  m = th_manager(o, NULL);
+  assert_string_equal(tpool_pool_name(tpool_manager_route(m, "other")), "io");
+  assert_int_equal(tpool_manager_shutdown(m, -1), 0);
+  tpool_manager_free(m);
+  add_route(o, "late.*", "gpu");
+  assert_int_equal(tpool_options_check(o, &err), -EINVAL);
+  assert_non_null(strstr(err.text, "[routes] late.*: no enabled pool named "
+                                   "\"gpu\""));
+  free(o);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_manager_exactly_once_over_five_pools),
+      cmocka_unit_test(test_manager_routes_pick_pools),
       cmocka_unit_test(test_manager_shutdown_drains_everything),
       cmocka_unit_test(test_manager_shutdown_deadline_cancels_unstarted),
       cmocka_unit_test(test_manager_never_returning_task_is_abandoned),

@@ -320,7 +320,14 @@ static void test_server_error_statuses(void **state) {
   call_error(fx, s, "GET", "/", NULL, NULL, 404, NULL);
   call_error(fx, s, "POST", "/tasks/nope", NULL, "{\"work\":\"sleep\"}", 404,
              "nope");
-  call_error(fx, s, "POST", "/tasks", NULL, "{\"work\":\"sleep\"}", 404, NULL);
+  /* POST /tasks picks the pool by name ([routes]): none given, none
+     routed. */
+  call_error(fx, s, "POST", "/tasks", NULL, "{\"work\":\"sleep\"}", 400,
+             "name: required");
+  call_error(fx, s, "POST", "/tasks", NULL,
+             "{\"name\":\"x\",\"work\":\"sleep\"}", 404, "no route");
+  call_error(fx, s, "POST", "/tasks/a/b", NULL, "{\"work\":\"sleep\"}", 404,
+             "POST /tasks/{pool}");
 
   /* Known paths, wrong methods. */
   static const struct {
@@ -1156,6 +1163,34 @@ static void test_server_slow_client_is_cut_off(void **state) {
   server_stop_ok(s);
 }
 
+static void test_server_tasks_routed_by_name(void **state) {
+  fixture_t *fx = *state;
+  write_config(fx, HTTP_LOCAL SMALL_POOLS "[routes]\nreports.* = cpu\n"
+                                          "*.embed = embedding\n");
+  server_t *s = server_start(fx);
+  json_t *j = call_json(fx, s, "POST", "/tasks", NULL,
+                        "{\"name\":\"reports.daily\",\"work\":\"sleep\","
+                        "\"ms\":1}",
+                        200);
+  assert_string_equal(jstr(j, "pool"), "cpu");
+  assert_string_equal(jstr(j, "name"), "reports.daily");
+  json_decref(j);
+  j = call_json(fx, s, "POST", "/tasks", NULL,
+                "{\"name\":\"doc.embed\",\"work\":\"spin\",\"ms\":1}", 200);
+  assert_string_equal(jstr(j, "pool"), "embedding");
+  json_decref(j);
+  call_error(fx, s, "POST", "/tasks", NULL,
+             "{\"name\":\"other\",\"work\":\"sleep\"}", 404,
+             "no route for task name \"other\"");
+  call_error(fx, s, "POST", "/tasks", NULL, "{\"work\":\"sleep\"}", 400,
+             "name: required");
+  call_error(fx, s, "GET", "/tasks", NULL, NULL, 405, NULL);
+  json_t *io = get_pool(fx, s, "io");
+  assert_int_equal(jint(io, "submitted"), 0);
+  json_decref(io);
+  server_stop_ok(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_server_bad_config_exits_2, setup,
@@ -1168,6 +1203,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_server_error_statuses, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_task_route, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_tasks_routed_by_name, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_server_full_queue_answers_429, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_running_task_is_listed, setup,
