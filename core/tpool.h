@@ -476,6 +476,58 @@ TPOOL_API int64_t tpool_manager_submit_routed(tpool_manager_t *m,
                                               const tpool_task_opts_t *opts);
 
 /* ------------------------------------------------------------------------
+ * Batches: a set of tasks with bounded concurrency and one callback
+ * ------------------------------------------------------------------------ */
+
+typedef struct tpool_batch tpool_batch_t;
+
+/*
+ * Runs on the batch's loop thread once the batch is closed and every task
+ * added to it has ended: statuses[i] is the status of the i-th task added
+ * (as a done callback would get it: 0, the work's own code, -ECANCELED,
+ * -ETIMEDOUT), or the error its submit was refused with (-EAGAIN: the
+ * pool's queue was full; -ESHUTDOWN). `statuses` is borrowed for the call;
+ * the batch is freed when the callback returns.
+ */
+typedef void (*tpool_batch_done_cb)(const int *statuses, size_t n, void *arg);
+
+/*
+ * Starts an empty batch of tasks for `pool`, at most `max_in_flight` of
+ * them queued or running at once (like asyncio.gather over a semaphore):
+ * the rest wait in the batch and are submitted as earlier ones end.
+ * `opts` (may be NULL) gives the loop (`base`) and a start deadline for
+ * every task. The batch belongs to that loop until `done` has run.
+ * Returns: 0 and *out; -EINVAL (NULL pool, done or out, max_in_flight 0,
+ * or no such base attached); -ENOMEM.
+ * Thread: loop of the batch's base.
+ */
+TPOOL_API int tpool_batch_new(tpool_pool_t *pool, unsigned max_in_flight,
+                              tpool_batch_done_cb done, void *arg,
+                              const tpool_task_opts_t *opts,
+                              tpool_batch_t **out);
+
+/*
+ * Adds a task; it is submitted at once if fewer than max_in_flight of the
+ * batch's tasks are queued or running. `arg` is the caller's until the
+ * batch's done callback runs.
+ * Returns: the task's index in the batch (>= 0); -EINVAL after
+ * tpool_batch_close() or for a NULL work; -ENOMEM.
+ * Thread: loop of the batch's base.
+ */
+TPOOL_API long tpool_batch_add(tpool_batch_t *b, const char *name,
+                               tpool_work_cb work, void *arg);
+
+/*
+ * Says no more tasks will be added. The done callback runs when the last
+ * task has ended — on a later turn of the loop, never inside this call,
+ * even for an empty batch or one already finished.
+ * Returns: 0; -EINVAL if already closed (or b is NULL); -ENOMEM if the
+ * loop could not be asked to run the callback (the batch stays open).
+ * Thread: loop of the batch's base.
+ */
+TPOOL_API int tpool_batch_close(tpool_batch_t *b);
+
+/* ------------------------------------------------------------------------
  * Futures: tasks that a thread other than a loop waits for
  * ------------------------------------------------------------------------ */
 
