@@ -64,6 +64,13 @@ static tpool_manager_t *manager(struct event_base *base, unsigned workers,
   return th_manager(&o, base);
 }
 
+/* Drains and frees the manager, then its base. */
+static void manager_done(tpool_manager_t *m, struct event_base *base) {
+  assert_int_equal(tpool_manager_shutdown(m, -1), 0);
+  tpool_manager_free(m);
+  event_base_free(base);
+}
+
 static void test_batch_bounded_concurrency_and_statuses(void **state) {
   (void)state;
   struct event_base *base = th_base_new();
@@ -91,9 +98,7 @@ static void test_batch_bounded_concurrency_and_statuses(void **state) {
   tpool_pool_stats_t ps = th_pool_stats(m, "b");
   assert_int_equal(ps.completed, 16);
   assert_int_equal(ps.failed, 4);
-  assert_int_equal(tpool_manager_shutdown(m, -1), 0);
-  tpool_manager_free(m);
-  event_base_free(base);
+  manager_done(m, base);
 }
 
 static void test_batch_empty_and_wider_than_itself(void **state) {
@@ -127,9 +132,7 @@ static void test_batch_empty_and_wider_than_itself(void **state) {
   assert_int_equal(tpool_batch_new(p, 0, batch_done, &r, NULL, &b), -EINVAL);
   assert_int_equal(tpool_batch_new(p, 1, NULL, &r, NULL, &b), -EINVAL);
   assert_int_equal(tpool_batch_new(NULL, 1, batch_done, &r, NULL, &b), -EINVAL);
-  assert_int_equal(tpool_manager_shutdown(m, -1), 0);
-  tpool_manager_free(m);
-  event_base_free(base);
+  manager_done(m, base);
 }
 
 static void test_batch_refusals_and_shutdown_end_it(void **state) {
@@ -179,9 +182,7 @@ static void test_batch_refusals_and_shutdown_end_it(void **state) {
   assert_int_equal(r2.statuses[1], -ECANCELED); /* queued at the deadline */
   assert_int_equal(r2.statuses[2], -ESHUTDOWN); /* refused after it */
   assert_int_equal(r2.statuses[3], -ESHUTDOWN);
-  assert_int_equal(tpool_manager_shutdown(m, -1), 0);
-  tpool_manager_free(m);
-  event_base_free(base);
+  manager_done(m, base);
   th_gate_destroy(&gate);
   th_gate_destroy(&gate2);
 }
