@@ -158,6 +158,19 @@ typedef struct tpool_pool_options {
   bool has_affinity;
   uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64]; /* bit n = CPU n */
   int line; /* config line of the [pool.NAME] section; 0 if set in code */
+  /* Per-thread resources (set in code; a config file leaves them alone).
+     thread_start runs on each worker thread as it starts, before its first
+     task: it returns 0 and may set *ctx (a connection, a model, a
+     scratch buffer), which that thread's work functions get from
+     tpool_thread_context(); or it returns a negative code, and the thread
+     ends at once, counted and logged as a failed start (the pool serves
+     with the threads it has and retries as for any failed start).
+     thread_stop runs on the thread as it leaves (retired idle, resized
+     away or stopped), with its ctx, after its last task. Both may be NULL;
+     `thread_arg` is passed to both. Neither may call into tpool. */
+  int (*thread_start)(const char *pool, void **ctx, void *arg);
+  void (*thread_stop)(const char *pool, void *ctx, void *arg);
+  void *thread_arg;
 } tpool_pool_options_t;
 
 typedef struct tpool_http_options {
@@ -474,6 +487,14 @@ TPOOL_API int64_t tpool_manager_submit_routed(tpool_manager_t *m,
                                               tpool_work_cb work,
                                               tpool_done_cb done, void *arg,
                                               const tpool_task_opts_t *opts);
+
+/*
+ * The context the pool's thread_start hook gave the calling worker thread,
+ * or NULL (no hook, or not a worker thread). For a work function: a
+ * resource opened once per worker, not once per task.
+ * Thread: a worker (any other thread gets NULL).
+ */
+TPOOL_API void *tpool_thread_context(void);
 
 /* ------------------------------------------------------------------------
  * Batches: a set of tasks with bounded concurrency and one callback

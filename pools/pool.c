@@ -312,11 +312,17 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
   }
   tpool__queue_push(p, t);
   bool wake = tpool__wake_claim(p);
+  /* The worker started for this task may already have failed its start
+     (a thread_start hook), before the task was queued: then nothing else
+     would start one. */
+  uint64_t retry = tpool__pool_respawn_later(p);
   pthread_mutex_unlock(&p->mu);
   /* Signalled after unlocking, so the woken worker does not block on the
      mutex we still hold. */
   if (wake)
     pthread_cond_signal(&p->work_cv);
+  if (retry)
+    tpool__monitor_kick(p->m, retry);
   return 0;
 }
 
@@ -429,6 +435,9 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
   p->soft_timeout_ns = tpool__s_to_ns(po->soft_timeout_s);
   p->spin_ns = tpool__s_to_ns(po->spin_s);
   p->stack_size = po->stack_size;
+  p->thread_start = po->thread_start;
+  p->thread_stop = po->thread_stop;
+  p->thread_arg = po->thread_arg;
   if (po->thread_name[0])
     snprintf(p->thread_prefix, sizeof(p->thread_prefix), "%s", po->thread_name);
   else

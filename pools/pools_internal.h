@@ -62,6 +62,9 @@ struct tpool_pool {
      reads it without the lock to make its loop poll as long. */
   _Atomic uint64_t spin_ns;
   size_t stack_size;
+  int (*thread_start)(const char *pool, void **ctx, void *arg);
+  void (*thread_stop)(const char *pool, void *ctx, void *arg);
+  void *thread_arg;
   char thread_prefix[TPOOL_THREAD_NAME_MAX];
   bool has_affinity;
   uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64];
@@ -242,6 +245,11 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
 /* The task of `f` ended with `status`: publish it and wake the waiters.
    Called once per future, by whoever ends the task. */
 void tpool__future_complete(tpool_future_t *f, int status);
+
+/* With tasks queued and no worker left (every start failed), schedules the
+   monitor to start one later, with backoff, and returns when (the caller
+   kicks the monitor after unlocking); else returns 0. Under mu. */
+uint64_t tpool__pool_respawn_later(tpool_pool_t *p);
 
 /* Logs "ThreadPool[name] Task #id: <message>". */
 void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,

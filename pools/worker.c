@@ -62,6 +62,15 @@ void tpool__signals_block(sigset_t *old) {
 
 static void *worker_main(void *arg);
 
+static void start_failed(tpool_pool_t *p, int err, const char *what);
+
+/* The context of the calling worker thread (thread_start's *ctx). */
+static _Thread_local void *thread_ctx;
+
+void *tpool_thread_context(void) {
+  return thread_ctx;
+}
+
 /* Starts one worker thread. The caller has already counted it in nthreads
    and nstarting (under mu), so concurrent submitters do not over-grow;
    this undoes that count on failure. Called without mu. */
@@ -90,6 +99,17 @@ int tpool__worker_spawn(tpool_pool_t *p) {
     tpool__manager_unref(m); /* never the last: the caller holds one */
     free(w);
   }
+  start_failed(p, -rc, "Could not start a worker thread");
+  return -rc;
+}
+
+/* Undoes the count of a worker that did not start (thread creation, or its
+   pool's thread_start hook, failed with `err`): counts the failure, hands
+   any task it was counted on to an idle worker, schedules a retry if the
+   pool is left with queued tasks and no worker, and logs `what`. Called
+   without mu. */
+static void start_failed(tpool_pool_t *p, int err, const char *what) {
+  tpool_manager_t *m = p->m;
   pthread_mutex_lock(&p->mu);
   p->nthreads--;
   p->nstarting--;
@@ -102,25 +122,25 @@ int tpool__worker_spawn(tpool_pool_t *p) {
   bool wake = p->queued > 0 && tpool__wake_claim(p);
   /* Tasks accepted while this thread was expected to start must not wait
      for a submit that may never come: the monitor retries, with backoff. */
-  uint64_t retry = 0;
-  if (p->nthreads == 0 && p->queued > 0 && !p->stopping) {
-    p->respawn_delay_ns =
-        p->respawn_delay_ns ? p->respawn_delay_ns * 2 : RESPAWN_FIRST_NS;
-    if (p->respawn_delay_ns > RESPAWN_MAX_NS)
-      p->respawn_delay_ns = RESPAWN_MAX_NS;
-    retry = p->respawn_at_ns = tpool__now_ns() + p->respawn_delay_ns;
-  }
+  uint64_t retry = tpool__pool_respawn_later(p);
   pthread_mutex_unlock(&p->mu);
   if (wake)
     pthread_cond_signal(&p->work_cv);
-  tpool__logf(&m->log, TPOOL_LOG_WARN,
-              "ThreadPool[%s] Could not start a worker thread: %s "
-              "(workers=%u/%u)",
-              p->name, tpool_strerror(-rc), now_threads, max);
+  tpool__logf(&m->log, TPOOL_LOG_WARN, "ThreadPool[%s] %s: %s (workers=%u/%u)",
+              p->name, what, tpool_strerror(err), now_threads, max);
   if (retry)
     tpool__monitor_kick(m, retry);
   tpool__manager_notify(m);
-  return -rc;
+}
+
+uint64_t tpool__pool_respawn_later(tpool_pool_t *p) {
+  if (p->nthreads != 0 || p->queued == 0 || p->stopping || !p->started)
+    return 0;
+  p->respawn_delay_ns =
+      p->respawn_delay_ns ? p->respawn_delay_ns * 2 : RESPAWN_FIRST_NS;
+  if (p->respawn_delay_ns > RESPAWN_MAX_NS)
+    p->respawn_delay_ns = RESPAWN_MAX_NS;
+  return p->respawn_at_ns = tpool__now_ns() + p->respawn_delay_ns;
 }
 
 /* Starts n workers already counted in nthreads/nstarting. Returns how many
@@ -369,6 +389,20 @@ static void *worker_main(void *arg) {
   tpool_pool_t *p = w->pool;
   tpool_manager_t *m = p->m;
   worker_of = m;
+  if (p->thread_start) {
+    /* The pool's per-thread resources, before anything else: a thread
+       that cannot have them never joins the pool. */
+    void *ctx = NULL;
+    int rc = p->thread_start(p->name, &ctx, p->thread_arg);
+    if (rc != 0) {
+      start_failed(p, rc < 0 ? rc : -EIO, "Worker thread start hook failed");
+      pthread_detach(pthread_self()); /* in no list: nobody joins it */
+      free(w);
+      tpool__manager_unref(m);
+      return NULL;
+    }
+    thread_ctx = ctx;
+  }
   worker_setup(w);
 
   /* The task this worker last ran, posted once the lock is released: the
@@ -433,6 +467,9 @@ static void *worker_main(void *arg) {
   if (look.wake_next)
     pthread_cond_signal(&p->work_cv);
   flush(&finished);
+  if (p->thread_stop)
+    p->thread_stop(p->name, thread_ctx, p->thread_arg);
+  thread_ctx = NULL;
   worker_retire(w, look.why);
   return NULL;
 }

@@ -583,6 +583,97 @@ static void test_pool_stack_affinity_and_signal_mask_apply(void **state) {
   tpool_manager_free(m);
 }
 
+/* ---- per-thread resources ------------------------------------------------ */
+
+/* A "connection" per worker thread: opened by the start hook, closed by
+   the stop hook; the first `fail_first` opens are refused. */
+typedef struct {
+  atomic_int opened, closed, refused, fail_first;
+} conns_t;
+
+typedef struct {
+  pthread_t owner; /* the thread that opened it */
+  int uses;
+} conn_t;
+
+static int conn_open(const char *pool, void **ctx, void *arg) {
+  conns_t *c = arg;
+  if (strcmp(pool, "work") != 0)
+    return -EINVAL; /* its tasks would then never run: the test fails */
+  if (atomic_fetch_sub(&c->fail_first, 1) > 0) {
+    atomic_fetch_add(&c->refused, 1);
+    return -ECONNREFUSED;
+  }
+  conn_t *conn = calloc(1, sizeof(*conn));
+  conn->owner = pthread_self();
+  *ctx = conn;
+  atomic_fetch_add(&c->opened, 1);
+  return 0;
+}
+
+static void conn_close(const char *pool, void *ctx, void *arg) {
+  conns_t *c = arg;
+  (void)pool;
+  conn_t *conn = ctx;
+  if (conn && pthread_equal(conn->owner, pthread_self()))
+    atomic_fetch_add(&c->closed, 1);
+  free(conn);
+}
+
+/* A task that uses its worker's connection: fails unless it is there and
+   was opened on this very thread. */
+static int use_conn(void *arg) {
+  (void)arg;
+  conn_t *conn = tpool_thread_context();
+  if (!conn || !pthread_equal(conn->owner, pthread_self()))
+    return -EBADF;
+  conn->uses++;
+  return 0;
+}
+
+static tpool_manager_t *hooked_manager(struct fixture *f, conns_t *c) {
+  f->o.pools[0].thread_start = conn_open;
+  f->o.pools[0].thread_stop = conn_close;
+  f->o.pools[0].thread_arg = c;
+  return th_manager(&f->o, f->base);
+}
+
+static void test_pool_thread_hooks_open_once_per_worker(void **state) {
+  (void)state;
+  struct fixture *f = fixture_new(3, 3, 1024);
+  conns_t c = {0, 0, 0, 0};
+  f->m = hooked_manager(f, &c);
+  tpool_pool_t *p = tpool_manager_pool(f->m, "work");
+  enum { N = 500 };
+  for (int i = 0; i < N; i++)
+    assert_true(tpool_submit(p, "q", use_conn, count_done, &f->d, NULL) > 0);
+  assert_true(run_until_calls(f->base, &f->d, N));
+  assert_int_equal(f->d.ok, N); /* every task had its connection */
+  assert_int_equal(atomic_load(&c.opened), 3); /* once per worker */
+  assert_null(tpool_thread_context());         /* not a worker */
+  fixture_free(f);                             /* stops the workers */
+  assert_int_equal(atomic_load(&c.closed), 3); /* each on its own thread */
+}
+
+static void test_pool_failed_thread_hook_is_retried(void **state) {
+  (void)state;
+  struct fixture *f = fixture_new(0, 2, 64);
+  conns_t c = {0, 0, 0, 2}; /* the first two opens are refused */
+  f->m = hooked_manager(f, &c);
+  tpool_pool_t *p = tpool_manager_pool(f->m, "work");
+  /* Accepted: a worker is started for it, whose hook fails; the pool
+     retries with backoff until one opens. */
+  assert_true(tpool_submit(p, "q", use_conn, count_done, &f->d, NULL) > 0);
+  assert_true(run_until_calls(f->base, &f->d, 1));
+  assert_int_equal(f->d.ok, 1);
+  assert_int_equal(atomic_load(&c.refused), 2);
+  tpool_pool_stats_t ps = th_pool_stats(f->m, "work");
+  assert_true(ps.thread_failures >= 2);
+  assert_true(th_log_contains(&f->log, "Worker thread start hook failed"));
+  fixture_free(f);
+  assert_int_equal(atomic_load(&c.closed), atomic_load(&c.opened));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pool_full_queue_returns_eagain),
@@ -599,6 +690,8 @@ int main(void) {
       cmocka_unit_test(test_pool_without_threads_refuses_work),
       cmocka_unit_test(test_pool_submit_bad_arguments),
       cmocka_unit_test(test_pool_threads_are_named),
+      cmocka_unit_test(test_pool_thread_hooks_open_once_per_worker),
+      cmocka_unit_test(test_pool_failed_thread_hook_is_retried),
       cmocka_unit_test(test_pool_stack_affinity_and_signal_mask_apply),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
