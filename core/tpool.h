@@ -167,7 +167,14 @@ typedef struct tpool_pool_options {
      with the threads it has and retries as for any failed start).
      thread_stop runs on the thread as it leaves (retired idle, resized
      away or stopped), with its ctx, after its last task. Both may be NULL;
-     `thread_arg` is passed to both. Neither may call into tpool. */
+     `thread_arg` is passed to both. Neither may call into tpool.
+     A start that fails only after its thread was created, so submits are
+     accepted meanwhile (not refused as when no thread can be created) and
+     wait for a later start; a hook that always fails leaves them queued
+     until shutdown cancels them, while /health reports "no_workers".
+     A worker still running a task past a shutdown's deadline runs
+     thread_stop when that task returns, which may be after
+     tpool_manager_free(): keep `thread_arg` valid until then. */
   int (*thread_start)(const char *pool, void **ctx, void *arg);
   void (*thread_stop)(const char *pool, void *ctx, void *arg);
   void *thread_arg;
@@ -184,7 +191,9 @@ typedef struct tpool_http_options {
 
 /* One line of [routes]: "pattern = pool". The pattern is a shell glob
    (fnmatch(3): `*`, `?`, `[...]`) over the whole task name, so
-   "reports.*" matches "reports.daily" and "*" matches every name. */
+   "reports.*" matches "reports.daily" and "*" matches every name. In a
+   config file a pattern cannot begin with `[` (that line would be a
+   section header) nor contain `=`, `:` or `;`; set such routes in code. */
 #define TPOOL_ROUTES_MAX 64
 typedef struct tpool_route {
   char pattern[TPOOL_TASK_NAME_MAX];

@@ -310,6 +310,10 @@ static const char *framing_problem(struct evhttp_request *req) {
 bool tpool_http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
   const char *framing = framing_problem(req);
   if (framing) {
+    /* Where this request ends is in doubt, so nothing after it on this
+       connection can be trusted as a request of its own: close it. */
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                      "close");
     tpool_http_reply_error(req, 400, "ambiguous request framing: %s", framing);
     return false;
   }

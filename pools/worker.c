@@ -395,9 +395,14 @@ static void *worker_main(void *arg) {
     void *ctx = NULL;
     int rc = p->thread_start(p->name, &ctx, p->thread_arg);
     if (rc != 0) {
+      /* Joined by the next reap (shutdown reaps once no worker is counted),
+         so this thread never outlives a shutdown that says all have gone. */
+      pthread_mutex_lock(&p->mu);
+      w->thread = pthread_self();
+      LIST_INSERT_HEAD(&p->zombies, w, link);
+      pthread_mutex_unlock(&p->mu);
       start_failed(p, rc < 0 ? rc : -EIO, "Worker thread start hook failed");
-      pthread_detach(pthread_self()); /* in no list: nobody joins it */
-      free(w);
+      tpool__monitor_kick(m, 0); /* to join this thread */
       tpool__manager_unref(m);
       return NULL;
     }

@@ -24,6 +24,16 @@
 #ifndef TH_TSAN
 #define TH_TSAN 0
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TH_ASAN 1
+#endif
+#endif
+#ifndef TH_ASAN
+#define TH_ASAN 0
+#endif
 
 /* A gate: work functions wait in gate_pass() until gate_open(). */
 typedef struct th_gate {

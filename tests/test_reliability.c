@@ -535,6 +535,23 @@ static void test_reliability_ambiguous_framing_refused(void **state) {
       fail_msg("request %zu answered %d: %s", i, r.status, r.body);
     th_response_free(&r);
   }
+  /* A request smuggled behind an ambiguous one is never served: the
+     refusal closes the connection (found in review). */
+  static const char smuggle[] =
+      "POST /tasks/cpu HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+      "Content-Length: 50\r\n\r\n"
+      "POST /health/thread-pools/log-status HTTP/1.1\r\n\r\n";
+  int fd = th_raw_connect(s->port);
+  assert_true(fd >= 0);
+  assert_true(th_raw_send(fd, smuggle, sizeof(smuggle) - 1));
+  th_response_t r;
+  assert_int_equal(th_raw_read_response(fd, WAIT_S, &r), 0);
+  assert_int_equal(r.status, 400);
+  th_response_free(&r);
+  assert_int_equal(th_raw_read_response(fd, WAIT_S, &r), 0);
+  assert_int_equal(r.status, 0); /* closed, nothing more answered */
+  th_response_free(&r);
+  close(fd);
   json_t *cpu = get_pool(fx, s, "cpu");
   assert_int_equal(jint(cpu, "submitted"), 0);
   json_decref(cpu);
