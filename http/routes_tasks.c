@@ -328,3 +328,13 @@ bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req) {
   free(path);
   return true;
 }
+
+void tpool__demo_serve(tpool__demo_t *d, struct evhttp_request *req) {
+  if (!tpool_http_check_limits(d->routes, req) || tpool__demo_handle(d, req) ||
+      tpool_http_handle(d->routes, req))
+    return;
+  char *path = tpool__http_path(req);
+  tpool_http_reply_error(req, 404, "no route for %.200s",
+                         path ? path : "this path");
+  free(path);
+}

@@ -79,13 +79,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
   if (s->draining) /* finish this request, then let the client go */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
-  if (!tpool_http_check_limits(s->routes, req) ||
-      tpool__demo_handle(&s->demo, req) || tpool_http_handle(s->routes, req))
-    return;
-  char *path = tpool__http_path(req);
-  tpool_http_reply_error(req, 404, "no route for %.200s",
-                         path ? path : "this path");
-  free(path);
+  tpool__demo_serve(&s->demo, req);
 }
 
 /* GET /ping: a trivial route for load balancers and for the baseline of

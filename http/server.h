@@ -21,7 +21,7 @@ typedef struct tpool__demo_task tpool__demo_task_t;
 /* The state of POST /tasks/{pool}. All fields: loop thread only. */
 typedef struct tpool__demo {
   tpool_manager_t *m;
-  tpool_http_t *routes; /* for the admin token */
+  tpool_http_t *routes; /* tpool's routes: limits, token, the rest */
   /* Accepted tasks whose reply has not been handed to evhttp yet. */
   TAILQ_HEAD(, tpool__demo_task) waiting;
   size_t nwaiting;
@@ -38,6 +38,13 @@ typedef struct tpool__demo {
  * false otherwise, leaving the request alone.
  */
 bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req);
+
+/*
+ * Serves any request the way tpool-server does: the framing and size
+ * checks, POST /tasks[/{pool}], then tpool's routes, else a JSON 404.
+ * The fuzz target routes through it too, so it fuzzes what the server runs.
+ */
+void tpool__demo_serve(tpool__demo_t *d, struct evhttp_request *req);
 
 /*
  * Answers with 503 every request whose task is still running (used when a

@@ -662,6 +662,11 @@ static void test_reliability_hangups_lose_nothing(void **state) {
     }
     nap_ms(20);
   }
+  for (int i = 0; i < NPOOLS; i++) { /* each its share, none elsewhere */
+    json_t *p = get_pool(fx, s, pools[i]);
+    assert_int_equal(jint(p, "completed"), TOTAL / NPOOLS);
+    json_decref(p);
+  }
   json_t *h = get_json(fx, s, "/health");
   assert_string_equal(jstr(h, "status"), "ok");
   json_decref(h);

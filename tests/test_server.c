@@ -8,7 +8,8 @@
  * load; SIGHUP reloads the file (or keeps the running configuration when
  * it is bad); SIGTERM during load answers every accepted request, also
  * those of keep-alive clients that go on sending through the drain, and
- * exits 0; clients that hang up early or send slowly harm nothing.
+ * exits 0; clients that send slowly harm nothing (clients that hang up
+ * early: test_reliability.c).
  *
  * Each case writes a config file into a mkdtemp() directory, spawns the
  * server (path in $TPOOL_SERVER) with its stderr on a pipe that a reader
@@ -1055,66 +1056,6 @@ static void test_server_sigterm_answers_keepalive_clients(void **state) {
 
 /* ---- clients that misbehave ---------------------------------------------- */
 
-static void test_server_client_disconnect_leaks_nothing(void **state) {
-  fixture_t *fx = *state;
-  write_config(fx,
-               HTTP_LOCAL "[pool.io]\nworkers = 8\n[pool.cpu]\nworkers = 8\n"
-                          "[pool.inference]\nworkers = 8\n"
-                          "[pool.embedding]\nworkers = 8\n"
-                          "[pool.db]\nworkers = 8\n");
-  server_t *s = server_start(fx);
-
-  enum { TOTAL = 200 };
-  static const char body[] =
-      "{\"name\":\"orphan\",\"work\":\"sleep\",\"ms\":300}";
-  for (int i = 0; i < TOTAL; i++) {
-    char req[512];
-    int len = snprintf(req, sizeof(req),
-                       "POST /tasks/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                       "Content-Type: application/json\r\n"
-                       "Content-Length: %zu\r\n\r\n%s",
-                       pools[i % NPOOLS], sizeof(body) - 1, body);
-    int fd = th_raw_connect(s->port);
-    assert_true(fd >= 0);
-    assert_true(th_raw_send(fd, req, (size_t)len));
-    close(fd);
-  }
-
-  json_t *h = get_json(fx, s, "/health");
-  assert_string_equal(jstr(h, "status"), "ok");
-  json_decref(h);
-
-  /* Every orphaned task still runs to completion. */
-  struct timespec start;
-  th_now(&start);
-  for (;;) {
-    json_t *all = wait_quiescent(fx, s);
-    json_t *ps = jobj(all, "pools");
-    json_int_t done = 0, submitted = 0;
-    for (int i = 0; i < NPOOLS; i++) {
-      done += jint(jobj(ps, pools[i]), "completed");
-      submitted += jint(jobj(ps, pools[i]), "submitted");
-    }
-    json_decref(all);
-    if (done == TOTAL && submitted == TOTAL)
-      break;
-    if (th_elapsed(&start) > WAIT_S) {
-      print_log(s);
-      fail_msg("%" JSON_INTEGER_FORMAT
-               " of %d orphaned tasks submitted, %" JSON_INTEGER_FORMAT
-               " completed",
-               submitted, TOTAL, done);
-    }
-    nap_ms(20);
-  }
-  for (int i = 0; i < NPOOLS; i++) {
-    json_t *p = get_pool(fx, s, pools[i]);
-    assert_int_equal(jint(p, "completed"), TOTAL / NPOOLS);
-    json_decref(p);
-  }
-  server_stop_ok(s); /* under ASan, a leak would make this non-zero */
-}
-
 static void test_server_slow_client_is_cut_off(void **state) {
   fixture_t *fx = *state;
   write_small_config(fx, "timeout = 1\n");
@@ -1220,8 +1161,6 @@ int main(void) {
           test_server_sigterm_during_load_answers_all, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_server_sigterm_answers_keepalive_clients, setup, teardown),
-      cmocka_unit_test_setup_teardown(
-          test_server_client_disconnect_leaks_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_slow_client_is_cut_off, setup,
                                       teardown),
   };

@@ -53,13 +53,10 @@ static void quiet(tpool_log_level_t level, const char *msg, void *arg) {
   (void)arg;
 }
 
-/* As tpool-server's on_request(). */
+/* Routed exactly as tpool-server routes (tpool__demo_serve()). */
 static void on_request(struct evhttp_request *req, void *arg) {
   fuzz_server_t *s = arg;
-  if (!tpool_http_check_limits(s->routes, req) ||
-      tpool__demo_handle(&s->demo, req) || tpool_http_handle(s->routes, req))
-    return;
-  tpool_http_reply_error(req, 404, "no route");
+  tpool__demo_serve(&s->demo, req);
 }
 
 static void die(const char *what) {

@@ -89,7 +89,7 @@ typedef struct {
   atomic_uint_fast64_t slowest_refusal_ns;
   atomic_uint_fast64_t cancels_tried, cancels_ok;
   atomic_uint_fast64_t resizes;
-  int shutdown_rc;
+  int shutdown_rc; /* by the thread that shut down; read after the joins */
 } storm_t;
 
 typedef struct {
