@@ -51,6 +51,7 @@ void tpool__config_error_set(tpool_config_error_t *e, const char *file,
 typedef enum tpool__kind {
   TPOOL__KIND_BOOL,        /* bool */
   TPOOL__KIND_SECONDS,     /* double */
+  TPOOL__KIND_RATIO,       /* double, a fraction */
   TPOOL__KIND_LEVEL,       /* tpool_log_level_t */
   TPOOL__KIND_LOG,         /* char[TPOOL_PATH_MAX] */
   TPOOL__KIND_LISTEN,      /* tpool_http_options_t: host and port */
@@ -80,7 +81,7 @@ typedef struct tpool__keydef {
    tpool_options_check() checks them. */
 #define TPOOL__GENERAL_NKEYS 5
 #define TPOOL__HTTP_NKEYS 5
-#define TPOOL__POOL_NKEYS 10
+#define TPOOL__POOL_NKEYS 18
 extern const tpool__keydef_t tpool__general_keys[TPOOL__GENERAL_NKEYS];
 extern const tpool__keydef_t tpool__http_keys[TPOOL__HTTP_NKEYS];
 extern const tpool__keydef_t tpool__pool_keys[TPOOL__POOL_NKEYS];

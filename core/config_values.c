@@ -151,6 +151,22 @@ const tpool__keydef_t tpool__pool_keys[] = {
     {"thread_name", TPOOL__KIND_THREAD_NAME, 1, TPOOL_THREAD_NAME_MAX - 1,
      POOL(thread_name), 0},
     {"cpu_affinity", TPOOL__KIND_AFFINITY, 0, TPOOL_CPUS_MAX - 1, 0, 0},
+    {"retry_attempts", TPOOL__KIND_UINT, 1, TPOOL__ATTEMPTS_MAX,
+     POOL(retry_attempts), 0},
+    {"retry_backoff", TPOOL__KIND_SECONDS, TPOOL__BACKOFF_MIN,
+     TPOOL__BACKOFF_MAX, POOL(retry_backoff_s), 0},
+    {"retry_backoff_max", TPOOL__KIND_SECONDS, TPOOL__BACKOFF_MIN,
+     TPOOL__BACKOFF_MAX, POOL(retry_backoff_max_s), 0},
+    {"breaker_window", TPOOL__KIND_UINT, 0, TPOOL_BREAKER_WINDOW_MAX,
+     POOL(breaker_window), 0},
+    {"breaker_threshold", TPOOL__KIND_RATIO, TPOOL__THRESHOLD_MIN, 1,
+     POOL(breaker_threshold), 0},
+    {"breaker_cooldown", TPOOL__KIND_SECONDS, TPOOL__COOLDOWN_MIN,
+     TPOOL__SECONDS_MAX, POOL(breaker_cooldown_s), 0},
+    {"breaker_trials", TPOOL__KIND_UINT, 1, TPOOL__TRIALS_MAX,
+     POOL(breaker_trials), 0},
+    {"task_history", TPOOL__KIND_COUNT, 0, (double)TPOOL__HISTORY_MAX,
+     POOL(task_history), 0},
 };
 
 /* Writes what a key accepts: "expected 1..4096 or auto". */
@@ -161,6 +177,9 @@ static void describe(tpool__sbuf_t *b, const tpool__keydef_t *k) {
     break;
   case TPOOL__KIND_SECONDS:
     tpool__sbuf_addf(b, "expected seconds in %g..%g", k->min, k->max);
+    break;
+  case TPOOL__KIND_RATIO:
+    tpool__sbuf_addf(b, "expected a fraction in %g..%g", k->min, k->max);
     break;
   case TPOOL__KIND_LEVEL:
     tpool__sbuf_addf(b, "expected debug, info, warn or error");
@@ -496,6 +515,7 @@ static bool parse_value(const tpool__keydef_t *k, const char *v, void *base) {
   case TPOOL__KIND_BOOL:
     return parse_bool(v, f);
   case TPOOL__KIND_SECONDS:
+  case TPOOL__KIND_RATIO:
     return parse_seconds(k, v, f);
   case TPOOL__KIND_LEVEL:
     return parse_level(v, f);
@@ -569,6 +589,7 @@ static bool check_field(const tpool__keydef_t *k, const void *base,
   case TPOOL__KIND_BOOL:
     return true;
   case TPOOL__KIND_SECONDS:
+  case TPOOL__KIND_RATIO:
     d = *(const double *)f;
     tpool__sbuf_addf(got, "%g", d);
     if (k->flags & TPOOL__KEY_CODE_ABOVE_ZERO)

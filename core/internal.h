@@ -38,6 +38,17 @@
 #define TPOOL__BATCH_MAX 65536u
 #define TPOOL__CONFIG_LINE_MAX 198 /* bytes per line, newline excluded */
 #define TPOOL__CONFIG_FILE_MAX ((size_t)1024 * 1024)
+/* Retries, the circuit breaker and the task history. */
+#define TPOOL__ATTEMPTS_MAX 100u
+#define TPOOL__BACKOFF_MIN 0.001
+#define TPOOL__BACKOFF_MAX 3600.0
+#define TPOOL__BACKOFF_DEFAULT 0.1
+#define TPOOL__BACKOFF_MAX_DEFAULT 30.0
+#define TPOOL__THRESHOLD_MIN 0.01
+#define TPOOL__COOLDOWN_MIN 0.001
+#define TPOOL__TRIALS_MAX 1000u
+#define TPOOL__HISTORY_MAX ((size_t)1000000)
+#define TPOOL__HISTORY_DEFAULT ((size_t)1024)
 
 /* True if `name` is a valid pool name: 1..31 of [a-z0-9_-]. */
 bool tpool__pool_name_is_valid(const char *name);

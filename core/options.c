@@ -72,6 +72,14 @@ void tpool_pool_options_init(tpool_pool_options_t *po, const char *name) {
   po->idle_timeout_s = 60.0;
   po->stack_size = TPOOL__STACK_DEFAULT;
   po->soft_timeout_s = 60.0;
+  po->retry_attempts = 1;
+  po->retry_backoff_s = TPOOL__BACKOFF_DEFAULT;
+  po->retry_backoff_max_s = TPOOL__BACKOFF_MAX_DEFAULT;
+  po->breaker_window = 0;
+  po->breaker_threshold = 0.5;
+  po->breaker_cooldown_s = 30.0;
+  po->breaker_trials = 3;
+  po->task_history = TPOOL__HISTORY_DEFAULT;
   po->has_affinity = false;
   po->line = 0;
 }

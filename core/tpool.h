@@ -54,6 +54,7 @@ struct event_base;
 #define TPOOL_POOLS_MAX 64
 #define TPOOL_WORKERS_MAX 4096
 #define TPOOL_CPUS_MAX 1024
+#define TPOOL_BREAKER_WINDOW_MAX 1024
 
 /* ------------------------------------------------------------------------
  * Errors
@@ -77,7 +78,22 @@ struct event_base;
   X(ENOSPC, "limit reached")                                                   \
   X(EDEADLK, "called from one of the manager's own workers")                   \
   X(EIO, "input/output error")                                                 \
-  X(EACCES, "permission denied")
+  X(EACCES, "permission denied")                                               \
+  X(TPOOL_ERETRY, "the work asked to be retried")                              \
+  X(TPOOL_ECIRCUIT, "circuit breaker open: the pool refuses work for now")
+
+/*
+ * tpool's own codes, beyond the range of errno values, used negated like
+ * the others:
+ * -TPOOL_ERETRY   returned by a work function: "run me again later". The
+ *                 task is queued again after a backoff, if its pool (or
+ *                 its opts) allow another attempt; when none is left, it
+ *                 ends with this status (counted failed).
+ * -TPOOL_ECIRCUIT a submit refused because the pool's circuit breaker is
+ *                 open (or half-open with its trial tasks all out).
+ */
+#define TPOOL_ERETRY 4201
+#define TPOOL_ECIRCUIT 4202
 
 /*
  * Describes an error code (negative or positive errno value): tpool's own
@@ -158,6 +174,33 @@ typedef struct tpool_pool_options {
   bool has_affinity;
   uint64_t cpu_affinity[TPOOL_CPUS_MAX / 64]; /* bit n = CPU n */
   int line; /* config line of the [pool.NAME] section; 0 if set in code */
+  /* Retries: a work function that returns -TPOOL_ERETRY is queued again
+     after a backoff, up to retry_attempts attempts in all (1 = never
+     again). The n-th retry waits retry_backoff_s * 2^(n-1), at most
+     retry_backoff_max_s, then a random part of it is taken off (between
+     none and half: "jitter", so tasks that failed together do not come
+     back together). The wait is a timer on the task's loop (a task with
+     no done callback uses the first attached loop; with none attached it
+     cannot be retried); no worker sleeps through it.
+     tpool_task_opts_t may set both per task. */
+  unsigned retry_attempts;    /* 1..100 */
+  double retry_backoff_s;     /* 0.001..3600 */
+  double retry_backoff_max_s; /* 0.001..3600; below retry_backoff_s: that */
+  /* Circuit breaker, off while breaker_window is 0. When at least
+     breaker_threshold of the last breaker_window tasks that ran failed
+     (returned non-zero, retry requests included), the breaker opens: the
+     pool refuses submits with -TPOOL_ECIRCUIT for breaker_cooldown_s.
+     Then it is half-open: breaker_trials submits are let through as
+     trials; when they all succeed it closes (the window starts afresh),
+     and one failure opens it again. tpool_pool_reset_breaker() closes it
+     by hand. */
+  unsigned breaker_window;   /* 0 (off) or 1..TPOOL_BREAKER_WINDOW_MAX */
+  double breaker_threshold;  /* failure ratio, 0.01..1 */
+  double breaker_cooldown_s; /* 0.001..86400 */
+  unsigned breaker_trials;   /* 1..1000 */
+  /* Finished tasks the pool remembers for tpool_manager_task(), newest
+     first; 0 = none. */
+  size_t task_history; /* 0..1000000 */
   /* Per-thread resources (set in code; a config file leaves them alone).
      thread_start runs on each worker thread as it starts, before its first
      task: it returns 0 and may set *ctx (a connection, a model, a
@@ -319,18 +362,22 @@ typedef int (*tpool_work_cb)(void *arg);
 /* What a done callback learns about its task. */
 typedef struct tpool_task_info {
   int64_t id;
-  const char *pool;    /* borrowed for the duration of the callback */
-  const char *name;    /* borrowed for the duration of the callback */
-  double queue_wait_s; /* from submit until a worker took it (or it ended) */
-  double run_s;        /* time in the work function; 0 if it never ran */
+  const char *pool; /* borrowed for the duration of the callback */
+  const char *name; /* borrowed for the duration of the callback */
+  /* Of the last attempt: from submit (or the retry's return to the
+     queue) until a worker took it (or it ended), and in the work. */
+  double queue_wait_s;
+  double run_s;      /* 0 if it never ran */
+  unsigned attempts; /* times the work ran (more than 1 after retries) */
 } tpool_task_info_t;
 
 /*
  * Runs on the loop thread of the task's base, exactly once for every
  * accepted task, with the status: 0; the work function's own negative
- * code; -ECANCELED (cancelled, or shut down before it started); or
- * -ETIMEDOUT (its start deadline passed while it was queued). It is the
- * place to release `arg`.
+ * code (-TPOOL_ERETRY when it asked for a retry and no attempt was
+ * left); -ECANCELED (cancelled, or shut down before it started, or while
+ * waiting out a retry's backoff); or -ETIMEDOUT (its start deadline passed
+ * while it was queued). It is the place to release `arg`.
  */
 typedef void (*tpool_done_cb)(int status, const tpool_task_info_t *info,
                               void *arg);
@@ -341,6 +388,10 @@ typedef struct tpool_task_opts {
   /* If > 0: a task still queued this many seconds after submit is not
      started; it completes with -ETIMEDOUT. */
   double start_timeout_s;
+  /* Attempts in all for a work function that returns -TPOOL_ERETRY, and
+     the first backoff; 0 = the pool's retry_attempts, retry_backoff_s. */
+  unsigned max_attempts;
+  double retry_backoff_s;
 } tpool_task_opts_t;
 
 /* ------------------------------------------------------------------------
@@ -454,10 +505,12 @@ TPOOL_API const char *tpool_pool_name(const tpool_pool_t *pool);
  * runs exactly once and is the place to release it. On failure `done` is
  * never called and the caller still owns `arg`.
  * Returns: the task id (> 0); -EAGAIN queue full (or no worker could be
- * started); -ESHUTDOWN after shutdown; -EINVAL if work is NULL, the base is
- * not attached or no base is attached while done is set; -ENOMEM.
- * Every call fails at once. The pool counts a task it refuses (-EAGAIN,
- * -ESHUTDOWN) as submitted and rejected; calls that never reach it
+ * started); -TPOOL_ECIRCUIT the pool's circuit breaker is open (or
+ * half-open with its trials out); -ESHUTDOWN after shutdown; -EINVAL if work is
+ * NULL, the base is not attached or no base is attached while done is set;
+ * -ENOMEM. Every call fails at once. The pool counts a task it refuses
+ * (-EAGAIN, -TPOOL_ECIRCUIT, -ESHUTDOWN) as submitted and rejected; calls that
+ * never reach it
  * (-EINVAL, -ENOMEM) are not counted.
  * Thread: any.
  */
@@ -624,6 +677,53 @@ TPOOL_API void tpool_future_free(tpool_future_t *f);
  */
 TPOOL_API int tpool_manager_cancel(tpool_manager_t *m, int64_t id);
 
+/* Where a task is, for tpool_manager_task(). */
+typedef enum tpool_task_state {
+  TPOOL_TASK_QUEUED,  /* waiting for a worker, or out a retry's backoff */
+  TPOOL_TASK_RUNNING, /* in its work function */
+  TPOOL_TASK_DONE     /* ended: `status` says how */
+} tpool_task_state_t;
+
+typedef struct tpool_task_record {
+  int64_t id;
+  char pool[TPOOL_NAME_MAX];
+  char name[TPOOL_TASK_NAME_MAX];
+  tpool_task_state_t state;
+  int status;        /* TPOOL_TASK_DONE: as its done callback got it */
+  unsigned attempts; /* times the work has run or is running */
+  /* Of the current (or last) attempt: time queued (so far, while queued),
+     time running (so far, while running); 0 if not reached. */
+  double queue_wait_s;
+  double run_s;
+  double ended_ago_s; /* TPOOL_TASK_DONE: seconds since it ended */
+} tpool_task_record_t;
+
+/*
+ * Looks a task up by id: queued (or waiting out a retry's backoff),
+ * running, or among the last task_history tasks its pool finished.
+ * Takes time proportional to the queued tasks and the history.
+ * Returns: 0 and *out; -ENOENT if no pool knows the id (never submitted,
+ * or forgotten); -EINVAL for a NULL argument.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_task(tpool_manager_t *m, int64_t id,
+                                 tpool_task_record_t *out);
+
+/*
+ * The word for a state: "queued", "running" or "done".
+ * Returns: a static string. Thread: any.
+ */
+TPOOL_API const char *tpool_task_state_name(tpool_task_state_t state);
+
+/*
+ * Closes the pool's circuit breaker by hand, with an empty window, as an
+ * operator does once the cause of the failures is fixed.
+ * Returns: 0; -EINVAL if pool is NULL or its breaker is off
+ * (breaker_window 0).
+ * Thread: any.
+ */
+TPOOL_API int tpool_pool_reset_breaker(tpool_pool_t *pool);
+
 /*
  * Changes a pool's worker limits while it runs. Extra workers retire as
  * soon as they finish their current task; no queued task is lost. If the
@@ -651,9 +751,12 @@ TPOOL_API void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,
  * Applied live: verbose, status_interval_s and log_level; for every pool
  * in both: max_workers and min_workers (as tpool_pool_resize()),
  * queue_limit (a lower limit keeps what is already queued), idle_timeout_s,
- * soft_timeout_s and spin_s. Fixed until a restart, and logged as a warning
- * when *o differs: pools added, removed, enabled or disabled; a pool's
- * stack_size, thread_name and cpu_affinity; log_path; completion_batch.
+ * soft_timeout_s, spin_s, the retry_* settings (for attempts that end
+ * from then on) and the breaker_* settings (a changed breaker starts
+ * closed, with an empty window). Fixed until a restart, and logged as a
+ * warning when *o differs: pools added, removed, enabled or disabled; a
+ * pool's stack_size, thread_name, cpu_affinity and task_history;
+ * log_path; completion_batch; [routes].
  * The http options are stored for the HTTP layer to read and apply.
  * Returns: 0; -EINVAL invalid options (*err filled if not NULL), with
  * nothing changed; -ESHUTDOWN once shutdown has begun.
@@ -706,6 +809,29 @@ typedef struct tpool_active_task {
   bool stuck; /* running longer than the pool's soft timeout */
 } tpool_active_task_t;
 
+typedef enum tpool_breaker_state {
+  TPOOL_BREAKER_CLOSED,   /* work flows; outcomes fill the window */
+  TPOOL_BREAKER_OPEN,     /* submits refused with -TPOOL_ECIRCUIT */
+  TPOOL_BREAKER_HALF_OPEN /* a few trial tasks decide */
+} tpool_breaker_state_t;
+
+/*
+ * The word for a breaker state: "closed", "open" or "half_open".
+ * Returns: a static string. Thread: any.
+ */
+TPOOL_API const char *tpool_breaker_state_name(tpool_breaker_state_t state);
+
+typedef struct tpool_breaker_stats {
+  bool enabled; /* breaker_window > 0; the rest is zero when off */
+  tpool_breaker_state_t state;
+  unsigned window, in_window, failures_in_window;
+  double threshold;
+  double open_remaining_s; /* OPEN: seconds until it half-opens */
+  unsigned trials, trials_running, trials_passed; /* HALF_OPEN */
+  uint64_t opened, half_opened, closed; /* transitions into each state */
+  uint64_t refused; /* submits refused while open (also in `rejected`) */
+} tpool_breaker_stats_t;
+
 typedef struct tpool_pool_stats {
   char name[TPOOL_NAME_MAX];
   unsigned min_workers, max_workers;
@@ -719,6 +845,11 @@ typedef struct tpool_pool_stats {
   uint64_t stuck_total;     /* tasks that crossed the soft timeout */
   uint64_t thread_failures; /* worker threads that could not be created */
   uint64_t threads_started, threads_retired;
+  /* Retries: attempts queued again after a -TPOOL_ERETRY (`retries`), and
+     tasks waiting out a backoff now (`retrying`, in flight like queued). */
+  uint64_t retries;
+  size_t retrying;
+  tpool_breaker_stats_t breaker;
   double soft_timeout_s;
   double last_reject_age_s; /* seconds since a submit was refused; -1: never */
   tpool_latency_t run;      /* time in the work function */

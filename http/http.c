@@ -29,6 +29,7 @@
 
 #define PREFIX_POOLS "/health/thread-pools"
 #define PATH_LOG_STATUS PREFIX_POOLS "/log-status"
+#define SUFFIX_RESET "/reset-circuit-breaker"
 #define ALLOW_GET "GET, HEAD"
 #define ALLOW_POST "POST"
 
@@ -367,6 +368,18 @@ static bool owns(const char *path) {
   return strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) == 0;
 }
 
+/* The pool of ".../{pool}/reset-circuit-breaker" (name: the path after
+   the prefix), copied into pool[TPOOL_NAME_MAX]; false if it is not one. */
+static bool reset_path(const char *name, char *pool) {
+  size_t n = strlen(name), sn = sizeof(SUFFIX_RESET) - 1;
+  if (n <= sn || n - sn >= TPOOL_NAME_MAX ||
+      strcmp(name + n - sn, SUFFIX_RESET) != 0)
+    return false;
+  memcpy(pool, name, n - sn);
+  pool[n - sn] = '\0';
+  return true;
+}
+
 /* Serves a path that owns() accepted. */
 static void route(tpool_http_t *h, struct evhttp_request *req,
                   const char *path) {
@@ -377,6 +390,14 @@ static void route(tpool_http_t *h, struct evhttp_request *req,
     }
   }
   const char *name = path + sizeof(PREFIX_POOLS);
+  char pool[TPOOL_NAME_MAX];
+  if (reset_path(name, pool)) {
+    if (!tpool_manager_pool(h->m, pool))
+      tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", pool);
+    else
+      serve(h, req, true, tpool__route_reset_breaker, pool);
+    return;
+  }
   /* "log-status" is also a valid pool name: GET reads such a pool. */
   bool is_pool = tpool_manager_pool(h->m, name) != NULL;
   if (strcmp(path, PATH_LOG_STATUS) == 0 &&
@@ -470,7 +491,7 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
   tpool_stats_t *s = NULL;
   int rc = h ? tpool_manager_stats(m, &s) : -ENOMEM;
   if (rc == 0 &&
-      !(h->paths = calloc(NFIXED + 1 + s->npools, sizeof(*h->paths))))
+      !(h->paths = calloc(NFIXED + 1 + 2 * s->npools, sizeof(*h->paths))))
     rc = -ENOMEM;
   if (rc != 0) {
     free(h);
@@ -491,6 +512,10 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
     snprintf(path, sizeof(path), PREFIX_POOLS "/%s", s->pools[i].name);
     if (strcmp(path, PATH_LOG_STATUS) != 0) /* already there */
       rc = add_path(h, path);
+    char reset[sizeof(path) + sizeof(SUFFIX_RESET)];
+    snprintf(reset, sizeof(reset), "%s" SUFFIX_RESET, path);
+    if (rc == 0)
+      rc = add_path(h, reset);
   }
   tpool_stats_free(s);
   if (rc == 0 && o && (flags & TPOOL_HTTP_CONFIGURE))

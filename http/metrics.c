@@ -82,6 +82,10 @@ static const pool_metric_t pool_metrics[] = {
             "Worker threads that exited."),
     COUNTER("tpool_thread_failures_total", thread_failures,
             "Worker threads that could not be created."),
+    GAUGE("tpool_pool_retrying_tasks", VAL_SIZE, retrying,
+          "Tasks waiting out a retry backoff before they are queued again."),
+    COUNTER("tpool_tasks_retried_total", retries,
+            "Attempts queued again after the work asked for a retry."),
 };
 
 /* The two latency distributions, written as histograms. */
@@ -201,6 +205,54 @@ static int write_gauge(struct evbuffer *out, const char *name, const char *help,
   return rc ? rc : put(out, "%s%s %s\n", name, labels, value);
 }
 
+/* The circuit breakers of the pools that have one: the state as a state
+   set (one sample per state, 1 for the current one), the moves into each
+   state and the submits refused while open. */
+static int write_breakers(struct evbuffer *out, const tpool_stats_t *s) {
+  static const tpool_breaker_state_t states[] = {
+      TPOOL_BREAKER_CLOSED, TPOOL_BREAKER_OPEN, TPOOL_BREAKER_HALF_OPEN};
+  char esc[2 * TPOOL_NAME_MAX];
+  if (family(out, "tpool_circuit_breaker_state", "gauge",
+             "1 for the state the pool's circuit breaker is in, else 0.") < 0)
+    return -ENOMEM;
+  for (size_t p = 0; p < s->npools; p++) {
+    const tpool_breaker_stats_t *b = &s->pools[p].breaker;
+    escape_label(esc, sizeof(esc), s->pools[p].name);
+    for (size_t i = 0; b->enabled && i < 3; i++)
+      if (put(out, "tpool_circuit_breaker_state{pool=\"%s\",state=\"%s\"} %d\n",
+              esc, tpool_breaker_state_name(states[i]),
+              b->state == states[i]) < 0)
+        return -ENOMEM;
+  }
+  if (family(out, "tpool_circuit_breaker_transitions_total", "counter",
+             "Moves of the pool's circuit breaker into each state.") < 0)
+    return -ENOMEM;
+  for (size_t p = 0; p < s->npools; p++) {
+    const tpool_breaker_stats_t *b = &s->pools[p].breaker;
+    const uint64_t into[] = {b->closed, b->opened, b->half_opened};
+    escape_label(esc, sizeof(esc), s->pools[p].name);
+    for (size_t i = 0; b->enabled && i < 3; i++)
+      if (put(out,
+              "tpool_circuit_breaker_transitions_total{pool=\"%s\",to=\"%s\"} "
+              "%" PRIu64 "\n",
+              esc, tpool_breaker_state_name(states[i]), into[i]) < 0)
+        return -ENOMEM;
+  }
+  if (family(out, "tpool_circuit_breaker_refused_total", "counter",
+             "Submits refused because the circuit breaker was open.") < 0)
+    return -ENOMEM;
+  for (size_t p = 0; p < s->npools; p++) {
+    const tpool_breaker_stats_t *b = &s->pools[p].breaker;
+    escape_label(esc, sizeof(esc), s->pools[p].name);
+    if (b->enabled && put(out,
+                          "tpool_circuit_breaker_refused_total{pool=\"%s\"} "
+                          "%" PRIu64 "\n",
+                          esc, b->refused) < 0)
+      return -ENOMEM;
+  }
+  return 0;
+}
+
 static int write_all(struct evbuffer *out, const tpool_stats_t *s) {
   char num[NUM_MAX], esc[2 * TPOOL_NAME_MAX], labels[sizeof(esc) + 16];
   escape_label(esc, sizeof(esc), TPOOL_VERSION);
@@ -239,7 +291,7 @@ static int write_all(struct evbuffer *out, const tpool_stats_t *s) {
         return -ENOMEM;
     }
   }
-  return 0;
+  return write_breakers(out, s);
 }
 
 int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s) {

@@ -96,6 +96,28 @@ static void put_active_tasks(tpool__json_out_t *w,
   tpool__json_out_array_end(w);
 }
 
+static void put_breaker(tpool__json_out_t *w, const tpool_breaker_stats_t *b) {
+  tpool__json_out_key_literal(w, "circuit_breaker");
+  tpool__json_out_object_begin(w);
+  put_bool(w, KEY("enabled"), b->enabled);
+  put_string(w, KEY("state"), tpool_breaker_state_name(b->state));
+  if (b->enabled) {
+    put_uint(w, KEY("window"), b->window);
+    put_uint(w, KEY("in_window"), b->in_window);
+    put_uint(w, KEY("failures_in_window"), b->failures_in_window);
+    put_decimal(w, KEY("threshold"), b->threshold, MS_DIGITS);
+    put_decimal(w, KEY("open_remaining_s"), b->open_remaining_s, MS_DIGITS);
+    put_uint(w, KEY("trials"), b->trials);
+    put_uint(w, KEY("trials_running"), b->trials_running);
+    put_uint(w, KEY("trials_passed"), b->trials_passed);
+    put_uint(w, KEY("opened"), b->opened);
+    put_uint(w, KEY("half_opened"), b->half_opened);
+    put_uint(w, KEY("closed"), b->closed);
+    put_uint(w, KEY("refused"), b->refused);
+  }
+  tpool__json_out_object_end(w);
+}
+
 void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps) {
   tpool__json_out_object_begin(w);
   put_string(w, KEY("name"), ps->name);
@@ -120,6 +142,9 @@ void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps) {
   put_uint(w, KEY("thread_failures"), ps->thread_failures);
   put_uint(w, KEY("threads_started"), ps->threads_started);
   put_uint(w, KEY("threads_retired"), ps->threads_retired);
+  put_uint(w, KEY("retries"), ps->retries);
+  put_uint(w, KEY("retrying"), ps->retrying);
+  put_breaker(w, &ps->breaker);
   put_decimal(w, KEY("soft_timeout_s"), ps->soft_timeout_s, NS_DIGITS);
   tpool__json_out_key_literal(w, "last_reject_age_s");
   if (ps->last_reject_age_s < 0)
@@ -212,6 +237,17 @@ static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s) {
                  ps->last_reject_age_s, REJECT_WINDOW_S);
       n++;
     }
+    if (ps->breaker.enabled && ps->breaker.state != TPOOL_BREAKER_CLOSED) {
+      if (ps->breaker.state == TPOOL_BREAKER_OPEN)
+        add_reason(w, ps->name, "circuit_open",
+                   "circuit breaker open: refusing work for %.1fs more",
+                   ps->breaker.open_remaining_s);
+      else
+        add_reason(w, ps->name, "circuit_open",
+                   "circuit breaker half_open: %u trial task(s) decide",
+                   ps->breaker.trials);
+      n++;
+    }
     if (ps->current_workers == 0 && ps->queued > 0) {
       add_reason(w, ps->name, "no_workers",
                  "%zu task(s) queued and no worker thread (%" PRIu64
@@ -290,6 +326,32 @@ void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
   tpool__http_reply_json(req, 200,
                          json_pack("{s:s,s:s}", "status", "ok", "message",
                                    "status table written to the log"));
+}
+
+void tpool__route_reset_breaker(tpool_manager_t *m, struct evhttp_request *req,
+                                const char *pool) {
+  tpool_pool_t *p = tpool_manager_pool(m, pool);
+  tpool_stats_t *s = p ? snapshot(m, req) : NULL;
+  if (!p || !s) {
+    if (!p)
+      tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", pool);
+    return;
+  }
+  const tpool_pool_stats_t *before = tpool_stats_pool(s, pool);
+  tpool_breaker_state_t was = before ? before->breaker.state : 0;
+  if (tpool_pool_reset_breaker(p) != 0) {
+    tpool_stats_free(s);
+    tpool_http_reply_error(req, 409,
+                           "pool \"%.64s\" has no circuit breaker "
+                           "(breaker_window = 0)",
+                           pool);
+    return;
+  }
+  tpool_stats_free(s);
+  tpool__http_reply_json(req, 200,
+                         json_pack("{s:s,s:s,s:s}", "pool", pool, "state",
+                                   "closed", "was",
+                                   tpool_breaker_state_name(was)));
 }
 
 void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req,

@@ -78,7 +78,11 @@ int64_t tpool_submit_future(tpool_pool_t *pool, const char *name,
   atomic_init(&f->refs, 2);
   f->work = work;
   f->arg = arg;
-  tpool_task_opts_t o = {NULL, opts ? opts->start_timeout_s : 0.0};
+  tpool_task_opts_t o = {0};
+  if (opts) {
+    o = *opts;
+    o.base = NULL; /* no done callback: retries borrow the first loop */
+  }
   int64_t id = tpool__submit(pool, name, future_run, NULL, f, &o, f);
   if (id < 0) { /* refused: no task holds it */
     atomic_store(&f->refs, 1);

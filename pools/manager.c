@@ -356,6 +356,8 @@ void tpool_manager_free(tpool_manager_t *m) {
     tpool__bridge_drain(m->bridges[i], SIZE_MAX);
     tpool__bridge_detach(m->bridges[i]);
   }
+  for (size_t i = 0; i < m->npools; i++) /* timers on the stopped loops */
+    tpool__retry_free_all(m->pools[i]);
   tpool__log_close(&m->log);
   tpool__manager_unref(m);
 }
@@ -419,6 +421,17 @@ int tpool_manager_cancel(tpool_manager_t *m, int64_t id) {
 }
 
 /* ---- logging and stats ------------------------------------------------- */
+
+int tpool_manager_task(tpool_manager_t *m, int64_t id,
+                       tpool_task_record_t *out) {
+  if (!m || !out)
+    return -EINVAL;
+  memset(out, 0, sizeof(*out));
+  for (size_t i = 0; i < m->npools; i++)
+    if (tpool__pool_find(m->pools[i], id, out) == 0)
+      return 0;
+  return -ENOENT;
+}
 
 void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,
                                double status_interval_s) {

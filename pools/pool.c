@@ -129,6 +129,8 @@ static void end_unstarted(tpool_pool_t *p, tpool__task_t *t, int status,
     p->expired++;
   else
     p->cancelled++;
+  tpool__breaker_unadmit(&p->breaker, t->trial_gen);
+  tpool__pool_remember(p, t);
   tpool__task_finish(t);
 }
 
@@ -143,6 +145,10 @@ static void end_unstarted(tpool_pool_t *p, tpool__task_t *t, int status,
 #define COALESCE_MAX_NS 1000000ull
 
 void tpool__task_finish(tpool__task_t *t) {
+  if (t->retry) { /* to its loop, for the backoff timer (retry.c) */
+    tpool__bridge_post(t->bridge, &t->node);
+    return;
+  }
   if (t->future)
     tpool__future_complete(t->future, t->status);
   if (!t->bridge) {
@@ -166,6 +172,16 @@ void tpool__task_discard(tpool__node_t *node, void *arg) {
 void tpool__task_deliver(tpool__node_t *node, void *arg) {
   (void)arg;
   tpool__task_t *t = (tpool__task_t *)node;
+  if (t->retry) {
+    if (!tpool__retry_arm(t))
+      return; /* waits for its next attempt */
+    if (t->future)
+      tpool__future_complete(t->future, t->status);
+  }
+  if (!t->done) { /* it borrowed this loop for its retries only */
+    task_free(t);
+    return;
+  }
   uint64_t left_queue = t->start_ns ? t->start_ns : t->end_ns;
   tpool_task_info_t info = {
       .id = t->id,
@@ -173,6 +189,7 @@ void tpool__task_deliver(tpool__node_t *node, void *arg) {
       .name = t->name,
       .queue_wait_s = tpool__ns_to_s(left_queue - t->submit_ns),
       .run_s = t->start_ns ? tpool__ns_to_s(t->end_ns - t->start_ns) : 0.0,
+      .attempts = t->attempt,
   };
   t->done(t->status, &info, t->arg);
   task_free(t);
@@ -187,6 +204,15 @@ static int admit(const tpool_pool_t *p) {
   if (p->queued >= p->queue_limit)
     return -EAGAIN;
   return 0;
+}
+
+/* admit(), then the circuit breaker, which tags a trial task. Under mu. */
+static int admit_task(tpool_pool_t *p, tpool__task_t *t,
+                      tpool__breaker_news_t *news) {
+  int rc = admit(p);
+  if (rc == 0 && p->breaker.window)
+    rc = tpool__breaker_admit(&p->breaker, t->submit_ns, &t->trial_gen, news);
+  return rc;
 }
 
 /* True when one more queued task would wait with no idle worker to take it
@@ -266,6 +292,7 @@ static void direct_wake(tpool_pool_t *p) {
  */
 static bool submit_direct(tpool_pool_t *p, tpool__task_t *t) {
   if (t->deadline_ns || p->nidle != 0 ||
+      atomic_load_explicit(&p->guarded, memory_order_relaxed) ||
       p->nawake < atomic_load_explicit(&p->max_direct, memory_order_relaxed))
     return false;
   bool in = false;
@@ -291,23 +318,29 @@ static bool submit_direct(tpool_pool_t *p, tpool__task_t *t) {
 static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
   if (submit_direct(p, t))
     return 0;
+  tpool__breaker_news_t news = {0};
   pthread_mutex_lock(&p->mu);
   tpool__pool_absorb(p); /* keeps submission order */
   p->submitted++;
-  int rc = admit(p);
+  int rc = admit_task(p, t, &news);
   if (rc == 0 && needs_thread(p)) {
     tpool__pool_count_new(p, 1);
     pthread_mutex_unlock(&p->mu);
     int spawned = tpool__worker_spawn(p);
     pthread_mutex_lock(&p->mu);
-    rc = admit(p);
-    if (rc == 0 && spawned != 0 && p->nthreads == 0)
-      rc = -EAGAIN; /* nobody could ever run it: refuse, don't strand it */
+    int again = admit(p);
+    if (again == 0 && spawned != 0 && p->nthreads == 0)
+      again = -EAGAIN; /* nobody could ever run it: refuse, don't strand it */
+    if (again != 0) {
+      tpool__breaker_unadmit(&p->breaker, t->trial_gen);
+      rc = again;
+    }
   }
   if (rc != 0) {
     p->rejected++;
     p->last_reject_ns = tpool__now_ns();
     pthread_mutex_unlock(&p->mu);
+    tpool__breaker_log(p, &news);
     return rc;
   }
   tpool__queue_push(p, t);
@@ -323,7 +356,23 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
     pthread_cond_signal(&p->work_cv);
   if (retry)
     tpool__monitor_kick(p->m, retry);
+  tpool__breaker_log(p, &news);
   return 0;
+}
+
+unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake) {
+  unsigned spawn = 0;
+  t->retry = NULL;
+  t->submit_ns = tpool__now_ns(); /* this attempt's wait starts now */
+  t->trial_gen = 0;
+  if (!p->stopping && needs_thread(p)) {
+    tpool__pool_count_new(p, 1);
+    spawn = 1;
+  }
+  tpool__queue_push(p, t);
+  p->retries_total++;
+  *wake = tpool__wake_claim(p);
+  return spawn;
 }
 
 int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
@@ -339,10 +388,16 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
     return -EINVAL;
   tpool_manager_t *m = p->m;
   tpool__bridge_t *bridge = NULL;
+  unsigned max_attempts = opts ? opts->max_attempts : 0;
   if (done) {
     bridge = tpool__manager_bridge(m, opts ? opts->base : NULL);
     if (!bridge)
       return -EINVAL;
+  } else if ((max_attempts ? max_attempts
+                           : atomic_load_explicit(&p->retry_attempts,
+                                                  memory_order_relaxed)) > 1) {
+    /* Retries wait on a loop's timer: borrow the first one, if any. */
+    bridge = tpool__manager_bridge(m, NULL);
   }
   tpool__task_t *t = task_new();
   if (!t)
@@ -358,6 +413,15 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   t->start_ns = t->end_ns = 0;
   t->status = 0;
   t->future = future;
+  t->attempt = 0;
+  t->max_attempts =
+      (uint16_t)(max_attempts > TPOOL__ATTEMPTS_MAX ? TPOOL__ATTEMPTS_MAX
+                                                    : max_attempts);
+  t->trial_gen = 0;
+  t->backoff_ns = opts && opts->retry_backoff_s > 0
+                      ? tpool__s_to_ns(opts->retry_backoff_s)
+                      : 0;
+  t->retry = NULL;
   uint64_t deadline = 0;
   if (opts && opts->start_timeout_s > 0)
     deadline = t->submit_ns + tpool__s_to_ns(opts->start_timeout_s);
@@ -398,6 +462,20 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
 }
 
 /* ---- life cycle, resize ------------------------------------------------ */
+
+/* Applies the retry and breaker settings of *po. Returns whether the
+   breaker's rule changed. Under mu (or before the pool is shared). */
+static bool configure_retries(tpool_pool_t *p, const tpool_pool_options_t *po) {
+  atomic_store_explicit(&p->retry_attempts, po->retry_attempts,
+                        memory_order_relaxed);
+  p->retry_backoff_ns = tpool__s_to_ns(po->retry_backoff_s);
+  p->retry_backoff_max_ns = tpool__s_to_ns(po->retry_backoff_max_s);
+  bool changed = tpool__breaker_configure(
+      &p->breaker, po->breaker_window, po->breaker_threshold,
+      tpool__s_to_ns(po->breaker_cooldown_s), po->breaker_trials);
+  atomic_store(&p->guarded, po->breaker_window > 0);
+  return changed;
+}
 
 int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
                     tpool_pool_t **out) {
@@ -445,6 +523,18 @@ int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
              po->name); /* tpool-embed-12 fits Linux's 15 characters */
   p->has_affinity = po->has_affinity;
   memcpy(p->cpu_affinity, po->cpu_affinity, sizeof(p->cpu_affinity));
+  TAILQ_INIT(&p->retries);
+  configure_retries(p, po);
+  p->history_cap = po->task_history;
+  if (p->history_cap > 0) {
+    p->history = calloc(p->history_cap, sizeof(*p->history));
+    if (!p->history) {
+      pthread_cond_destroy(&p->work_cv);
+      pthread_mutex_destroy(&p->mu);
+      free(p);
+      return -ENOMEM;
+    }
+  }
   *out = p;
   return 0;
 }
@@ -461,6 +551,7 @@ void tpool__pool_free(tpool_pool_t *p) {
       tpool__future_complete(t->future, -ECANCELED);
     task_free(t);
   }
+  free(p->history);
   pthread_cond_destroy(&p->work_cv);
   pthread_mutex_destroy(&p->mu);
   free(p);
@@ -490,6 +581,7 @@ void tpool__pool_stop(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   p->stopping = true;
   atomic_store(&p->closed, true);
+  tpool__retry_flush(p); /* the drain runs their next attempt */
   pthread_mutex_unlock(&p->mu);
   pthread_cond_broadcast(&p->work_cv);
 }
@@ -542,12 +634,20 @@ void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po) {
   bool others = p->queue_limit != po->queue_limit ||
                 p->idle_timeout_ns != idle_ns ||
                 p->soft_timeout_ns != soft_ns || p->spin_ns != spin_ns;
+  bool breaker = configure_retries(p, po);
   /* A lower queue limit keeps what is queued; only new submits see it. */
   p->queue_limit = po->queue_limit;
   p->idle_timeout_ns = idle_ns;
   p->soft_timeout_ns = soft_ns;
   p->spin_ns = spin_ns;
   pthread_mutex_unlock(&p->mu);
+  if (breaker)
+    tpool__logf(&p->m->log, TPOOL_LOG_INFO,
+                "ThreadPool[%s] Circuit breaker %s: window=%u threshold=%.2f "
+                "cooldown=%.3fs trials=%u (closed, window emptied)",
+                p->name, po->breaker_window ? "set" : "off", po->breaker_window,
+                po->breaker_threshold, po->breaker_cooldown_s,
+                po->breaker_trials);
   if (limits)
     tpool_pool_resize(p, po->min_workers, po->max_workers);
   if (!others)
@@ -585,6 +685,27 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
       pthread_mutex_unlock(&p->mu);
       return -EBUSY;
     }
+  }
+  tpool__retry_t *r;
+  TAILQ_FOREACH(r, &p->retries, link) {
+    if (!r->task || r->cancelled || r->task->id != id)
+      continue;
+    /* Waiting out a backoff: it ends now, or, still on its way to its
+       loop, there (retry.c). */
+    t = tpool__retry_detach(p, r);
+    if (t) {
+      t->status = -ECANCELED;
+      t->end_ns = tpool__now_ns();
+      p->cancelled++;
+      tpool__pool_remember(p, t);
+      tpool__task_finish(t);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (tpool__verbose(p->m))
+      tpool__log_task(p, TPOOL_LOG_INFO, id,
+                      "Cancelled while waiting to retry");
+    tpool__manager_notify(p->m);
+    return 0;
   }
   pthread_mutex_unlock(&p->mu);
   return -ENOENT;
@@ -793,6 +914,10 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
   ps->thread_failures = p->thread_failures;
   ps->threads_started = p->threads_started;
   ps->threads_retired = p->threads_retired;
+  ps->retries = p->retries_total;
+  ps->retrying = p->nretrying;
+  tpool__breaker_news_t news = {0};
+  tpool__breaker_stats(&p->breaker, now, &ps->breaker, &news);
   ps->soft_timeout_s = tpool__ns_to_s(p->soft_timeout_ns);
   ps->last_reject_age_s =
       p->last_reject_ns ? tpool__ns_to_s(now - p->last_reject_ns) : -1.0;
@@ -816,6 +941,7 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
     ps->stuck_now += a->stuck;
   }
   pthread_mutex_unlock(&p->mu);
+  tpool__breaker_log(p, &news);
   if (ps->nactive > 1)
     qsort(ps->active, ps->nactive, sizeof(*ps->active), by_id);
   tpool__hist_summary(&h[0], &ps->run);
@@ -826,4 +952,112 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
 
 const char *tpool_pool_name(const tpool_pool_t *p) {
   return p->name;
+}
+
+int tpool_pool_reset_breaker(tpool_pool_t *p) {
+  if (!p)
+    return -EINVAL;
+  tpool__breaker_news_t news = {0};
+  pthread_mutex_lock(&p->mu);
+  bool on = p->breaker.window > 0;
+  if (on)
+    tpool__breaker_reset(&p->breaker, tpool__now_ns(), &news);
+  pthread_mutex_unlock(&p->mu);
+  tpool__breaker_log(p, &news);
+  return on ? 0 : -EINVAL;
+}
+
+/* ---- history and lookup ------------------------------------------------ */
+
+void tpool__pool_remember(tpool_pool_t *p, const tpool__task_t *t) {
+  if (p->history_cap == 0)
+    return;
+  tpool__record_t *r = &p->history[p->history_next];
+  p->history_next = (p->history_next + 1) % p->history_cap;
+  if (p->history_len < p->history_cap)
+    p->history_len++;
+  uint64_t left_queue = t->start_ns ? t->start_ns : t->end_ns;
+  r->id = t->id;
+  r->status = t->status;
+  r->attempts = t->attempt;
+  r->queue_wait_ns = left_queue - t->submit_ns;
+  r->run_ns = t->start_ns ? t->end_ns - t->start_ns : 0;
+  r->end_ns = t->end_ns;
+  memcpy(r->name, t->name, sizeof(r->name));
+}
+
+/* Fills *out from a live task of p. Under mu. */
+static void describe_live(const tpool__task_t *t, tpool_task_state_t state,
+                          uint64_t now, tpool_task_record_t *out) {
+  out->state = state;
+  out->attempts = t->attempt;
+  memcpy(out->name, t->name, sizeof(out->name));
+  if (state == TPOOL_TASK_RUNNING) {
+    out->queue_wait_s = tpool__ns_to_s(t->start_ns - t->submit_ns);
+    out->run_s = tpool__ns_to_s(now - t->start_ns);
+  } else if (!t->retry) { /* queued; a retry's wait has no queue time yet */
+    out->queue_wait_s = tpool__ns_to_s(now - t->submit_ns);
+  }
+}
+
+int tpool__pool_find(tpool_pool_t *p, int64_t id, tpool_task_record_t *out) {
+  int rc = 0;
+  pthread_mutex_lock(&p->mu);
+  tpool__pool_absorb_settled(p);
+  uint64_t now = tpool__now_ns();
+  tpool__task_t *t;
+  TAILQ_FOREACH(t, &p->queue, qlink) {
+    if (t->id == id) {
+      describe_live(t, TPOOL_TASK_QUEUED, now, out);
+      goto found;
+    }
+  }
+  tpool__worker_t *w;
+  LIST_FOREACH(w, &p->workers, link) {
+    if (w->current && w->current->id == id) {
+      describe_live(w->current, TPOOL_TASK_RUNNING, now, out);
+      goto found;
+    }
+  }
+  tpool__retry_t *r;
+  TAILQ_FOREACH(r, &p->retries, link) {
+    if (r->task && r->task->id == id) {
+      describe_live(r->task, TPOOL_TASK_QUEUED, now, out);
+      goto found;
+    }
+  }
+  for (size_t i = 1; i <= p->history_len; i++) { /* newest first */
+    const tpool__record_t *h =
+        &p->history[(p->history_next + p->history_cap - i) % p->history_cap];
+    if (h->id != id)
+      continue;
+    out->state = TPOOL_TASK_DONE;
+    out->status = h->status;
+    out->attempts = h->attempts;
+    out->queue_wait_s = tpool__ns_to_s(h->queue_wait_ns);
+    out->run_s = tpool__ns_to_s(h->run_ns);
+    out->ended_ago_s = tpool__ns_to_s(now - h->end_ns);
+    memcpy(out->name, h->name, sizeof(out->name));
+    goto found;
+  }
+  rc = -ENOENT;
+found:
+  pthread_mutex_unlock(&p->mu);
+  if (rc == 0) {
+    out->id = id;
+    snprintf(out->pool, sizeof(out->pool), "%s", p->name);
+  }
+  return rc;
+}
+
+const char *tpool_task_state_name(tpool_task_state_t state) {
+  switch (state) {
+  case TPOOL_TASK_RUNNING:
+    return "running";
+  case TPOOL_TASK_DONE:
+    return "done";
+  case TPOOL_TASK_QUEUED:
+    break;
+  }
+  return "queued";
 }

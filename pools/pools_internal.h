@@ -35,8 +35,48 @@ typedef struct tpool__task {
   uint64_t deadline_ns; /* start deadline; 0 = none */
   int status;
   tpool_future_t *future; /* completed when the task ends; NULL: none */
+  uint16_t attempt;       /* runs so far, this one included */
+  uint16_t max_attempts;  /* 0: the pool's retry_attempts */
+  uint32_t trial_gen;     /* a breaker trial of that generation; 0: no */
+  uint64_t backoff_ns;    /* first retry backoff; 0: the pool's */
+  /* Set (under mu) while the task waits to be queued again; see retry.c. */
+  struct tpool__retry *retry;
   char name[TPOOL_TASK_NAME_MAX];
 } tpool__task_t;
+
+/* A task's retry: from the worker's decision until it is queued again or
+   ended. Protected by its pool's mu; `ev` is touched by its loop only. */
+typedef struct tpool__retry {
+  TAILQ_ENTRY(tpool__retry) link; /* on the pool's `retries` */
+  tpool_pool_t *pool;
+  tpool__task_t *task; /* NULL once taken (cancelled, or queued at stop) */
+  struct event *ev;    /* the backoff timer; NULL until the loop sets it */
+  bool cancelled;      /* cancelled before its timer was set */
+} tpool__retry_t;
+
+/* A finished task, as the pool's history keeps it. */
+typedef struct tpool__record {
+  int64_t id;
+  int status;
+  unsigned attempts;
+  uint64_t queue_wait_ns, run_ns, end_ns;
+  char name[TPOOL_TASK_NAME_MAX];
+} tpool__record_t;
+
+/* A circuit breaker's state; see breaker.c. Protected by the pool's mu. */
+typedef struct tpool__breaker {
+  unsigned window; /* 0: off */
+  double threshold;
+  uint64_t cooldown_ns;
+  unsigned trials;
+  tpool_breaker_state_t state;
+  uint32_t gen; /* bumped by every transition; tags trial tasks */
+  uint64_t outcomes[TPOOL_BREAKER_WINDOW_MAX / 64]; /* ring; 1 = failed */
+  unsigned pos, filled, failures;
+  uint64_t open_until_ns;
+  unsigned trials_running, trials_passed;
+  uint64_t opened, half_opened, closed, refused;
+} tpool__breaker_t;
 
 typedef struct tpool__worker {
   LIST_ENTRY(tpool__worker) link; /* protected by pool mu */
@@ -62,6 +102,8 @@ struct tpool_pool {
      reads it without the lock to make its loop poll as long. */
   _Atomic uint64_t spin_ns;
   size_t stack_size;
+  /* True when a breaker is on: every submit then takes the lock. */
+  atomic_bool guarded;
   int (*thread_start)(const char *pool, void **ctx, void *arg);
   void (*thread_stop)(const char *pool, void *ctx, void *arg);
   void *thread_arg;
@@ -116,8 +158,18 @@ struct tpool_pool {
   bool started;
   bool stopping;
 
+  /* Retries, breaker, history; protected by mu. */
+  _Atomic unsigned retry_attempts; /* atomic: a submit reads it unlocked */
+  uint64_t retry_backoff_ns, retry_backoff_max_ns;
+  TAILQ_HEAD(, tpool__retry) retries; /* waiting to be queued again */
+  size_t nretrying;                   /* tasks of `retries` */
+  tpool__breaker_t breaker;
+  tpool__record_t *history; /* a ring of history_cap (fixed) */
+  size_t history_cap, history_len, history_next;
+
   /* Counters; protected by mu. */
   uint64_t submitted, rejected, completed, failed, cancelled, expired;
+  uint64_t retries_total;
   uint64_t stuck_total, thread_failures, threads_started, threads_retired;
   uint64_t last_reject_ns; /* 0 = never */
   tpool__hist_t run_hist;
@@ -329,6 +381,84 @@ int tpool__monitor_start(tpool_manager_t *m);
 void tpool__monitor_stop(tpool_manager_t *m);
 /* Makes the monitor look again by time `when_ns` at the latest. */
 void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns);
+
+/* ---- breaker.c ---------------------------------------------------------- */
+
+/* Why a breaker moved, for the log line after unlocking. */
+typedef enum {
+  TPOOL__BREAKER_QUIET, /* it did not */
+  TPOOL__BREAKER_TRIPPED,
+  TPOOL__BREAKER_TRIAL_FAILED,
+  TPOOL__BREAKER_COOLED,
+  TPOOL__BREAKER_TRIALS_PASSED,
+  TPOOL__BREAKER_BY_HAND
+} tpool__breaker_why_t;
+
+/* A move of a breaker, filled under mu, logged after unlocking. Start it
+   zeroed: the last move wins if there were several. */
+typedef struct tpool__breaker_news {
+  tpool__breaker_why_t why;
+  tpool_breaker_state_t from, to;
+  unsigned failures, window, trials;
+  double cooldown_s;
+} tpool__breaker_news_t;
+
+/* All under the pool's mu. */
+/* Sets the rule (window 0: off); a change starts closed with an empty
+   window. Returns whether anything changed. */
+bool tpool__breaker_configure(tpool__breaker_t *b, unsigned window,
+                              double threshold, uint64_t cooldown_ns,
+                              unsigned trials);
+/* 0, with *trial the generation if the task is a half-open trial (else
+   0); or -TPOOL_ECIRCUIT. */
+int tpool__breaker_admit(tpool__breaker_t *b, uint64_t now, uint32_t *trial,
+                         tpool__breaker_news_t *news);
+/* An admitted task that will never run gives its trial place back. */
+void tpool__breaker_unadmit(tpool__breaker_t *b, uint32_t trial);
+/* A task ran: `failed` if its work returned non-zero. */
+void tpool__breaker_record(tpool__breaker_t *b, bool failed, uint32_t trial,
+                           uint64_t now, tpool__breaker_news_t *news);
+void tpool__breaker_reset(tpool__breaker_t *b, uint64_t now,
+                          tpool__breaker_news_t *news);
+void tpool__breaker_stats(tpool__breaker_t *b, uint64_t now,
+                          tpool_breaker_stats_t *out,
+                          tpool__breaker_news_t *news);
+/* Logs a move, if there was one. Without mu. */
+void tpool__breaker_log(tpool_pool_t *p, const tpool__breaker_news_t *n);
+
+/* ---- retry.c ------------------------------------------------------------ */
+
+/* The worker's verdict on a task whose work returned -TPOOL_ERETRY: true
+   if it may run again (then it is set to wait in the pool's `retries`,
+   through `r`, which the caller allocated and no longer owns); false if
+   it ends now. Under mu. */
+bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r);
+/* On the task's loop, when its retry request arrives there: sets the
+   backoff timer. Returns false if the timer now owns the task; true if
+   the task ended instead (status set and counted): deliver it. */
+bool tpool__retry_arm(tpool__task_t *t);
+/* Takes the task of retry `r` out of its wait (cancelled or queued now);
+   its timer, if set, is made to fire at once to free `r`. Under mu. */
+tpool__task_t *tpool__retry_detach(tpool_pool_t *p, tpool__retry_t *r);
+/* At stop: every waiting retry goes to the queue now, for the drain.
+   Returns how many. Under mu. */
+size_t tpool__retry_flush(tpool_pool_t *p);
+/* Frees the timers left (the loops have stopped). Called by
+   tpool_manager_free() on its thread, without mu. */
+void tpool__retry_free_all(tpool_pool_t *p);
+
+/* ---- history and retries (pool.c) -------------------------------------- */
+
+/* Puts a task coming back from a retry's wait at the end of the queue
+   (whatever the queue limit; see retry.c). *wake: signal work_cv after
+   unlocking. Returns how many workers the caller must spawn after
+   unlocking (already counted). Under mu. */
+unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake);
+
+/* Remembers a task that has ended (status and times set). Under mu. */
+void tpool__pool_remember(tpool_pool_t *p, const tpool__task_t *t);
+/* tpool_manager_task() for one pool: 0 and *out, or -ENOENT. Without mu. */
+int tpool__pool_find(tpool_pool_t *p, int64_t id, tpool_task_record_t *out);
 
 /* ---- status.c ----------------------------------------------------------- */
 

@@ -3,9 +3,11 @@
  * SIGHUP reload).
  *
  * What can change live: verbose, the status interval, the log level, and
- * per pool the worker limits, queue limit, idle and soft timeouts. What a
- * running manager cannot change — the set of pools, a pool's stack size,
- * thread names and CPU affinity, the log destination, the completion batch
+ * per pool the worker limits, queue limit, idle and soft timeouts, spin,
+ * retries and the circuit breaker (a changed breaker starts closed, with
+ * an empty window). What a running manager cannot change — the set of
+ * pools, a pool's stack size, thread names, CPU affinity and task history,
+ * the log destination, the completion batch
  * — is left alone and named in a warning, so an operator who edits it
  * learns that it waits for a restart instead of believing it applied.
  *
@@ -42,8 +44,10 @@ static long pool_index(const tpool_options_t *o, const char *name) {
 /* Warns about the fixed settings of pool `cur` that `next` changes. */
 static void check_fixed(tpool_manager_t *m, const tpool_pool_options_t *cur,
                         const tpool_pool_options_t *next) {
-  const char *changed[3];
+  const char *changed[4];
   size_t n = 0;
+  if (cur->task_history != next->task_history)
+    changed[n++] = "task_history";
   if (cur->stack_size != next->stack_size)
     changed[n++] = "stack_size";
   if (strncmp(cur->thread_name, next->thread_name, TPOOL_THREAD_NAME_MAX))
@@ -110,6 +114,14 @@ int tpool_manager_reconfigure(tpool_manager_t *m, const tpool_options_t *o,
     was->queue_limit = next->queue_limit;
     was->idle_timeout_s = next->idle_timeout_s;
     was->soft_timeout_s = next->soft_timeout_s;
+    was->spin_s = next->spin_s;
+    was->retry_attempts = next->retry_attempts;
+    was->retry_backoff_s = next->retry_backoff_s;
+    was->retry_backoff_max_s = next->retry_backoff_max_s;
+    was->breaker_window = next->breaker_window;
+    was->breaker_threshold = next->breaker_threshold;
+    was->breaker_cooldown_s = next->breaker_cooldown_s;
+    was->breaker_trials = next->breaker_trials;
   }
   for (size_t j = 0; j < cur->npools; j++) {
     if (cur->pools[j].enabled && pool_index(o, cur->pools[j].name) < 0) {

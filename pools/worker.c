@@ -260,6 +260,8 @@ static next_t next_task(tpool_pool_t *p, bool holding, look_t *out) {
           t->status = -ETIMEDOUT;
           t->end_ns = now;
           p->expired++;
+          tpool__breaker_unadmit(&p->breaker, t->trial_gen);
+          tpool__pool_remember(p, t);
           return GOT_EXPIRED;
         }
       }
@@ -414,6 +416,7 @@ static void *worker_main(void *arg) {
      accounting for one task and the pop of the next share a lock. */
   tpool__task_t *finished = NULL;
   look_t look = {0};
+  tpool__breaker_news_t news = {0};
   pthread_mutex_lock(&p->mu);
   /* Counted as starting until now, under the same lock as its first look
      for work, so a burst of submits does not start threads it needs not. */
@@ -436,6 +439,7 @@ static void *worker_main(void *arg) {
       uint64_t last_end = finished && !look.waited ? finished->end_ns : 0;
       w->current = t;
       w->stuck_reported = false;
+      t->attempt++;
       t->start_ns = last_end > t->submit_ns ? last_end : tpool__now_ns();
       p->nbusy++;
       tpool__hist_record(&p->wait_hist, t->start_ns - t->submit_ns);
@@ -458,15 +462,33 @@ static void *worker_main(void *arg) {
     if (soft)
       tpool__monitor_kick(m, t->start_ns + soft);
     run_task(p, t);
+    /* A retry's record is allocated here, outside the lock. */
+    tpool__retry_t *retry =
+        t->status == -TPOOL_ERETRY ? malloc(sizeof(*retry)) : NULL;
 
     pthread_mutex_lock(&p->mu);
     p->nbusy--;
     w->current = NULL;
-    if (t->status == 0)
-      p->completed++;
-    else
-      p->failed++;
     tpool__hist_record(&p->run_hist, t->end_ns - t->start_ns);
+    if (p->breaker.window)
+      tpool__breaker_record(&p->breaker, t->status != 0, t->trial_gen,
+                            t->end_ns, &news);
+    if (retry && tpool__retry_take(p, t, retry)) {
+      retry = NULL; /* t goes to its loop to wait for the next attempt */
+    } else {
+      if (t->status == 0)
+        p->completed++;
+      else
+        p->failed++;
+      tpool__pool_remember(p, t);
+    }
+    free(retry); /* not needed: the task has ended */
+    if (news.why != TPOOL__BREAKER_QUIET) {
+      pthread_mutex_unlock(&p->mu);
+      tpool__breaker_log(p, &news);
+      news.why = TPOOL__BREAKER_QUIET;
+      pthread_mutex_lock(&p->mu);
+    }
   }
   pthread_mutex_unlock(&p->mu);
   if (look.wake_next)

@@ -386,6 +386,18 @@ static void test_config_every_key(void **state) {
   assert_int_equal(gpu->max_workers, 3);
   assert_int_equal(gpu->stack_size, 65536);
   assert_int_equal(gpu->queue_limit, TPOOL__QUEUE_DEFAULT);
+  assert_int_equal(gpu->retry_attempts, 100);
+  assert_true(gpu->retry_backoff_s == 0.001);
+  assert_true(gpu->retry_backoff_max_s == 3600);
+  assert_int_equal(gpu->breaker_window, 1024);
+  assert_true(gpu->breaker_threshold == 0.25);
+  assert_true(gpu->breaker_cooldown_s == 7.5);
+  assert_int_equal(gpu->breaker_trials, 1000);
+  assert_int_equal(gpu->task_history, 0);
+  /* And the defaults where nothing is set. */
+  assert_int_equal(cpu->retry_attempts, 1);
+  assert_int_equal(cpu->breaker_window, 0);
+  assert_int_equal(cpu->task_history, TPOOL__HISTORY_DEFAULT);
 }
 
 /* A file overlays what is there: a second load keeps the first's pools. */

@@ -136,7 +136,7 @@ static void test_future_cancel_expiry_and_shutdown(void **state) {
   int64_t id =
       tpool_submit_future(p, "cancelled", double_it, &in, NULL, &cancelled);
   assert_true(id > 0);
-  tpool_task_opts_t soon = {NULL, 0.001};
+  tpool_task_opts_t soon = {.start_timeout_s = 0.001};
   assert_true(
       tpool_submit_future(p, "expired", double_it, &in, &soon, &expired) > 0);
   assert_true(tpool_submit_future(p, "unstarted", double_it, &in, NULL,

@@ -658,6 +658,8 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
       "\"rejected\":1,\"completed\":12345678890,\"failed\":2,"
       "\"cancelled\":3,\"expired\":0,\"stuck_tasks\":1,\"stuck_total\":5,"
       "\"thread_failures\":0,\"threads_started\":3,\"threads_retired\":0,"
+      "\"retries\":0,\"retrying\":0,"
+      "\"circuit_breaker\":{\"enabled\":false,\"state\":\"closed\"},"
       "\"soft_timeout_s\":60.0,\"last_reject_age_s\":1.235,"
       "\"run_time_s\":{\"count\":4,\"mean\":2.5,\"p50\":2.50014834,"
       "\"p90\":0.000098708,\"p99\":3.0,\"max\":3.1},"

@@ -55,7 +55,7 @@ static tpool_stats_t *workload_snapshot(void) {
   struct event_base *base = th_base_new();
   tpool_options_t o;
   th_options_empty(&o);
-  th_add_pool(&o, "alpha", 2, 2, 64);
+  th_add_pool(&o, "alpha", 2, 2, 64)->breaker_window = 100; /* stays closed */
   th_add_pool(&o, "beta", 1, 1, 1);
   tpool_manager_t *m = th_manager(&o, base);
   th_tally_t t;
@@ -257,8 +257,13 @@ static const struct {
     {"tpool_threads_started_total", "counter"},
     {"tpool_threads_retired_total", "counter"},
     {"tpool_thread_failures_total", "counter"},
+    {"tpool_pool_retrying_tasks", "gauge"},
+    {"tpool_tasks_retried_total", "counter"},
     {"tpool_task_run_seconds", "histogram"},
     {"tpool_task_queue_wait_seconds", "histogram"},
+    {"tpool_circuit_breaker_state", "gauge"},
+    {"tpool_circuit_breaker_transitions_total", "counter"},
+    {"tpool_circuit_breaker_refused_total", "counter"},
 };
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
 
@@ -282,11 +287,14 @@ static void check_structure(parsed_t *p) {
                     strcmp(suffix, "_count")
               : *suffix != '\0'))
       fail_msg("sample %s outside its family %s", sm->name, sm->family);
-    if (sm->other[0])
+    /* The breaker's state set and transitions name a state too. */
+    bool breaker = strncmp(sm->name, "tpool_circuit_breaker_", 22) == 0;
+    if (sm->other[0] && !(breaker && (strcmp(sm->other, "state") == 0 ||
+                                      strcmp(sm->other, "to") == 0)))
       fail_msg("%s has a label \"%s\"", sm->name, sm->other);
     bool process = strncmp(sm->name, "tpool_pool_", 11) != 0 &&
                    strncmp(sm->name, "tpool_task", 10) != 0 &&
-                   strncmp(sm->name, "tpool_thread", 12) != 0;
+                   strncmp(sm->name, "tpool_thread", 12) != 0 && !breaker;
     assert_true(process ? sm->pool[0] == '\0' : sm->pool[0] != '\0');
     assert_true((sm->le[0] != '\0') == (strcmp(suffix, "_bucket") == 0));
     assert_true((sm->version[0] != '\0') ==
@@ -396,6 +404,15 @@ static void test_metrics_text_matches_snapshot(void **state) {
              les[i]);
     assert_non_null(strstr(text, needle));
   }
+  /* A breaker's lines for the pool that has one, none for the other. */
+  assert_non_null(strstr(
+      text,
+      "tpool_circuit_breaker_state{pool=\"alpha\",state=\"closed\"} 1\n"));
+  assert_non_null(strstr(
+      text, "tpool_circuit_breaker_state{pool=\"alpha\",state=\"open\"} 0\n"));
+  assert_non_null(
+      strstr(text, "tpool_circuit_breaker_refused_total{pool=\"alpha\"} 0\n"));
+  assert_null(strstr(text, "tpool_circuit_breaker_state{pool=\"beta\""));
   free(p.samples);
   free(text);
   tpool_stats_free(s);

@@ -148,7 +148,7 @@ static void storm_done(int status, const tpool_task_info_t *info, void *arg);
 static int64_t attempt(storm_t *s, size_t i, uint64_t r) {
   slot_t *sl = &s->slots[i];
   sl->pool = (unsigned char)(r % NPOOLS);
-  tpool_task_opts_t opts = {NULL, 0.0};
+  tpool_task_opts_t opts = {0};
   if ((r >> 8) % 20 == 0) /* may expire in the queue */
     opts.start_timeout_s = 0.0005 * (double)((r >> 16) % 4);
   uint64_t t0 = now_ns();
