@@ -181,8 +181,11 @@ typedef struct tpool_pool_options {
      none and half: "jitter", so tasks that failed together do not come
      back together). The wait is a timer on the task's loop (a task with
      no done callback uses the first attached loop; with none attached it
-     cannot be retried); no worker sleeps through it.
-     tpool_task_opts_t may set both per task. */
+     cannot be retried); no worker sleeps through it. A task coming back
+     re-enters its queue even when it is full, but is refused by an open
+     circuit breaker (it then ends with -TPOOL_ECIRCUIT); its start
+     timeout counts again from its return. tpool_task_opts_t may set
+     attempts and the first backoff per task. */
   unsigned retry_attempts;    /* 1..100 */
   double retry_backoff_s;     /* 0.001..3600 */
   double retry_backoff_max_s; /* 0.001..3600; below retry_backoff_s: that */
@@ -829,7 +832,9 @@ typedef struct tpool_breaker_stats {
   double open_remaining_s; /* OPEN: seconds until it half-opens */
   unsigned trials, trials_running, trials_passed; /* HALF_OPEN */
   uint64_t opened, half_opened, closed; /* transitions into each state */
-  uint64_t refused; /* submits refused while open (also in `rejected`) */
+  /* Submits refused while open (also in `rejected`), and retries (their
+     tasks end with -TPOOL_ECIRCUIT, counted in `failed`). */
+  uint64_t refused;
 } tpool_breaker_stats_t;
 
 typedef struct tpool_pool_stats {

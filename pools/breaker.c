@@ -23,6 +23,7 @@
 #include "pools_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 const char *tpool_breaker_state_name(tpool_breaker_state_t state) {
@@ -79,6 +80,11 @@ bool tpool__breaker_configure(tpool__breaker_t *b, unsigned window,
     return false;
   b->window = window;
   b->threshold = threshold;
+  /* The failures that open it, as a whole number: the product itself can
+     land just above an integer (0.07 * 100 = 7.000000000000001). */
+  b->need = (unsigned)ceil(threshold * window - 1e-9);
+  if (b->need == 0)
+    b->need = 1;
   b->cooldown_ns = cooldown_ns;
   b->trials = trials;
   /* A new window size or rule starts afresh, closed. */
@@ -147,8 +153,7 @@ void tpool__breaker_record(tpool__breaker_t *b, bool failed, uint32_t trial,
     *word &= ~bit;
   }
   b->pos = (b->pos + 1) % b->window;
-  if (b->filled == b->window &&
-      (double)b->failures >= b->threshold * (double)b->window)
+  if (b->filled == b->window && b->failures >= b->need)
     move(b, TPOOL_BREAKER_OPEN, now, news, TPOOL__BREAKER_TRIPPED);
 }
 

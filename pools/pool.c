@@ -145,14 +145,10 @@ static void end_unstarted(tpool_pool_t *p, tpool__task_t *t, int status,
 #define COALESCE_MAX_NS 1000000ull
 
 void tpool__task_finish(tpool__task_t *t) {
-  if (t->retry) { /* to its loop, for the backoff timer (retry.c) */
-    tpool__bridge_post(t->bridge, &t->node);
-    return;
-  }
   if (t->future)
     tpool__future_complete(t->future, t->status);
-  if (!t->bridge) {
-    free(t); /* on a worker, which rarely submits: caching would hoard */
+  if (!t->done) { /* its loop, if it has one, was only for retries */
+    free(t);      /* on a worker, which rarely submits: caching would hoard */
     return;
   }
   uint64_t delay = 0;
@@ -172,16 +168,6 @@ void tpool__task_discard(tpool__node_t *node, void *arg) {
 void tpool__task_deliver(tpool__node_t *node, void *arg) {
   (void)arg;
   tpool__task_t *t = (tpool__task_t *)node;
-  if (t->retry) {
-    if (!tpool__retry_arm(t))
-      return; /* waits for its next attempt */
-    if (t->future)
-      tpool__future_complete(t->future, t->status);
-  }
-  if (!t->done) { /* it borrowed this loop for its retries only */
-    task_free(t);
-    return;
-  }
   uint64_t left_queue = t->start_ns ? t->start_ns : t->end_ns;
   tpool_task_info_t info = {
       .id = t->id,
@@ -360,11 +346,15 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
   return 0;
 }
 
-unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake) {
+unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake,
+                                uint64_t *deadline) {
   unsigned spawn = 0;
+  uint64_t now = tpool__now_ns();
   t->retry = NULL;
-  t->submit_ns = tpool__now_ns(); /* this attempt's wait starts now */
-  t->trial_gen = 0;
+  if (t->deadline_ns) /* the same start timeout, from now */
+    t->deadline_ns = now + (t->deadline_ns - t->submit_ns);
+  *deadline = t->deadline_ns;
+  t->submit_ns = now; /* this attempt's wait starts now */
   if (!p->stopping && needs_thread(p)) {
     tpool__pool_count_new(p, 1);
     spawn = 1;
@@ -581,8 +571,10 @@ void tpool__pool_stop(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   p->stopping = true;
   atomic_store(&p->closed, true);
-  tpool__retry_flush(p); /* the drain runs their next attempt */
+  uint64_t deadline = tpool__retry_flush(p); /* the drain runs them */
   pthread_mutex_unlock(&p->mu);
+  if (deadline)
+    tpool__monitor_kick(p->m, deadline);
   pthread_cond_broadcast(&p->work_cv);
 }
 
@@ -688,18 +680,14 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
   }
   tpool__retry_t *r;
   TAILQ_FOREACH(r, &p->retries, link) {
-    if (!r->task || r->cancelled || r->task->id != id)
+    if (!r->task || r->task->id != id)
       continue;
-    /* Waiting out a backoff: it ends now, or, still on its way to its
-       loop, there (retry.c). */
-    t = tpool__retry_detach(p, r);
-    if (t) {
-      t->status = -ECANCELED;
-      t->end_ns = tpool__now_ns();
-      p->cancelled++;
-      tpool__pool_remember(p, t);
-      tpool__task_finish(t);
-    }
+    t = tpool__retry_detach(p, r); /* waiting out a backoff: ends now */
+    t->status = -ECANCELED;
+    t->end_ns = tpool__now_ns();
+    p->cancelled++;
+    tpool__pool_remember(p, t);
+    tpool__task_finish(t);
     pthread_mutex_unlock(&p->mu);
     if (tpool__verbose(p->m))
       tpool__log_task(p, TPOOL_LOG_INFO, id,

@@ -39,19 +39,19 @@ typedef struct tpool__task {
   uint16_t max_attempts;  /* 0: the pool's retry_attempts */
   uint32_t trial_gen;     /* a breaker trial of that generation; 0: no */
   uint64_t backoff_ns;    /* first retry backoff; 0: the pool's */
-  /* Set (under mu) while the task waits to be queued again; see retry.c. */
+  /* Set (under mu) while the task waits out a backoff; see retry.c. */
   struct tpool__retry *retry;
   char name[TPOOL_TASK_NAME_MAX];
 } tpool__task_t;
 
-/* A task's retry: from the worker's decision until it is queued again or
-   ended. Protected by its pool's mu; `ev` is touched by its loop only. */
+/* A task's wait for its next attempt: from the worker's decision until
+   its timer fires (or the record is freed). Protected by its pool's mu;
+   see retry.c. */
 typedef struct tpool__retry {
   TAILQ_ENTRY(tpool__retry) link; /* on the pool's `retries` */
   tpool_pool_t *pool;
   tpool__task_t *task; /* NULL once taken (cancelled, or queued at stop) */
-  struct event *ev;    /* the backoff timer; NULL until the loop sets it */
-  bool cancelled;      /* cancelled before its timer was set */
+  struct event *ev;    /* the backoff timer, on the task's loop */
 } tpool__retry_t;
 
 /* A finished task, as the pool's history keeps it. */
@@ -67,6 +67,7 @@ typedef struct tpool__record {
 typedef struct tpool__breaker {
   unsigned window; /* 0: off */
   double threshold;
+  unsigned need; /* failures in a full window that open it */
   uint64_t cooldown_ns;
   unsigned trials;
   tpool_breaker_state_t state;
@@ -428,32 +429,39 @@ void tpool__breaker_log(tpool_pool_t *p, const tpool__breaker_news_t *n);
 
 /* ---- retry.c ------------------------------------------------------------ */
 
+/* A record and timer for a retry of t, allocated without mu by the
+   worker whose attempt asked for one; NULL if t has no loop or out of
+   memory (then it cannot be retried). */
+tpool__retry_t *tpool__retry_new(const tpool__task_t *t);
+/* Frees a record tpool__retry_take() did not use. */
+void tpool__retry_discard(tpool__retry_t *r);
 /* The worker's verdict on a task whose work returned -TPOOL_ERETRY: true
-   if it may run again (then it is set to wait in the pool's `retries`,
-   through `r`, which the caller allocated and no longer owns); false if
-   it ends now. Under mu. */
-bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r);
-/* On the task's loop, when its retry request arrives there: sets the
-   backoff timer. Returns false if the timer now owns the task; true if
-   the task ended instead (status set and counted): deliver it. */
-bool tpool__retry_arm(tpool__task_t *t);
-/* Takes the task of retry `r` out of its wait (cancelled or queued now);
-   its timer, if set, is made to fire at once to free `r`. Under mu. */
+   if it may run again — then its timer is set for the backoff (*delay_ns)
+   and r, which the pool now owns, holds it on `retries`; false if it ends
+   now. Under mu. */
+bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
+                       uint64_t *delay_ns);
+/* Takes the task of waiting retry r (for a cancel or a stop) and makes
+   its timer fire at once, to free r. Under mu. */
 tpool__task_t *tpool__retry_detach(tpool_pool_t *p, tpool__retry_t *r);
-/* At stop: every waiting retry goes to the queue now, for the drain.
-   Returns how many. Under mu. */
-size_t tpool__retry_flush(tpool_pool_t *p);
-/* Frees the timers left (the loops have stopped). Called by
+/* At stop: every waiting task goes back to the queue now, for the drain.
+   Returns the earliest start deadline among them (0: none) for the
+   monitor. Under mu. */
+uint64_t tpool__retry_flush(tpool_pool_t *p);
+/* Frees the records left (their loops have stopped). Called by
    tpool_manager_free() on its thread, without mu. */
 void tpool__retry_free_all(tpool_pool_t *p);
 
 /* ---- history and retries (pool.c) -------------------------------------- */
 
 /* Puts a task coming back from a retry's wait at the end of the queue
-   (whatever the queue limit; see retry.c). *wake: signal work_cv after
-   unlocking. Returns how many workers the caller must spawn after
-   unlocking (already counted). Under mu. */
-unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake);
+   (whatever the queue limit; see retry.c), its start deadline counted
+   again from now. *wake: signal work_cv after unlocking; *deadline: the
+   new deadline to kick the monitor with (0: none). Returns how many
+   workers the caller must spawn after unlocking (already counted). Under
+   mu. */
+unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake,
+                                uint64_t *deadline);
 
 /* Remembers a task that has ended (status and times set). Under mu. */
 void tpool__pool_remember(tpool_pool_t *p, const tpool__task_t *t);

@@ -3,49 +3,35 @@
  * backoff on a loop timer, and putting them back in their queue.
  *
  * DESIGN
- * The path of a retry: the worker that ran the attempt decides, under the
- * pool's mu, that another is allowed (tpool__retry_take): the task gets a
- * retry record on the pool's `retries` list and travels to its loop like
- * a completion. There, instead of its done callback, tpool__retry_arm()
- * sets a timer for the backoff; when it fires, on_due() puts the task at
- * the end of the queue. No worker waits through a backoff.
- * Who may take a waiting task: the timer (on the loop), a cancel and a
- * stop (any thread), all under mu, through the record: whoever clears
- * `task` owns it. A record whose timer is not yet set belongs to a task
- * still on its way to the loop, which no one else may touch; a cancel
- * then only marks it, and arm ends it there. The record itself is freed
- * by its loop — by on_due, or by arm — or, after the loops have stopped,
- * by tpool_manager_free(); a cancel or stop that takes the task of a set
- * timer makes that timer fire at once so that its record goes soon.
+ * The worker that ran the attempt decides, under the pool's mu, that
+ * another is allowed (tpool__retry_take), and sets a timer for the
+ * backoff on the task's loop right there: libevent, made thread-aware,
+ * lets any thread add a timer to a base and wakes its loop to notice.
+ * The task then waits on the pool's `retries` list, held by its record;
+ * no worker waits through a backoff. When the timer fires, on_due(), on
+ * the loop, puts the task at the end of the queue.
+ * Who may take a waiting task: the timer, a cancel and a stop, all under
+ * mu, through the record: whoever clears `task` owns it. The record is
+ * freed by its timer's callback — a cancel or stop that took its task
+ * makes the timer fire at once for that — or, after the loops have
+ * stopped, by tpool_manager_free(). Lock order: the pool's mu before
+ * libevent's base lock (evtimer_add and event_active run under mu); the
+ * loop runs callbacks without its base lock, so on_due may take mu.
  * Stop puts every waiting task back in the queue at once, so a drain
- * runs its next attempt instead of cancelling it; a task that reaches
- * its loop after stop is queued as well while workers remain, and
- * cancelled when none does.
- * A task coming back from a backoff re-enters its queue even when the
- * queue is full: it was accepted once and is not lost now, so a queue may
- * briefly hold more than its limit by the tasks coming back.
+ * runs its next attempt instead of waiting out the backoff; an attempt
+ * that asks for a retry after stop ends the task.
+ * A task coming back re-enters its queue even when the queue is full: it
+ * was accepted once and is not lost now (the queue may briefly hold more
+ * than its limit by the tasks coming back). It is subject to the circuit
+ * breaker like a new submit: refused while the breaker is open, it ends
+ * with -TPOOL_ECIRCUIT; half-open, it may be a trial. Its start deadline
+ * counts again from its return to the queue.
  */
 #include "pools_internal.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
-
-bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r) {
-  unsigned max = t->max_attempts ? t->max_attempts
-                                 : atomic_load_explicit(&p->retry_attempts,
-                                                        memory_order_relaxed);
-  if (!r || t->attempt >= max || !t->bridge || p->stopping)
-    return false;
-  r->task = t;
-  r->pool = p;
-  r->ev = NULL;
-  r->cancelled = false;
-  TAILQ_INSERT_TAIL(&p->retries, r, link);
-  p->nretrying++;
-  t->retry = r;
-  return true;
-}
 
 /* A random fraction in [0, 1), per thread: xorshift64*, seeded once from
    the clock and the thread's own address. Jitter needs no more. */
@@ -73,15 +59,6 @@ static uint64_t backoff_ns(const tpool_pool_t *p, const tpool__task_t *t) {
   return d - (uint64_t)((double)(d / 2) * random_fraction());
 }
 
-/* Ends a task whose retry will not happen, under mu. */
-static void end_waiting(tpool_pool_t *p, tpool__task_t *t, int status) {
-  t->retry = NULL;
-  t->status = status;
-  t->end_ns = tpool__now_ns();
-  p->cancelled++;
-  tpool__pool_remember(p, t);
-}
-
 static void on_due(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
@@ -89,89 +66,105 @@ static void on_due(evutil_socket_t fd, short what, void *arg) {
   tpool_pool_t *p = r->pool;
   bool wake = false;
   unsigned spawn = 0;
+  uint64_t deadline = 0;
+  tpool__breaker_news_t news = {0};
   pthread_mutex_lock(&p->mu);
   TAILQ_REMOVE(&p->retries, r, link);
   tpool__task_t *t = r->task; /* NULL: taken by a cancel or a stop */
   if (t) {
     r->task = NULL;
     p->nretrying--;
-    spawn = tpool__pool_push_again(p, t, &wake);
+    t->trial_gen = 0;
+    if (p->breaker.window && tpool__breaker_admit(&p->breaker, tpool__now_ns(),
+                                                  &t->trial_gen, &news) != 0) {
+      t->status = -TPOOL_ECIRCUIT;
+      t->end_ns = tpool__now_ns();
+      p->failed++;
+      tpool__pool_remember(p, t);
+      tpool__task_finish(t);
+    } else {
+      spawn = tpool__pool_push_again(p, t, &wake, &deadline);
+    }
   }
   pthread_mutex_unlock(&p->mu);
   if (wake)
     pthread_cond_signal(&p->work_cv);
   tpool__worker_spawn_n(p, spawn);
+  if (deadline)
+    tpool__monitor_kick(p->m, deadline);
+  tpool__breaker_log(p, &news);
+  tpool__manager_notify(p->m);
   event_free(r->ev);
   free(r);
 }
 
-bool tpool__retry_arm(tpool__task_t *t) {
-  tpool_pool_t *p = t->pool;
-  tpool__retry_t *r = t->retry; /* set by the worker before posting */
-  struct event *ev = event_new(tpool__bridge_base(t->bridge), -1, 0, on_due, r);
-  bool ended = false, wake = false;
-  unsigned spawn = 0;
-  uint64_t delay = 0;
-  pthread_mutex_lock(&p->mu);
-  if (r->cancelled || (p->stopping && p->nthreads == 0)) {
-    TAILQ_REMOVE(&p->retries, r, link);
-    p->nretrying--;
-    end_waiting(p, t, -ECANCELED);
-    ended = true;
-  } else if (p->stopping || !ev) {
-    /* Draining (run it now, by the workers left), or no timer to be had:
-       no backoff rather than no retry. */
-    TAILQ_REMOVE(&p->retries, r, link);
-    p->nretrying--;
-    spawn = tpool__pool_push_again(p, t, &wake);
-  } else {
-    delay = backoff_ns(p, t);
-    struct timeval tv = {(time_t)(delay / 1000000000u),
-                         (suseconds_t)(delay % 1000000000u / 1000u)};
-    r->ev = ev;
-    evtimer_add(ev, &tv);
-    ev = NULL;
-    r = NULL; /* the timer owns it */
+bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
+                       uint64_t *delay_ns) {
+  unsigned max = t->max_attempts ? t->max_attempts
+                                 : atomic_load_explicit(&p->retry_attempts,
+                                                        memory_order_relaxed);
+  if (!r || !r->ev || t->attempt >= max || p->stopping)
+    return false;
+  uint64_t d = backoff_ns(p, t);
+  struct timeval tv = {(time_t)(d / 1000000000u),
+                       (suseconds_t)(d % 1000000000u / 1000u)};
+  /* Filled before the timer is set: on_due reads r->pool before it can
+     take mu, which this thread holds. */
+  r->pool = p;
+  r->task = t;
+  if (evtimer_add(r->ev, &tv) != 0)
+    return false;
+  t->retry = r;
+  TAILQ_INSERT_TAIL(&p->retries, r, link);
+  p->nretrying++;
+  *delay_ns = d;
+  return true;
+}
+
+tpool__retry_t *tpool__retry_new(const tpool__task_t *t) {
+  if (!t->bridge)
+    return NULL; /* no loop to wait on */
+  tpool__retry_t *r = calloc(1, sizeof(*r));
+  if (r)
+    r->ev = evtimer_new(tpool__bridge_base(t->bridge), on_due, r);
+  if (r && !r->ev) {
+    free(r);
+    r = NULL;
   }
-  pthread_mutex_unlock(&p->mu);
-  if (wake)
-    pthread_cond_signal(&p->work_cv);
-  tpool__worker_spawn_n(p, spawn);
-  if (ev)
-    event_free(ev);
+  return r;
+}
+
+void tpool__retry_discard(tpool__retry_t *r) {
+  if (!r)
+    return;
+  event_free(r->ev);
   free(r);
-  if (delay && tpool__verbose(p->m))
-    tpool__log_task(p, TPOOL_LOG_INFO, t->id,
-                    "Retrying in %.3fs (attempt %u next)",
-                    tpool__ns_to_s(delay), (unsigned)t->attempt + 1);
-  return ended;
 }
 
 tpool__task_t *tpool__retry_detach(tpool_pool_t *p, tpool__retry_t *r) {
   tpool__task_t *t = r->task;
-  if (!r->ev) { /* still on its way to the loop: arm ends it there */
-    r->cancelled = true;
-    return NULL;
-  }
   r->task = NULL;
-  p->nretrying--;
   t->retry = NULL;
+  t->trial_gen = 0; /* its last run decided its trial, if it was one */
+  p->nretrying--;
   event_active(r->ev, EV_TIMEOUT, 1); /* on_due frees the record */
   return t;
 }
 
-size_t tpool__retry_flush(tpool_pool_t *p) {
-  size_t n = 0;
+uint64_t tpool__retry_flush(tpool_pool_t *p) {
+  uint64_t first_deadline = 0;
   tpool__retry_t *r;
   TAILQ_FOREACH(r, &p->retries, link) {
-    if (!r->task || !r->ev)
+    if (!r->task)
       continue;
     tpool__task_t *t = tpool__retry_detach(p, r);
     bool wake; /* stop wakes every worker itself, and starts none */
-    tpool__pool_push_again(p, t, &wake);
-    n++;
+    uint64_t deadline = 0;
+    tpool__pool_push_again(p, t, &wake, &deadline);
+    if (deadline && (!first_deadline || deadline < first_deadline))
+      first_deadline = deadline;
   }
-  return n;
+  return first_deadline;
 }
 
 void tpool__retry_free_all(tpool_pool_t *p) {
@@ -181,10 +174,9 @@ void tpool__retry_free_all(tpool_pool_t *p) {
   pthread_mutex_unlock(&p->mu);
   while (r) {
     tpool__retry_t *next = TAILQ_NEXT(r, link);
-    if (r->ev)
-      event_free(r->ev);
-    /* Stop queued every task whose timer was set, and arm settled every
-       other one as the loops were drained: r->task is NULL here. */
+    /* Stop queued every waiting task before the loops stopped: only the
+       records of their timers are left. */
+    event_free(r->ev);
     free(r);
     r = next;
   }

@@ -462,9 +462,10 @@ static void *worker_main(void *arg) {
     if (soft)
       tpool__monitor_kick(m, t->start_ns + soft);
     run_task(p, t);
-    /* A retry's record is allocated here, outside the lock. */
+    /* A retry's record and timer are made here, outside the lock. */
     tpool__retry_t *retry =
-        t->status == -TPOOL_ERETRY ? malloc(sizeof(*retry)) : NULL;
+        t->status == -TPOOL_ERETRY ? tpool__retry_new(t) : NULL;
+    uint64_t backoff = 0;
 
     pthread_mutex_lock(&p->mu);
     p->nbusy--;
@@ -473,8 +474,11 @@ static void *worker_main(void *arg) {
     if (p->breaker.window)
       tpool__breaker_record(&p->breaker, t->status != 0, t->trial_gen,
                             t->end_ns, &news);
-    if (retry && tpool__retry_take(p, t, retry)) {
-      retry = NULL; /* t goes to its loop to wait for the next attempt */
+    int64_t id = t->id;
+    unsigned attempt = t->attempt;
+    if (retry && tpool__retry_take(p, t, retry, &backoff)) {
+      retry = NULL;
+      finished = NULL; /* it waits for its timer, not for its loop */
     } else {
       if (t->status == 0)
         p->completed++;
@@ -482,9 +486,13 @@ static void *worker_main(void *arg) {
         p->failed++;
       tpool__pool_remember(p, t);
     }
-    free(retry); /* not needed: the task has ended */
-    if (news.why != TPOOL__BREAKER_QUIET) {
+    if (retry || backoff || news.why != TPOOL__BREAKER_QUIET) {
       pthread_mutex_unlock(&p->mu);
+      tpool__retry_discard(retry); /* not taken: the task ended */
+      if (backoff && tpool__verbose(m))
+        tpool__log_task(p, TPOOL_LOG_INFO, id,
+                        "Retrying in %.3fs (attempt %u next)",
+                        tpool__ns_to_s(backoff), attempt + 1);
       tpool__breaker_log(p, &news);
       news.why = TPOOL__BREAKER_QUIET;
       pthread_mutex_lock(&p->mu);

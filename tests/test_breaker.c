@@ -129,6 +129,20 @@ static void test_breaker_unrun_trial_frees_its_place(void **state) {
   assert_int_equal(b.state, TPOOL_BREAKER_CLOSED);
 }
 
+/* "At least threshold of the window", exactly: 0.07 * 100 is not 7 in
+   floating point, yet 7 failures in 100 must open it. */
+static void test_breaker_threshold_is_exact(void **state) {
+  (void)state;
+  tpool__breaker_t b;
+  tpool__breaker_news_t news = {0};
+  breaker_new(&b, 100, 0.07, 1);
+  record(&b, 93, false, 0, &news);
+  record(&b, 6, true, 0, &news);
+  assert_int_equal(b.state, TPOOL_BREAKER_CLOSED);
+  record(&b, 1, true, 0, &news);
+  assert_int_equal(b.state, TPOOL_BREAKER_OPEN);
+}
+
 static void test_breaker_off_admits_everything(void **state) {
   (void)state;
   tpool__breaker_t b;
@@ -234,6 +248,7 @@ int main(void) {
       cmocka_unit_test(test_breaker_half_opens_and_closes),
       cmocka_unit_test(test_breaker_failed_trial_reopens),
       cmocka_unit_test(test_breaker_unrun_trial_frees_its_place),
+      cmocka_unit_test(test_breaker_threshold_is_exact),
       cmocka_unit_test(test_breaker_off_admits_everything),
       cmocka_unit_test(test_breaker_in_a_pool),
       cmocka_unit_test(test_breaker_reset_needs_a_breaker),

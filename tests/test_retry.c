@@ -322,6 +322,54 @@ static void test_retry_without_a_loop_ends_the_task(void **state) {
   pthread_mutex_destroy(&f.mu);
 }
 
+/* A start timeout counts from the task's return to the queue: a backoff
+   longer than the timeout does not expire the retry. */
+static void test_retry_start_timeout_counts_again(void **state) {
+  (void)state;
+  struct event_base *base = th_base_new();
+  tpool_manager_t *m = retry_pool(base, 1, 2, 0.2, 1.0);
+  flaky_t f;
+  flaky_init(&f, 2);
+  tpool_task_opts_t opts = {.start_timeout_s = 0.05};
+  assert_true(tpool_manager_submit(m, "r", "timed", flaky_work, flaky_done, &f,
+                                   &opts) > 0);
+  assert_true(th_run_until_int(base, &f.done_calls, 1, 20.0));
+  assert_int_equal(f.status, 0);
+  assert_int_equal(f.attempts, 2);
+  th_assert_invariant(m);
+  finish(m, base);
+  pthread_mutex_destroy(&f.mu);
+}
+
+/* A retry meets the circuit breaker like a new submit: while it is open
+   the task ends with -TPOOL_ECIRCUIT instead of running again. */
+static void test_retry_refused_by_an_open_breaker(void **state) {
+  (void)state;
+  struct event_base *base = th_base_new();
+  tpool_options_t o;
+  th_options_empty(&o);
+  tpool_pool_options_t *po = th_add_pool(&o, "r", 1, 1, 64);
+  po->retry_attempts = 5;
+  po->retry_backoff_s = 0.01;
+  po->breaker_window = 1; /* the first failed run opens it */
+  po->breaker_threshold = 1;
+  po->breaker_cooldown_s = 60;
+  tpool_manager_t *m = th_manager(&o, base);
+  flaky_t f;
+  flaky_init(&f, 0);
+  assert_true(tpool_manager_submit(m, "r", "blocked", flaky_work, flaky_done,
+                                   &f, NULL) > 0);
+  assert_true(th_run_until_int(base, &f.done_calls, 1, 20.0));
+  assert_int_equal(f.status, -TPOOL_ECIRCUIT);
+  assert_int_equal(flaky_runs(&f), 1);
+  tpool_pool_stats_t ps = th_pool_stats(m, "r");
+  assert_int_equal(ps.failed, 1);
+  assert_int_equal(ps.breaker.state, TPOOL_BREAKER_OPEN);
+  th_assert_invariant(m);
+  finish(m, base);
+  pthread_mutex_destroy(&f.mu);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_retry_succeeds_on_the_last_attempt),
@@ -333,6 +381,8 @@ int main(void) {
       cmocka_unit_test(test_retry_free_with_a_waiting_task),
       cmocka_unit_test(test_retry_future_gets_the_final_status),
       cmocka_unit_test(test_retry_without_a_loop_ends_the_task),
+      cmocka_unit_test(test_retry_start_timeout_counts_again),
+      cmocka_unit_test(test_retry_refused_by_an_open_breaker),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
