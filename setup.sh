@@ -17,6 +17,9 @@ cd "$(dirname "$0")"
 
 packages="gcc libc6-dev meson ninja-build pkg-config libevent-dev \
 libinih-dev libjansson-dev libcmocka-dev"
+# tpool-server's demo work kinds: SQLite ("query") and OpenSSL's SHA-256
+# ("hash"); libtpool itself links neither.
+packages="$packages libsqlite3-dev libssl-dev"
 # libuv builds tests/bench/tpool-bench only, which compares tpool with
 # libuv's uv_queue_work(); libtpool itself never links libuv.
 packages="$packages libuv1-dev"

@@ -37,7 +37,8 @@ _Static_assert(TPOOL__CONFIG_FILE_MAX == (size_t)1024 * 1024,
    set. */
 #define KEYS_MAX TPOOL__POOL_NKEYS
 _Static_assert(TPOOL__GENERAL_NKEYS <= KEYS_MAX &&
-                   TPOOL__HTTP_NKEYS <= KEYS_MAX,
+                   TPOOL__HTTP_NKEYS <= KEYS_MAX &&
+                   TPOOL__DEMO_NKEYS <= KEYS_MAX,
                "raise KEYS_MAX");
 
 /* ------------------------------------------------------------------------
@@ -49,6 +50,7 @@ typedef enum section {
   SEC_NONE,
   SEC_GENERAL,
   SEC_HTTP,
+  SEC_DEMO,
   SEC_POOL,
   SEC_ROUTES
 } section_t;
@@ -67,6 +69,7 @@ typedef struct parser {
   size_t nkeys;
   int key_line[KEYS_MAX];      /* where each key of the section was set */
   int general_line, http_line; /* where each section started, or 0 */
+  int demo_line;
   int routes_line;
   int pool_line[TPOOL_POOLS_MAX];
 
@@ -143,6 +146,11 @@ static void section_start(parser_t *p, const char *s, size_t n) {
     p->keys = tpool__http_keys;
     p->nkeys = TPOOL__HTTP_NKEYS;
     first = &p->http_line;
+  } else if (n == 4 && memcmp(s, "demo", 4) == 0) {
+    p->sec = SEC_DEMO;
+    p->keys = tpool__demo_keys;
+    p->nkeys = TPOOL__DEMO_NKEYS;
+    first = &p->demo_line;
   } else if (n == 6 && memcmp(s, "routes", 6) == 0) {
     p->sec = SEC_ROUTES;
     p->keys = NULL;
@@ -157,8 +165,8 @@ static void section_start(parser_t *p, const char *s, size_t n) {
       return;
   } else {
     fail(p, p->line, p->label,
-         "unknown section (expected [general], [http], [pool.NAME] or "
-         "[routes])");
+         "unknown section (expected [general], [http], [demo], [pool.NAME] "
+         "or [routes])");
     return;
   }
 

@@ -54,6 +54,7 @@ typedef enum tpool__kind {
   TPOOL__KIND_RATIO,       /* double, a fraction */
   TPOOL__KIND_LEVEL,       /* tpool_log_level_t */
   TPOOL__KIND_LOG,         /* char[TPOOL_PATH_MAX] */
+  TPOOL__KIND_PATH,        /* char[TPOOL_PATH_MAX], not empty */
   TPOOL__KIND_LISTEN,      /* tpool_http_options_t: host and port */
   TPOOL__KIND_TOKEN,       /* char[TPOOL_TOKEN_MAX] */
   TPOOL__KIND_SIZE,        /* size_t, bytes */
@@ -76,14 +77,16 @@ typedef struct tpool__keydef {
   unsigned flags;
 } tpool__keydef_t;
 
-/* The keys of [general] and [http] (fields of tpool_options_t) and of
-   [pool.NAME] (fields of tpool_pool_options_t), in the order that
+/* The keys of [general], [http] and [demo] (fields of tpool_options_t)
+   and of [pool.NAME] (fields of tpool_pool_options_t), in the order that
    tpool_options_check() checks them. */
 #define TPOOL__GENERAL_NKEYS 5
 #define TPOOL__HTTP_NKEYS 5
+#define TPOOL__DEMO_NKEYS 3
 #define TPOOL__POOL_NKEYS 18
 extern const tpool__keydef_t tpool__general_keys[TPOOL__GENERAL_NKEYS];
 extern const tpool__keydef_t tpool__http_keys[TPOOL__HTTP_NKEYS];
+extern const tpool__keydef_t tpool__demo_keys[TPOOL__DEMO_NKEYS];
 extern const tpool__keydef_t tpool__pool_keys[TPOOL__POOL_NKEYS];
 
 /*

@@ -133,6 +133,15 @@ const tpool__keydef_t tpool__http_keys[] = {
      TPOOL__HTTP_TIMEOUT_MAX, GENERAL(http.timeout_s), 0},
 };
 
+const tpool__keydef_t tpool__demo_keys[] = {
+    {"data_dir", TPOOL__KIND_PATH, 1, TPOOL_PATH_MAX - 1,
+     GENERAL(demo.data_dir), 0},
+    {"embedding_dim", TPOOL__KIND_UINT, 1, TPOOL_DEMO_EMBEDDING_DIM_MAX,
+     GENERAL(demo.embedding_dim), 0},
+    {"db_rows", TPOOL__KIND_COUNT, 1, (double)TPOOL_DEMO_DB_ROWS_MAX,
+     GENERAL(demo.db_rows), 0},
+};
+
 const tpool__keydef_t tpool__pool_keys[] = {
     {"enabled", TPOOL__KIND_BOOL, 0, 0, POOL(enabled), 0},
     {"workers", TPOOL__KIND_WORKERS, 1, TPOOL_WORKERS_MAX, POOL(max_workers),
@@ -188,6 +197,9 @@ static void describe(tpool__sbuf_t *b, const tpool__keydef_t *k) {
     tpool__sbuf_addf(b, "expected stderr, stdout or a path of up to %d bytes",
                      TPOOL_PATH_MAX - 1);
     break;
+  case TPOOL__KIND_PATH:
+    tpool__sbuf_addf(b, "expected a path of 1..%.0f bytes", k->max);
+    break;
   case TPOOL__KIND_LISTEN:
     tpool__sbuf_addf(b,
                      "expected HOST:PORT with a numeric IPv4 or [IPv6] "
@@ -226,7 +238,8 @@ static void describe(tpool__sbuf_t *b, const tpool__keydef_t *k) {
 /* False for the keys whose value is never echoed: a secret, or a path
    that may be long. */
 static bool echoes_value(const tpool__keydef_t *k) {
-  return k->kind != TPOOL__KIND_TOKEN && k->kind != TPOOL__KIND_LOG;
+  return k->kind != TPOOL__KIND_TOKEN && k->kind != TPOOL__KIND_LOG &&
+         k->kind != TPOOL__KIND_PATH;
 }
 
 /* ------------------------------------------------------------------------
@@ -520,6 +533,7 @@ static bool parse_value(const tpool__keydef_t *k, const char *v, void *base) {
   case TPOOL__KIND_LEVEL:
     return parse_level(v, f);
   case TPOOL__KIND_LOG:
+  case TPOOL__KIND_PATH:
     if (len == 0 || len >= TPOOL_PATH_MAX)
       return false;
     set_string(f, TPOOL_PATH_MAX, v, len);
@@ -600,6 +614,7 @@ static bool check_field(const tpool__keydef_t *k, const void *base,
     tpool__sbuf_addf(got, "%d", lv);
     return lv >= (int)TPOOL_LOG_DEBUG && lv <= (int)TPOOL_LOG_ERROR;
   case TPOOL__KIND_LOG:
+  case TPOOL__KIND_PATH:
     n = tpool__field_len(f, TPOOL_PATH_MAX);
     return n > 0 && n < TPOOL_PATH_MAX;
   case TPOOL__KIND_LISTEN:

@@ -104,6 +104,10 @@ void tpool_options_init(tpool_options_t *o) {
   o->http.max_body_size = (size_t)1024 * 1024;
   o->http.timeout_s = 30.0;
 
+  strcpy(o->demo.data_dir, "tpool-data");
+  o->demo.embedding_dim = 384;
+  o->demo.db_rows = 10000;
+
   o->config_path[0] = '\0';
   for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
     tpool_pool_options_init(&o->pools[o->npools++], presets[i].name);
@@ -280,6 +284,7 @@ int tpool_options_check(const tpool_options_t *o, tpool_config_error_t *err) {
       check_fail(&c, 0, "completion_batch", "expected 1..%u, got \"%u\"",
                  TPOOL__BATCH_MAX, o->completion_batch);
     check_keys(&c, tpool__http_keys, TPOOL__HTTP_NKEYS, o, "[http]", 0, false);
+    check_keys(&c, tpool__demo_keys, TPOOL__DEMO_NKEYS, o, "[demo]", 0, false);
     check_pools(&c, o);
     check_routes(&c, o);
     for (i = 0; i < o->npools; i++)

@@ -235,6 +235,18 @@ typedef struct tpool_http_options {
   double timeout_s;                  /* read/write timeout per connection */
 } tpool_http_options_t;
 
+/* [demo]: the demo work kinds of tpool-server (README, "Work kinds"). The
+   library only checks and stores these, as it does the http options. */
+#define TPOOL_DEMO_EMBEDDING_DIM_MAX 4096u
+#define TPOOL_DEMO_DB_ROWS_MAX ((size_t)10000000)
+typedef struct tpool_demo_options {
+  /* Where tpool-server keeps its demo database and read file; relative
+     paths are relative to its working directory. Created if missing. */
+  char data_dir[TPOOL_PATH_MAX];
+  unsigned embedding_dim; /* 1..TPOOL_DEMO_EMBEDDING_DIM_MAX */
+  size_t db_rows;         /* demo database rows, 1..TPOOL_DEMO_DB_ROWS_MAX */
+} tpool_demo_options_t;
+
 /* One line of [routes]: "pattern = pool". The pattern is a shell glob
    (fnmatch(3): `*`, `?`, `[...]`) over the whole task name, so
    "reports.*" matches "reports.daily" and "*" matches every name. In a
@@ -257,6 +269,7 @@ typedef struct tpool_options {
   unsigned completion_batch; /* done callbacks per loop round, 1..65536 */
   double shutdown_timeout_s; /* how long a server's drain may take */
   tpool_http_options_t http; /* read by the HTTP layer */
+  tpool_demo_options_t demo; /* read by tpool-server */
   char config_path[TPOOL_PATH_MAX]; /* file the options came from, or "" */
   size_t npools;
   tpool_pool_options_t pools[TPOOL_POOLS_MAX];
@@ -270,8 +283,9 @@ typedef struct tpool_options {
  * Fills *o with the defaults: verbose off, status table every 10 s, level
  * info to stderr, HTTP on 127.0.0.1:8080, and the five built-in pools
  * io 50, cpu 30, inference 20, embedding 15, db 25 workers (fixed size,
- * queue limit 65536, 512 KiB stacks, soft timeout 60 s), and a 30 s
- * shutdown timeout.
+ * queue limit 65536, 512 KiB stacks, soft timeout 60 s), a 30 s
+ * shutdown timeout, and [demo] data_dir "tpool-data", embedding_dim 384,
+ * db_rows 10000.
  * Thread: any.
  */
 TPOOL_API void tpool_options_init(tpool_options_t *o);
@@ -308,7 +322,8 @@ TPOOL_API int tpool_options_add_pool(tpool_options_t *o, const char *name,
 /* ------------------------------------------------------------------------
  * Configuration files (INI, read with libinih)
  *
- * Sections: [general], [http], [pool.NAME]. See README.md for every key.
+ * Sections: [general], [http], [demo], [pool.NAME], [routes]. See
+ * README.md for every key.
  * ------------------------------------------------------------------------ */
 
 typedef struct tpool_config_error {
@@ -760,7 +775,8 @@ TPOOL_API void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,
  * warning when *o differs: pools added, removed, enabled or disabled; a
  * pool's stack_size, thread_name, cpu_affinity and task_history;
  * log_path; completion_batch; [routes].
- * The http options are stored for the HTTP layer to read and apply.
+ * The http options are stored for the HTTP layer to read and apply; the
+ * demo options are not (tpool-server reads them once, at start).
  * Returns: 0; -EINVAL invalid options (*err filled if not NULL), with
  * nothing changed; -ESHUTDOWN once shutdown has begun.
  * Thread: any.

@@ -11,19 +11,45 @@
  * valid until then, the done callback can always reply, and the failed
  * write frees the request and its connection. Nothing else refers to the
  * request afterwards.
+ *
+ * A task carries its input, copied from the request, to the worker, and
+ * its output back to the done callback, which turns it into JSON: the
+ * worker never touches the request, the JSON or the route's state.
  */
+#include "demo_work.h"
 #include "server.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define PREFIX_TASKS "/tasks"
 
-enum work_kind { WORK_SLEEP, WORK_SPIN, WORK_FAIL };
-static const char *const work_names[] = {"sleep", "spin", "fail"};
+enum work_kind {
+  WORK_SLEEP,
+  WORK_SPIN,
+  WORK_FAIL,
+  WORK_QUERY,
+  WORK_DENSE,
+  WORK_EMBED,
+  WORK_HASH,
+  WORK_READ
+};
+static const char *const work_names[] = {"sleep", "spin",  "fail", "query",
+                                         "dense", "embed", "hash", "read"};
 #define NWORK (sizeof(work_names) / sizeof(work_names[0]))
+#define WORK_LIST                                                              \
+  "\"sleep\", \"spin\", \"fail\", \"query\", \"dense\", \"embed\", "           \
+  "\"hash\" or \"read\""
+/* The one field each kind takes besides name, work and start_timeout_s. */
+static const char *const work_fields[NWORK] = {
+    "ms", "ms", "ms", "key", "size", "text", "bytes", "bytes"};
+/* Every field of a body, for the message about an unknown one. */
+#define FIELD_LIST "name, work, start_timeout_s, ms, key, size, text, bytes"
+/* The pool whose workers hold the database connections. */
+#define DB_POOL "db"
 
 struct tpool__demo_task {
   TAILQ_ENTRY(tpool__demo_task) link; /* on d->waiting until answered */
@@ -31,8 +57,31 @@ struct tpool__demo_task {
   int64_t id;
   struct evhttp_request *req; /* NULL once answered without the task */
   enum work_kind kind;
-  unsigned ms;
+  /* The input, for the worker. */
+  unsigned ms;     /* sleep, spin, fail */
+  int64_t key;     /* query */
+  uint64_t n;      /* dense: size; hash, read: bytes */
+  char *text;      /* embed: text_len bytes, not NUL-terminated */
+  size_t text_len; /* embed */
+  unsigned dim;    /* embed */
+  int fd;          /* read */
+  /* The output, written by the worker, read by on_done() on the loop. */
+  const char *why; /* what went wrong, when tpool_strerror() would not say */
+  union {
+    tpool__demo_row_t row;
+    tpool__demo_dense_t dense;
+    char sha256[65];
+    uint64_t fnv1a; /* read */
+  } out;
+  double *vector; /* embed: dim values */
+  size_t ntokens; /* embed */
 };
+
+static void task_free(tpool__demo_task_t *t) {
+  free(t->text);
+  free(t->vector);
+  free(t);
+}
 
 /* ---- the work, on a worker thread --------------------------------------- */
 
@@ -58,6 +107,25 @@ static void spin_ms(unsigned ms) {
   (void)x; /* read once: the stores are the point */
 }
 
+/* The row of t->key, through this worker's connection (the db pool's
+   thread_start hook opened it). */
+static int run_query(tpool__demo_task_t *t) {
+  void *db = tpool_thread_context();
+  if (!db) {
+    t->why = "no database connection on this worker";
+    return -EIO;
+  }
+  return tpool__demo_db_query(db, t->key, &t->out.row);
+}
+
+static int run_embed(tpool__demo_task_t *t) {
+  t->vector = malloc(t->dim * sizeof(*t->vector));
+  if (!t->vector)
+    return -ENOMEM;
+  return tpool__demo_embed(t->text, t->text_len, t->dim, t->vector,
+                           &t->ntokens);
+}
+
 static int run_work(void *arg) {
   tpool__demo_task_t *t = arg;
   switch (t->kind) {
@@ -67,6 +135,16 @@ static int run_work(void *arg) {
   case WORK_FAIL:
     sleep_ms(t->ms);
     return -EIO;
+  case WORK_QUERY:
+    return run_query(t);
+  case WORK_DENSE:
+    return tpool__demo_dense((unsigned)t->n, &t->out.dense);
+  case WORK_EMBED:
+    return run_embed(t);
+  case WORK_HASH:
+    return tpool__demo_hash(t->n, t->out.sha256);
+  case WORK_READ:
+    return tpool__demo_read(t->fd, (size_t)t->n, &t->out.fnv1a);
   case WORK_SLEEP:
     break;
   }
@@ -94,6 +172,71 @@ static const char *outcome(int status, int *http) {
   }
 }
 
+/* A 64-bit checksum as 16 hex digits (JSON integers stop at 2^53). */
+static void hex64(char out[17], uint64_t v) {
+  snprintf(out, 17, "%016" PRIx64, v);
+}
+
+/* The "result" object of a task that succeeded, or NULL for the kinds
+   without one (sleep, spin, fail) and when out of memory. */
+static json_t *result_json(const tpool__demo_task_t *t) {
+  char hex[17];
+  switch (t->kind) {
+  case WORK_QUERY:
+    return json_pack("{s:I,s:s,s:I}", "key", (json_int_t)t->out.row.key,
+                     "value", t->out.row.value, "weight",
+                     (json_int_t)t->out.row.weight);
+  case WORK_DENSE:
+    hex64(hex, t->out.dense.fnv1a);
+    return json_pack("{s:I,s:f,s:I,s:s}", "size", (json_int_t)t->out.dense.size,
+                     "sum", t->out.dense.sum, "nonzero",
+                     (json_int_t)t->out.dense.nonzero, "fnv1a64", hex);
+  case WORK_EMBED: {
+    json_t *v = json_array();
+    for (unsigned k = 0; v && k < t->dim; k++)
+      if (json_array_append_new(v, json_real(t->vector[k])) != 0) {
+        json_decref(v);
+        v = NULL;
+      }
+    return json_pack("{s:I,s:I,s:o}", "dimension", (json_int_t)t->dim, "tokens",
+                     (json_int_t)t->ntokens, "vector", v);
+  }
+  case WORK_HASH:
+    return json_pack("{s:I,s:s}", "bytes", (json_int_t)t->n, "sha256",
+                     t->out.sha256);
+  case WORK_READ:
+    hex64(hex, t->out.fnv1a);
+    return json_pack("{s:I,s:I,s:s}", "bytes", (json_int_t)t->n, "offset",
+                     (json_int_t)0, "fnv1a64", hex);
+  case WORK_SLEEP:
+  case WORK_SPIN:
+  case WORK_FAIL:
+    break;
+  }
+  return NULL;
+}
+
+/* The reply to a task that ran (or was given up on by the pool). */
+static json_t *task_json(const tpool__demo_task_t *t, int status,
+                         const tpool_task_info_t *info, int *http) {
+  const char *word = outcome(status, http);
+  json_t *body =
+      json_pack("{s:I,s:s,s:s,s:s,s:f,s:f}", "id", (json_int_t)info->id, "pool",
+                info->pool, "name", info->name, "status", word, "queue_wait_s",
+                info->queue_wait_s, "run_s", info->run_s);
+  if (body && status != 0)
+    json_object_set_new(body, "error",
+                        json_string(t->why ? t->why : tpool_strerror(status)));
+  if (body && status == 0 && t->kind > WORK_FAIL) {
+    json_t *result = result_json(t);
+    if (!result || json_object_set_new(body, "result", result) != 0) {
+      json_decref(body);
+      body = NULL; /* answered with the fixed out-of-memory 500 */
+    }
+  }
+  return body;
+}
+
 static void on_done(int status, const tpool_task_info_t *info, void *arg) {
   tpool__demo_task_t *t = arg;
   tpool__demo_t *d = t->d;
@@ -101,20 +244,18 @@ static void on_done(int status, const tpool_task_info_t *info, void *arg) {
   if (req) {
     TAILQ_REMOVE(&d->waiting, t, link);
     d->nwaiting--;
-    int http;
-    const char *word = outcome(status, &http);
-    json_t *body =
-        json_pack("{s:I,s:s,s:s,s:s,s:f,s:f}", "id", (json_int_t)info->id,
-                  "pool", info->pool, "name", info->name, "status", word,
-                  "queue_wait_s", info->queue_wait_s, "run_s", info->run_s);
-    if (body && status != 0)
-      json_object_set_new(body, "error", json_string(tpool_strerror(status)));
     if (d->draining) /* this client should reconnect elsewhere */
       evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                         "close");
-    tpool__http_reply_json(req, http, body);
+    if (t->kind == WORK_QUERY && status == -ENOENT) {
+      tpool_http_reply_error(req, 404, "key: no row %lld", (long long)t->key);
+    } else {
+      int http;
+      json_t *body = task_json(t, status, info, &http);
+      tpool__http_reply_json(req, http, body);
+    }
   }
-  free(t);
+  task_free(t);
   if (req && d->on_progress)
     d->on_progress(d->arg);
 }
@@ -153,10 +294,110 @@ void tpool__demo_abandon(tpool__demo_t *d) {
 
 /* ---- the request -------------------------------------------------------- */
 
-/* Checks the body and fills *t and *name; false after answering 400. */
-static bool parse_body(struct evhttp_request *req, tpool__demo_task_t *t,
-                       const char **name, double *start_timeout_s,
-                       json_t **doc) {
+/* Reads the value of "work" into t->kind; false after answering 400. */
+static bool parse_work(struct evhttp_request *req, json_t *v,
+                       tpool__demo_task_t *t) {
+  const char *w = json_string_value(v);
+  size_t k = 0;
+  while (w && k < NWORK && strcmp(w, work_names[k]) != 0)
+    k++;
+  if (!w || k == NWORK) {
+    tpool_http_reply_error(req, 400, "work: expected " WORK_LIST);
+    return false;
+  }
+  t->kind = (enum work_kind)k;
+  return true;
+}
+
+/* An integer in lo..hi, or false. */
+static bool int_in(const json_t *v, json_int_t lo, json_int_t hi,
+                   json_int_t *out) {
+  if (!json_is_integer(v) || json_integer_value(v) < lo ||
+      json_integer_value(v) > hi)
+    return false;
+  *out = json_integer_value(v);
+  return true;
+}
+
+/* Reads the field of t->kind (work_fields) into t; false after answering
+   400. */
+static bool parse_param(tpool__demo_t *d, struct evhttp_request *req, json_t *v,
+                        tpool__demo_task_t *t) {
+  json_int_t n;
+  switch (t->kind) {
+  case WORK_SLEEP:
+  case WORK_SPIN:
+  case WORK_FAIL:
+    if (!int_in(v, 0, TPOOL__DEMO_MS_MAX, &n)) {
+      tpool_http_reply_error(req, 400, "ms: expected an integer 0..%d",
+                             TPOOL__DEMO_MS_MAX);
+      return false;
+    }
+    t->ms = (unsigned)n;
+    return true;
+  case WORK_QUERY:
+    if (!json_is_integer(v)) {
+      tpool_http_reply_error(req, 400, "key: expected an integer");
+      return false;
+    }
+    t->key = (int64_t)json_integer_value(v);
+    return true;
+  case WORK_DENSE:
+    if (!int_in(v, 1, TPOOL__DEMO_DENSE_MAX, &n)) {
+      tpool_http_reply_error(req, 400, "size: expected an integer 1..%u",
+                             TPOOL__DEMO_DENSE_MAX);
+      return false;
+    }
+    t->n = (uint64_t)n;
+    return true;
+  case WORK_EMBED:
+    t->text_len = json_string_length(v);
+    if (!json_is_string(v) || t->text_len < 1 ||
+        t->text_len > TPOOL__DEMO_TEXT_MAX) {
+      tpool_http_reply_error(req, 400, "text: expected a string of 1..%u bytes",
+                             TPOOL__DEMO_TEXT_MAX);
+      return false;
+    }
+    t->text = malloc(t->text_len);
+    if (!t->text) {
+      tpool_http_reply_error(req, 500, "out of memory");
+      return false;
+    }
+    memcpy(t->text, json_string_value(v), t->text_len);
+    return true;
+  case WORK_HASH:
+    if (!int_in(v, 0, (json_int_t)TPOOL__DEMO_HASH_MAX, &n)) {
+      tpool_http_reply_error(req, 400, "bytes: expected an integer 0..%" PRIu64,
+                             (uint64_t)TPOOL__DEMO_HASH_MAX);
+      return false;
+    }
+    t->n = (uint64_t)n;
+    return true;
+  case WORK_READ:
+    if (!int_in(v, 0, (json_int_t)d->read_size, &n)) {
+      tpool_http_reply_error(req, 400, "bytes: expected an integer 0..%zu",
+                             d->read_size);
+      return false;
+    }
+    t->n = (uint64_t)n;
+    return true;
+  }
+  return false;
+}
+
+/* True for the fields some kind of work takes. */
+static bool is_work_field(const char *key) {
+  for (size_t k = 0; k < NWORK; k++)
+    if (strcmp(key, work_fields[k]) == 0)
+      return true;
+  return false;
+}
+
+/* Checks the body and fills *t and *name; false after answering 400.
+   "work" is read first: the other fields are checked against its kind. */
+static bool parse_body(tpool__demo_t *d, struct evhttp_request *req,
+                       tpool__demo_task_t *t, const char **name,
+                       double *start_timeout_s, json_t **doc) {
   struct evbuffer *in = evhttp_request_get_input_buffer(req);
   size_t len = evbuffer_get_length(in);
   const char *data = (const char *)evbuffer_pullup(in, -1);
@@ -173,11 +414,21 @@ static bool parse_body(struct evhttp_request *req, tpool__demo_task_t *t,
     tpool_http_reply_error(req, 400, "body: expected a JSON object");
     return false;
   }
+  json_t *work = json_object_get(o, "work");
+  if (!work) {
+    tpool_http_reply_error(req, 400, "work: missing (" WORK_LIST ")");
+    return false;
+  }
+  if (!parse_work(req, work, t))
+    return false;
+  const char *own = work_fields[t->kind];
+  bool has_own = false;
   const char *key;
   json_t *v;
-  bool has_work = false;
   json_object_foreach(o, key, v) {
-    if (strcmp(key, "name") == 0) {
+    if (strcmp(key, "work") == 0) {
+      continue;
+    } else if (strcmp(key, "name") == 0) {
       size_t n = json_string_length(v);
       if (!json_is_string(v) || n == 0 || n >= TPOOL_TASK_NAME_MAX ||
           strlen(json_string_value(v)) != n) {
@@ -187,26 +438,6 @@ static bool parse_body(struct evhttp_request *req, tpool__demo_task_t *t,
         return false;
       }
       *name = json_string_value(v);
-    } else if (strcmp(key, "work") == 0) {
-      const char *w = json_string_value(v);
-      size_t k = 0;
-      while (w && k < NWORK && strcmp(w, work_names[k]) != 0)
-        k++;
-      if (!w || k == NWORK) {
-        tpool_http_reply_error(
-            req, 400, "work: expected \"sleep\", \"spin\" or \"fail\"");
-        return false;
-      }
-      t->kind = (enum work_kind)k;
-      has_work = true;
-    } else if (strcmp(key, "ms") == 0) {
-      json_int_t ms = json_integer_value(v);
-      if (!json_is_integer(v) || ms < 0 || ms > TPOOL__DEMO_MS_MAX) {
-        tpool_http_reply_error(req, 400, "ms: expected an integer 0..%d",
-                               TPOOL__DEMO_MS_MAX);
-        return false;
-      }
-      t->ms = (unsigned)ms;
     } else if (strcmp(key, "start_timeout_s") == 0) {
       double s = json_number_value(v);
       if (!json_is_number(v) || !(s > 0 && s <= 86400)) {
@@ -215,17 +446,24 @@ static bool parse_body(struct evhttp_request *req, tpool__demo_task_t *t,
         return false;
       }
       *start_timeout_s = s;
-    } else {
-      tpool_http_reply_error(req, 400,
-                             "%.64s: unknown field (expected name, work, ms, "
-                             "start_timeout_s)",
-                             key);
+    } else if (!is_work_field(key)) {
+      tpool_http_reply_error(
+          req, 400, "%.64s: unknown field (expected " FIELD_LIST ")", key);
       return false;
+    } else if (strcmp(key, own) != 0) {
+      tpool_http_reply_error(req, 400,
+                             "%s: not a field of \"%s\" work (it takes %s)",
+                             key, work_names[t->kind], own);
+      return false;
+    } else {
+      if (!parse_param(d, req, v, t))
+        return false;
+      has_own = true;
     }
   }
-  if (!has_work) {
-    tpool_http_reply_error(req, 400,
-                           "work: missing (\"sleep\", \"spin\" or \"fail\")");
+  if (!has_own && t->kind > WORK_FAIL) { /* ms alone has a default */
+    tpool_http_reply_error(req, 400, "%s: missing (\"%s\" work needs it)", own,
+                           work_names[t->kind]);
     return false;
   }
   return true;
@@ -243,9 +481,9 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
   const char *name = NULL;
   double start_timeout_s = 0;
   json_t *doc = NULL;
-  if (!parse_body(req, t, &name, &start_timeout_s, &doc)) {
+  if (!parse_body(d, req, t, &name, &start_timeout_s, &doc)) {
     json_decref(doc);
-    free(t);
+    task_free(t);
     return;
   }
   if (!pool) { /* POST /tasks: the name picks the pool, through [routes] */
@@ -259,15 +497,26 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
                                "name: required by POST /tasks, where it "
                                "picks the pool ([routes])");
       json_decref(doc);
-      free(t);
+      task_free(t);
       return;
     }
     pool = tpool_pool_name(p);
+  }
+  if (t->kind == WORK_QUERY && strcmp(pool, DB_POOL) != 0) {
+    /* Only the db pool's threads open a connection (server.c). */
+    tpool_http_reply_error(
+        req, 400,
+        "work: \"query\" runs on the " DB_POOL " pool, not on \"%.64s\"", pool);
+    json_decref(doc);
+    task_free(t);
+    return;
   }
   if (!name)
     name = "task";
   t->d = d;
   t->req = req;
+  t->dim = d->embedding_dim;
+  t->fd = d->read_fd;
   tpool_task_opts_t opts = {0};
   opts.base = evhttp_connection_get_base(evhttp_request_get_connection(req));
   opts.start_timeout_s = start_timeout_s;
@@ -280,7 +529,7 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
     d->nwaiting++;
     return;
   }
-  free(t);
+  task_free(t);
   struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
   switch (id) {
   case -EAGAIN:

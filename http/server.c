@@ -20,22 +20,33 @@
  * Reload (SIGHUP): read the file again; on success apply what can change
  * live (tpool_manager_reconfigure(), the admin token and HTTP limits); on
  * failure keep everything and log why.
+ * Demo data ([demo], demo_work.h): before the pools start, the data
+ * directory, the SQLite database and the read file are made if missing
+ * (atomically, so an interrupted first start leaves nothing half made).
+ * Each db worker opens its own read-only connection in the pool's
+ * thread_start hook; as hooks must not call into tpool, the hook only
+ * counts the connection and wakes the loop, which logs it.
  */
+#include "demo_work.h"
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The loop's last turn after the drain, for replies just handed to evhttp
    to reach their sockets. */
@@ -58,6 +69,16 @@ typedef struct server {
   int drain_rc;
   struct event *drained_ev;
   char address[INET6_ADDRSTRLEN + 16]; /* where it listens, as a URL */
+  bool bad_log; /* [general] log cannot be opened: a config error */
+  /* Demo data. db_hook is the db pool's thread_arg, so it outlives the
+     manager (a hook may run after tpool_manager_free()): it lives until
+     main() returns. */
+  char db_path[TPOOL_PATH_MAX + 16];
+  char read_path[TPOOL_PATH_MAX + 16];
+  tpool__demo_db_hook_t db_hook;
+  atomic_uint db_opened;      /* atomic: connections the db hook opened */
+  unsigned db_logged;         /* loop thread only: how many were logged */
+  struct event *db_opened_ev; /* wakes the loop to log them */
 } server_t;
 
 static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...)
@@ -72,7 +93,7 @@ static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...) {
   tpool_manager_log(s->m, lv, "Server %s", msg);
 }
 
-/* ---- requests ----------------------------------------------------------- */
+/* ---- requests ------------------------------------------------------------ */
 
 static void on_request(struct evhttp_request *req, void *arg) {
   server_t *s = arg;
@@ -97,7 +118,7 @@ static void on_ping(struct evhttp_request *req, void *arg) {
     tpool__http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
-/* ---- drain -------------------------------------------------------------- */
+/* ---- drain --------------------------------------------------------------- */
 
 /* Ends the loop once the drain is over and every reply is out. */
 static void maybe_finish(void *arg) {
@@ -167,7 +188,7 @@ static void start_drain(server_t *s, const char *why) {
   }
 }
 
-/* ---- reload ------------------------------------------------------------- */
+/* ---- reload -------------------------------------------------------------- */
 
 static void reload(server_t *s) {
   tpool_options_t *next = malloc(sizeof(*next));
@@ -196,6 +217,15 @@ static void reload(server_t *s) {
     memcpy(next->http.listen_host, s->opts->http.listen_host,
            sizeof(next->http.listen_host));
   }
+  const tpool_demo_options_t *run = &s->opts->demo;
+  if (strcmp(next->demo.data_dir, run->data_dir) != 0 ||
+      next->demo.embedding_dim != run->embedding_dim ||
+      next->demo.db_rows != run->db_rows) {
+    logf_(s, TPOOL_LOG_WARN,
+          "Config reload: [demo] changes at restart only; keeping the "
+          "running values");
+    next->demo = *run;
+  }
   tpool_http_set_token(s->routes, next->http.admin_token);
   tpool__http_apply_limits(s->routes, &next->http);
   free(s->opts);
@@ -215,7 +245,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
   start_drain(s, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* ---- start -------------------------------------------------------------- */
+/* ---- start --------------------------------------------------------------- */
 
 /* Binds [http] listen and notes the address (the real port when 0). */
 static int listen_http(server_t *s) {
@@ -249,12 +279,117 @@ static int listen_http(server_t *s) {
   return 0;
 }
 
+/* ---- demo data ----------------------------------------------------------- */
+
+/* On a db worker, after it opened its connection: count it and wake the
+   loop, which logs it (a hook must not call into tpool). */
+static void db_opened(void *arg) {
+  server_t *s = arg;
+  atomic_fetch_add(&s->db_opened, 1);
+  event_active(s->db_opened_ev, 0, 0);
+}
+
+static void on_db_opened(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  server_t *s = arg;
+  unsigned n = atomic_load(&s->db_opened);
+  for (; s->db_logged < n; s->db_logged++)
+    logf_(s, TPOOL_LOG_INFO, "Opened SQLite connection %u to %s (pool db)",
+          s->db_logged + 1, s->db_path);
+}
+
+/* The db pool, if enabled, gets a connection per worker thread. */
+static tpool_pool_options_t *db_pool(tpool_options_t *o) {
+  tpool_pool_options_t *db = tpool_options_pool(o, "db");
+  return db && db->enabled ? db : NULL;
+}
+
+/* mkdir -p: `path` and its missing parents. */
+static int make_dirs(const char *path) {
+  char p[TPOOL_PATH_MAX];
+  snprintf(p, sizeof(p), "%s", path);
+  for (char *c = p + 1; *c; c++) {
+    if (*c != '/')
+      continue;
+    *c = '\0';
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+      return -errno;
+    *c = '/';
+  }
+  if (mkdir(p, 0755) != 0 && errno != EEXIST)
+    return -errno;
+  struct stat st;
+  if (stat(p, &st) != 0)
+    return -errno;
+  return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* Makes [demo] data_dir, the database (when the db pool runs) and the read
+   file, and opens the read file for the route. Before the pools start:
+   the db workers open the database as they start. */
+static int prepare_demo(server_t *s) {
+  const tpool_demo_options_t *o = &s->opts->demo;
+  bool created;
+  int rc = make_dirs(o->data_dir);
+  if (rc != 0) {
+    logf_(s, TPOOL_LOG_ERROR, "[demo] data_dir: cannot create \"%s\": %s",
+          o->data_dir, strerror(-rc));
+    return rc;
+  }
+  snprintf(s->db_path, sizeof(s->db_path), "%s/%s", o->data_dir,
+           TPOOL__DEMO_DB_FILE);
+  snprintf(s->read_path, sizeof(s->read_path), "%s/%s", o->data_dir,
+           TPOOL__DEMO_READ_FILE);
+  if (db_pool(s->opts)) {
+    rc = tpool__demo_db_prepare(s->db_path, o->db_rows, &created);
+    if (rc != 0) {
+      logf_(s, TPOOL_LOG_ERROR, "cannot make the demo database %s: %s",
+            s->db_path, strerror(-rc));
+      return rc;
+    }
+    logf_(s, TPOOL_LOG_INFO, "%s the demo database %s (%zu rows)",
+          created ? "Seeded" : "Reusing", s->db_path, o->db_rows);
+  }
+  rc = tpool__demo_file_prepare(s->read_path, TPOOL__DEMO_READ_FILE_SIZE,
+                                &created);
+  s->demo.read_fd = rc == 0 ? open(s->read_path, O_RDONLY | O_CLOEXEC) : -1;
+  if (rc == 0 && s->demo.read_fd < 0)
+    rc = -errno;
+  if (rc != 0) {
+    logf_(s, TPOOL_LOG_ERROR, "cannot make the demo read file %s: %s",
+          s->read_path, strerror(-rc));
+    return rc;
+  }
+  logf_(s, TPOOL_LOG_INFO, "%s the demo read file %s (%zu bytes)",
+        created ? "Wrote" : "Reusing", s->read_path,
+        TPOOL__DEMO_READ_FILE_SIZE);
+  s->demo.read_size = TPOOL__DEMO_READ_FILE_SIZE;
+  s->demo.embedding_dim = o->embedding_dim;
+  return 0;
+}
+
 static int start(server_t *s) {
   s->base = event_base_new();
   if (!s->base)
     return -ENOMEM;
+  /* The db pool's hooks, set in code before the manager copies the
+     options. The database they open is made below, before the start. */
+  s->db_opened_ev = event_new(s->base, -1, 0, on_db_opened, s);
+  if (!s->db_opened_ev)
+    return -ENOMEM;
+  s->db_hook.path = s->db_path;
+  s->db_hook.opened = db_opened;
+  s->db_hook.arg = s;
+  tpool_pool_options_t *db = db_pool(s->opts);
+  if (db) {
+    db->thread_start = tpool__demo_db_open;
+    db->thread_stop = tpool__demo_db_close;
+    db->thread_arg = &s->db_hook;
+  }
   int rc = tpool_manager_new(s->opts, &s->m);
-  if (rc == -EIO) /* the one setting only opening it can check */
+  s->bad_log = rc == -EIO; /* the one setting only opening it can check */
+  if (s->bad_log)
     fprintf(stderr,
             "tpool-server: %s: [general] log: cannot open \"%s\" for "
             "appending\n",
@@ -262,6 +397,9 @@ static int start(server_t *s) {
   else if (rc != 0)
     fprintf(stderr, "tpool-server: cannot create the pools: %s\n",
             tpool_strerror(rc));
+  if (rc != 0)
+    return rc;
+  rc = prepare_demo(s);
   if (rc != 0)
     return rc;
   rc = tpool_manager_attach(s->m, s->base);
@@ -317,12 +455,16 @@ static void stop(server_t *s) {
       event_free(s->signals[i]);
   if (s->drained_ev)
     event_free(s->drained_ev);
+  if (s->db_opened_ev)
+    event_free(s->db_opened_ev);
+  if (s->demo.read_fd >= 0)
+    close(s->demo.read_fd);
   if (s->base)
     event_base_free(s->base);
   free(s->opts);
 }
 
-/* ---- main --------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------- */
 
 static void usage(FILE *f) {
   fprintf(f, "usage: tpool-server [-c FILE]\n"
@@ -343,6 +485,8 @@ int main(int argc, char **argv) {
   server_t s;
   memset(&s, 0, sizeof(s));
   s.config_path = "config.ini";
+  s.demo.read_fd = -1;
+  atomic_init(&s.db_opened, 0);
   int c;
   while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
     switch (c) {
@@ -392,7 +536,7 @@ int main(int argc, char **argv) {
     logf_(&s, TPOOL_LOG_INFO, "Stopped");
   }
   stop(&s);
-  if (rc == -EIO)
+  if (s.bad_log)
     return 2; /* the config's log file: a config error */
   return rc == 0 ? 0 : 1;
 }

@@ -22,6 +22,11 @@ typedef struct tpool__demo_task tpool__demo_task_t;
 typedef struct tpool__demo {
   tpool_manager_t *m;
   tpool_http_t *routes; /* tpool's routes: limits, token, the rest */
+  /* What the work kinds of demo_work.h need, set before the first
+     request; each task copies what it uses. */
+  unsigned embedding_dim; /* [demo] embedding_dim */
+  int read_fd;            /* the read file, shared (pread); -1: none */
+  size_t read_size;       /* its length */
   /* Accepted tasks whose reply has not been handed to evhttp yet. */
   TAILQ_HEAD(, tpool__demo_task) waiting;
   size_t nwaiting;
@@ -33,7 +38,9 @@ typedef struct tpool__demo {
 
 /*
  * Serves POST /tasks/{pool}: validates the JSON body, submits the work to
- * the pool and answers when the task completes.
+ * the pool and answers when the task completes. The work kinds "query",
+ * "dense", "embed", "hash" and "read" run demo_work.h; "query" runs on the
+ * db pool only, through the connection its thread_start hook opened.
  * Returns: true if the path is /tasks or under it (answered or pending);
  * false otherwise, leaving the request alone.
  */

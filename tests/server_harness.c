@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <dirent.h>
 
 extern char **environ;
 
@@ -172,23 +172,23 @@ int setup(void **state) {
   return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0;
+}
+
 int teardown(void **state) {
   fixture_t *fx = *state;
   for (size_t i = 0; i < fx->nservers; i++)
     server_free(fx->servers[i]);
-  DIR *d = opendir(fx->dir);
-  if (d) {
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
-      char path[sizeof(fx->dir) + 260];
-      snprintf(path, sizeof(path), "%s/%s", fx->dir, e->d_name);
-      unlink(path);
-    }
-    closedir(d);
-  }
-  rmdir(fx->dir);
+  /* The directory and what servers made in it (tpool-data/). */
+  nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   event_base_free(fx->base);
   free(fx);
   return 0;
@@ -242,6 +242,10 @@ server_t *server_spawn(fixture_t *fx, const char *const *extra) {
       posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0), 0);
   assert_int_equal(posix_spawn_file_actions_adddup2(&fa, p[1], 1), 0);
   assert_int_equal(posix_spawn_file_actions_adddup2(&fa, p[1], 2), 0);
+  /* In the private directory, so relative paths in a config ([demo]
+     data_dir's default) land there and go with it. */
+  if (fx->dir[0] == '/')
+    assert_int_equal(posix_spawn_file_actions_addchdir_np(&fa, fx->dir), 0);
   int rc = posix_spawn(&s->pid, exe, &fa, NULL, (char *const *)argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   close(p[1]);

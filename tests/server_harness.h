@@ -78,7 +78,8 @@ void server_join_log(server_t *s);
 void server_free(server_t *s);
 
 /* cmocka fixture: a client loop and a private directory (setup); every
-   server a case left running killed, the directory removed (teardown). */
+   server a case left running killed, the directory and everything in it
+   removed (teardown). */
 int setup(void **state);
 int teardown(void **state);
 
@@ -90,7 +91,8 @@ void write_file(const char *path, const char *text);
 void write_config(fixture_t *fx, const char *fmt, ...) TPOOL_PRINTF(2, 3);
 
 /* Spawns tpool-server -c <config> plus `extra` arguments (NULL-terminated,
-   may be NULL), its stdout and stderr on the log pipe. */
+   may be NULL), its stdout and stderr on the log pipe, in the fixture's
+   directory (so its default [demo] data_dir is made there). */
 server_t *server_spawn(fixture_t *fx, const char *const *extra);
 
 /* Spawns the server on the config file as written and waits for its

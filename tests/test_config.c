@@ -355,6 +355,9 @@ static void test_config_every_key(void **state) {
   assert_int_equal(o.http.max_header_size, 16 * 1024);
   assert_int_equal(o.http.max_body_size, 0);
   assert_true(o.http.timeout_s == 0.5);
+  assert_string_equal(o.demo.data_dir, "/var/lib/tpool demo");
+  assert_int_equal(o.demo.embedding_dim, 4096);
+  assert_int_equal(o.demo.db_rows, 1);
 
   cpu = tpool_options_pool(&o, "cpu");
   assert_non_null(cpu);
@@ -692,6 +695,19 @@ static void test_config_check_ranges(void **state) {
                    "options: [http] max_body_size: expected a size in 0..64M "
                    "(bytes, or with a K, M or G suffix), got \"67108865\"");
   o.http.max_body_size = 0;
+  assert_int_equal(tpool_options_check(&o, NULL), 0);
+  o.demo.embedding_dim = 0;
+  check_fails_with(
+      &o, "options: [demo] embedding_dim: expected 1..4096, got \"0\"");
+  o.demo.embedding_dim = TPOOL_DEMO_EMBEDDING_DIM_MAX;
+  o.demo.db_rows = TPOOL_DEMO_DB_ROWS_MAX + 1;
+  check_fails_with(&o, "options: [demo] db_rows: expected 1..10000000, got "
+                       "\"10000001\"");
+  o.demo.db_rows = 1;
+  o.demo.data_dir[0] = '\0';
+  check_fails_with(&o,
+                   "options: [demo] data_dir: expected a path of 1..255 bytes");
+  strcpy(o.demo.data_dir, "/");
   assert_int_equal(tpool_options_check(&o, NULL), 0);
 }
 

@@ -91,6 +91,11 @@ static void server_setup(void) {
   free(o);
   srv.demo.m = srv.m;
   srv.demo.routes = srv.routes;
+  /* The work kinds without files: "embed" small; "read" has no file and
+     "query" no connection (their tasks fail), but their bodies are
+     parsed as in the server. */
+  srv.demo.embedding_dim = 16;
+  srv.demo.read_fd = -1;
   TAILQ_INIT(&srv.demo.waiting);
   evhttp_set_gencb(srv.http, on_request, &srv);
   evhttp_set_timeout(srv.http, 1);
