@@ -21,6 +21,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,19 +37,27 @@ enum work_kind {
   WORK_DENSE,
   WORK_EMBED,
   WORK_HASH,
-  WORK_READ
+  WORK_READ,
+  WORK_FLAKY
 };
-static const char *const work_names[] = {"sleep", "spin",  "fail", "query",
-                                         "dense", "embed", "hash", "read"};
+static const char *const work_names[] = {"sleep", "spin",  "fail",
+                                         "query", "dense", "embed",
+                                         "hash",  "read",  "flaky"};
 #define NWORK (sizeof(work_names) / sizeof(work_names[0]))
 #define WORK_LIST                                                              \
   "\"sleep\", \"spin\", \"fail\", \"query\", \"dense\", \"embed\", "           \
-  "\"hash\" or \"read\""
+  "\"hash\", \"read\" or \"flaky\""
 /* The one field each kind takes besides name, work and start_timeout_s. */
 static const char *const work_fields[NWORK] = {
-    "ms", "ms", "ms", "key", "size", "text", "bytes", "bytes"};
+    "ms", "ms", "ms", "key", "size", "text", "bytes", "bytes", "failures"};
 /* Every field of a body, for the message about an unknown one. */
-#define FIELD_LIST "name, work, start_timeout_s, ms, key, size, text, bytes"
+#define FIELD_LIST                                                             \
+  "name, work, start_timeout_s, attempts, count, concurrency, ms, key, "       \
+  "size, text, bytes, failures"
+/* Limits of the fields every kind takes. */
+#define ATTEMPTS_MAX 100
+#define FAILURES_MAX 100
+#define COUNT_MAX 1000
 /* The pool whose workers hold the database connections. */
 #define DB_POOL "db"
 
@@ -58,13 +68,23 @@ struct tpool__demo_task {
   struct evhttp_request *req; /* NULL once answered without the task */
   enum work_kind kind;
   /* The input, for the worker. */
-  unsigned ms;     /* sleep, spin, fail */
-  int64_t key;     /* query */
-  uint64_t n;      /* dense: size; hash, read: bytes */
-  char *text;      /* embed: text_len bytes, not NUL-terminated */
-  size_t text_len; /* embed */
-  unsigned dim;    /* embed */
-  int fd;          /* read */
+  unsigned ms;       /* sleep, spin, fail */
+  int64_t key;       /* query */
+  uint64_t n;        /* dense: size; hash, read: bytes */
+  char *text;        /* embed: text_len bytes, not NUL-terminated */
+  size_t text_len;   /* embed */
+  unsigned dim;      /* embed */
+  int fd;            /* read */
+  unsigned failures; /* flaky: runs that ask for a retry before success */
+  unsigned runs;     /* flaky: runs so far (one worker at a time) */
+  /* A batch ("count" > 1): copies of this task run with at most
+     `concurrency` in flight, and the request is answered once. */
+  unsigned count, concurrency;
+  unsigned max_attempts; /* "attempts"; 0: the pool's retry_attempts */
+  uint64_t start_ns;
+  const char *pool_name; /* a batch's, for its reply */
+  char name[TPOOL_TASK_NAME_MAX];
+  tpool__demo_task_t **copies;
   /* The output, written by the worker, read by on_done() on the loop. */
   const char *why; /* what went wrong, when tpool_strerror() would not say */
   union {
@@ -78,6 +98,9 @@ struct tpool__demo_task {
 };
 
 static void task_free(tpool__demo_task_t *t) {
+  for (unsigned i = 0; t->copies && i < t->count; i++)
+    task_free(t->copies[i]);
+  free(t->copies);
   free(t->text);
   free(t->vector);
   free(t);
@@ -145,6 +168,8 @@ static int run_work(void *arg) {
     return tpool__demo_hash(t->n, t->out.sha256);
   case WORK_READ:
     return tpool__demo_read(t->fd, (size_t)t->n, &t->out.fnv1a);
+  case WORK_FLAKY: /* the runs of one task never overlap */
+    return ++t->runs <= t->failures ? -TPOOL_ERETRY : 0;
   case WORK_SLEEP:
     break;
   }
@@ -166,6 +191,9 @@ static const char *outcome(int status, int *http) {
   case -ETIMEDOUT:
     *http = 504;
     return "expired";
+  case -TPOOL_ECIRCUIT: /* a retry refused by the circuit breaker */
+    *http = 503;
+    return "refused";
   default:
     *http = 500;
     return "failed";
@@ -208,6 +236,8 @@ static json_t *result_json(const tpool__demo_task_t *t) {
     hex64(hex, t->out.fnv1a);
     return json_pack("{s:I,s:I,s:s}", "bytes", (json_int_t)t->n, "offset",
                      (json_int_t)0, "fnv1a64", hex);
+  case WORK_FLAKY:
+    return json_pack("{s:I}", "runs", (json_int_t)t->runs);
   case WORK_SLEEP:
   case WORK_SPIN:
   case WORK_FAIL:
@@ -221,8 +251,9 @@ static json_t *task_json(const tpool__demo_task_t *t, int status,
                          const tpool_task_info_t *info, int *http) {
   const char *word = outcome(status, http);
   json_t *body =
-      json_pack("{s:I,s:s,s:s,s:s,s:f,s:f}", "id", (json_int_t)info->id, "pool",
-                info->pool, "name", info->name, "status", word, "queue_wait_s",
+      json_pack("{s:I,s:s,s:s,s:s,s:I,s:f,s:f}", "id", (json_int_t)info->id,
+                "pool", info->pool, "name", info->name, "status", word,
+                "attempts", (json_int_t)info->attempts, "queue_wait_s",
                 info->queue_wait_s, "run_s", info->run_s);
   if (body && status != 0)
     json_object_set_new(body, "error",
@@ -237,16 +268,21 @@ static json_t *task_json(const tpool__demo_task_t *t, int status,
   return body;
 }
 
+/* Removes an answered request from the waiting list. */
+static void answered(tpool__demo_t *d, tpool__demo_task_t *t) {
+  TAILQ_REMOVE(&d->waiting, t, link);
+  d->nwaiting--;
+  if (d->draining) /* this client should reconnect elsewhere */
+    evhttp_add_header(evhttp_request_get_output_headers(t->req), "Connection",
+                      "close");
+}
+
 static void on_done(int status, const tpool_task_info_t *info, void *arg) {
   tpool__demo_task_t *t = arg;
   tpool__demo_t *d = t->d;
   struct evhttp_request *req = t->req;
   if (req) {
-    TAILQ_REMOVE(&d->waiting, t, link);
-    d->nwaiting--;
-    if (d->draining) /* this client should reconnect elsewhere */
-      evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
-                        "close");
+    answered(d, t);
     if (t->kind == WORK_QUERY && status == -ENOENT) {
       tpool_http_reply_error(req, 404, "key: no row %lld", (long long)t->key);
     } else {
@@ -279,8 +315,8 @@ void tpool__demo_abandon(tpool__demo_t *d) {
   tpool__demo_task_t *t, *next;
   for (t = TAILQ_FIRST(&d->waiting); t; t = next) {
     next = TAILQ_NEXT(t, link);
-    if (!is_running(s, t->id))
-      continue;
+    if (t->count <= 1 && !is_running(s, t->id))
+      continue; /* a batch, whose tasks may outlive this, is given up on */
     TAILQ_REMOVE(&d->waiting, t, link);
     d->nwaiting--;
     tpool_http_reply_error(t->req, 503,
@@ -373,6 +409,14 @@ static bool parse_param(tpool__demo_t *d, struct evhttp_request *req, json_t *v,
     }
     t->n = (uint64_t)n;
     return true;
+  case WORK_FLAKY:
+    if (!int_in(v, 0, FAILURES_MAX, &n)) {
+      tpool_http_reply_error(req, 400, "failures: expected an integer 0..%d",
+                             FAILURES_MAX);
+      return false;
+    }
+    t->failures = (unsigned)n;
+    return true;
   case WORK_READ:
     if (!int_in(v, 0, (json_int_t)d->read_size, &n)) {
       tpool_http_reply_error(req, 400, "bytes: expected an integer 0..%zu",
@@ -391,6 +435,33 @@ static bool is_work_field(const char *key) {
     if (strcmp(key, work_fields[k]) == 0)
       return true;
   return false;
+}
+
+/* Reads "attempts", "count" and "concurrency", which every kind takes,
+   into t; true for any other key; false after answering 400. */
+static bool parse_common(struct evhttp_request *req, const char *key,
+                         const json_t *v, tpool__demo_task_t *t) {
+  static const struct {
+    const char *key;
+    json_int_t max;
+    size_t offset;
+  } fields[] = {
+      {"attempts", ATTEMPTS_MAX, offsetof(tpool__demo_task_t, max_attempts)},
+      {"count", COUNT_MAX, offsetof(tpool__demo_task_t, count)},
+      {"concurrency", COUNT_MAX, offsetof(tpool__demo_task_t, concurrency)},
+  };
+  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+    if (strcmp(key, fields[i].key) != 0)
+      continue;
+    json_int_t n;
+    if (!int_in(v, 1, fields[i].max, &n)) {
+      tpool_http_reply_error(req, 400, "%s: expected an integer 1..%lld", key,
+                             (long long)fields[i].max);
+      return false;
+    }
+    *(unsigned *)(void *)((char *)t + fields[i].offset) = (unsigned)n;
+  }
+  return true;
 }
 
 /* Checks the body and fills *t and *name; false after answering 400.
@@ -446,6 +517,11 @@ static bool parse_body(tpool__demo_t *d, struct evhttp_request *req,
         return false;
       }
       *start_timeout_s = s;
+    } else if (!parse_common(req, key, v, t)) {
+      return false;
+    } else if (strcmp(key, "attempts") == 0 || strcmp(key, "count") == 0 ||
+               strcmp(key, "concurrency") == 0) {
+      continue; /* read by parse_common() */
     } else if (!is_work_field(key)) {
       tpool_http_reply_error(
           req, 400, "%.64s: unknown field (expected " FIELD_LIST ")", key);
@@ -468,6 +544,12 @@ static bool parse_body(tpool__demo_t *d, struct evhttp_request *req,
   }
   return true;
 }
+
+static void reply_refused(tpool__demo_t *d, struct evhttp_request *req,
+                          const char *pool, int rc);
+static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
+                         tpool_pool_t *pool, const char *name,
+                         tpool__demo_task_t *t, const tpool_task_opts_t *opts);
 
 /* Submits the request's task to `pool`, or, when `pool` is NULL, to the
    pool [routes] give its name. */
@@ -520,6 +602,12 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
   tpool_task_opts_t opts = {0};
   opts.base = evhttp_connection_get_base(evhttp_request_get_connection(req));
   opts.start_timeout_s = start_timeout_s;
+  opts.max_attempts = t->max_attempts;
+  if (t->count > 1) {
+    submit_batch(d, req, tpool_manager_pool(d->m, pool), name, t, &opts);
+    json_decref(doc);
+    return;
+  }
   int64_t id =
       tpool_manager_submit(d->m, pool, name, run_work, on_done, t, &opts);
   json_decref(doc); /* after submit: it copied the name */
@@ -530,12 +618,32 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
     return;
   }
   task_free(t);
+  reply_refused(d, req, pool, (int)id);
+}
+
+/* Answers a submit the pool refused with `rc`. */
+static void reply_refused(tpool__demo_t *d, struct evhttp_request *req,
+                          const char *pool, int rc) {
   struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-  switch (id) {
+  switch (rc) {
+  case -TPOOL_ECIRCUIT: {
+    /* Retry when the breaker lets trials in. */
+    tpool_stats_t *s = NULL;
+    const tpool_pool_stats_t *ps =
+        tpool_manager_stats(d->m, &s) == 0 ? tpool_stats_pool(s, pool) : NULL;
+    char after[32];
+    snprintf(after, sizeof(after), "%.0f",
+             ps ? ceil(ps->breaker.open_remaining_s) + 1 : 1.0);
+    tpool_stats_free(s);
+    evhttp_add_header(headers, "Retry-After", after);
+    tpool_http_reply_error(req, 503, "pool \"%s\": %s", pool,
+                           tpool_strerror(rc));
+    break;
+  }
   case -EAGAIN:
     evhttp_add_header(headers, "Retry-After", "1");
     tpool_http_reply_error(req, 429, "pool \"%s\" is full: %s", pool,
-                           tpool_strerror((int)id));
+                           tpool_strerror(rc));
     break;
   case -ESHUTDOWN:
     evhttp_add_header(headers, "Retry-After", "5");
@@ -545,9 +653,126 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
     tpool_http_reply_error(req, 404, "no pool named \"%s\"", pool);
     break;
   default:
-    tpool_http_reply_error(req, 500, "submit failed: %s",
-                           tpool_strerror((int)id));
+    tpool_http_reply_error(req, 500, "submit failed: %s", tpool_strerror(rc));
   }
+}
+
+/* ---- a batch: "count" copies, "concurrency" at a time, one reply ------- */
+
+static void on_batch_done(const int *statuses, size_t n, void *arg) {
+  tpool__demo_task_t *t = arg;
+  tpool__demo_t *d = t->d;
+  struct evhttp_request *req = t->req;
+  if (req) {
+    answered(d, t);
+    int http = 200, each;
+    json_t *words = json_array();
+    for (size_t i = 0; words && i < n; i++) {
+      json_array_append_new(words, json_string(outcome(statuses[i], &each)));
+      if (each != 200)
+        http = 500;
+    }
+    tpool__http_reply_json(
+        req, http,
+        json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:f}", "pool", t->pool_name, "name",
+                  t->name, "status", http == 200 ? "ok" : "failed", "count",
+                  (json_int_t)t->count, "concurrency",
+                  (json_int_t)t->concurrency, "statuses", words, "elapsed_s",
+                  (double)(now_ns() - t->start_ns) / 1e9));
+  }
+  task_free(t);
+  if (req && d->on_progress)
+    d->on_progress(d->arg);
+}
+
+/* Runs t->count copies of t as a tpool batch and answers once, when all
+   have ended, with each one's outcome. */
+static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
+                         tpool_pool_t *pool, const char *name,
+                         tpool__demo_task_t *t, const tpool_task_opts_t *opts) {
+  unsigned k = t->concurrency ? t->concurrency : t->count;
+  t->copies = calloc(t->count, sizeof(*t->copies));
+  for (unsigned i = 0; t->copies && i < t->count; i++) {
+    tpool__demo_task_t *c = malloc(sizeof(*c));
+    if (c) {
+      memcpy(c, t, sizeof(*c));
+      c->copies = NULL;
+      c->count = 0;
+      c->req = NULL;
+      c->text = t->text_len ? malloc(t->text_len) : NULL;
+      if (c->text)
+        memcpy(c->text, t->text, t->text_len);
+    }
+    if (!c || (t->text_len && !c->text)) {
+      free(c);
+      t->count = i; /* what task_free() frees */
+      free(t->copies);
+      t->copies = NULL;
+      break;
+    }
+    t->copies[i] = c;
+  }
+  tpool_batch_t *b = NULL;
+  if (!t->copies || tpool_batch_new(pool, k, on_batch_done, t, opts, &b) != 0) {
+    task_free(t);
+    tpool_http_reply_error(req, 500, "out of memory starting a batch");
+    return;
+  }
+  t->pool_name = tpool_pool_name(pool); /* lives as long as the manager */
+  snprintf(t->name, sizeof(t->name), "%s", name);
+  for (unsigned i = 0; i < t->count; i++)
+    tpool_batch_add(b, name, run_work, t->copies[i]);
+  t->d = d;
+  t->req = req;
+  t->start_ns = now_ns();
+  TAILQ_INSERT_TAIL(&d->waiting, t, link);
+  d->nwaiting++;
+  tpool_batch_close(b);
+}
+
+/* ---- GET /tasks/{id} ---------------------------------------------------- */
+
+static void lookup(tpool__demo_t *d, struct evhttp_request *req,
+                   const char *idtext) {
+  char *end = NULL;
+  errno = 0;
+  long long id = strtoll(idtext, &end, 10);
+  if (!*idtext || *end || errno || id <= 0 || idtext[0] == '+' ||
+      idtext[0] == ' ') {
+    tpool_http_reply_error(req, 400,
+                           "id: expected a task id (a positive integer), got "
+                           "\"%.32s\"",
+                           idtext);
+    return;
+  }
+  tpool_task_record_t r;
+  if (tpool_manager_task(d->m, id, &r) != 0) {
+    tpool_http_reply_error(req, 404,
+                           "no task #%lld: never submitted, or forgotten "
+                           "(each pool remembers its last task_history "
+                           "finished tasks)",
+                           id);
+    return;
+  }
+  json_t *o = json_pack(
+      "{s:I,s:s,s:s,s:s,s:I,s:f,s:f}", "id", (json_int_t)id, "pool", r.pool,
+      "name", r.name, "state", tpool_task_state_name(r.state), "attempts",
+      (json_int_t)r.attempts, "queue_wait_s", r.queue_wait_s, "run_s", r.run_s);
+  if (o && r.state == TPOOL_TASK_DONE) {
+    int http;
+    json_object_set_new(o, "status", json_string(outcome(r.status, &http)));
+    json_object_set_new(o, "code", json_string(tpool_err_name(r.status)));
+    if (r.status != 0)
+      json_object_set_new(o, "error", json_string(tpool_strerror(r.status)));
+    json_object_set_new(o, "ended_ago_s", json_real(r.ended_ago_s));
+  }
+  tpool__http_reply_json(req, 200, o);
+}
+
+/* True for a path segment that can only be a task id: all digits. (Pool
+   names may hold digits, but GET is not a pool route.) */
+static bool looks_like_id(const char *s) {
+  return *s && strspn(s, "0123456789") == strlen(s);
 }
 
 bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req) {
@@ -561,7 +786,15 @@ bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req) {
     return false;
   }
   const char *pool = path[n] ? path + n + 1 : "";
-  if (!tpool__http_method_is(req, true))
+  bool is_get = tpool__http_method_is(req, false);
+  if (path[n] && *pool && !strchr(pool, '/') &&
+      (is_get || (looks_like_id(pool) && !tpool_manager_pool(d->m, pool)))) {
+    /* GET /tasks/{id}; a POST there, or a GET of a name, is refused. */
+    if (!is_get)
+      tpool__http_reply_405(req, "GET, HEAD");
+    else
+      lookup(d, req, pool);
+  } else if (!tpool__http_method_is(req, true))
     tpool__http_reply_405(req, "POST");
   else if (!tpool_http_authorize(d->routes, req))
     ;                /* answered 401 */
