@@ -788,8 +788,9 @@ bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req) {
   const char *pool = path[n] ? path + n + 1 : "";
   bool is_get = tpool__http_method_is(req, false);
   if (path[n] && *pool && !strchr(pool, '/') &&
-      (is_get || (looks_like_id(pool) && !tpool_manager_pool(d->m, pool)))) {
-    /* GET /tasks/{id}; a POST there, or a GET of a name, is refused. */
+      !tpool_manager_pool(d->m, pool) && (is_get || looks_like_id(pool))) {
+    /* GET /tasks/{id}, for any segment that is not a pool's name; another
+       method on an id is refused. */
     if (!is_get)
       tpool__http_reply_405(req, "GET, HEAD");
     else
