@@ -61,6 +61,7 @@ typedef struct server {
   tpool__demo_t demo;
   tpool_options_t *opts; /* as last loaded */
   const char *config_path;
+  bool self_check; /* --self-check */
   struct event *signals[3];
   /* The drain. */
   bool draining;
@@ -369,6 +370,70 @@ static int prepare_demo(server_t *s) {
   return 0;
 }
 
+/* ---- self-check ---------------------------------------------------------- */
+
+#define SELF_CHECK_S 5.0
+
+/* A self-check task: nothing, or on the db pool a query through the
+   worker's own connection (key 1 always exists). */
+static int probe(void *arg, void **result) {
+  (void)result;
+  if (!arg)
+    return 0;
+  void *db = tpool_thread_context();
+  tpool__demo_row_t row;
+  return db ? tpool__demo_db_query(db, 1, &row) : -EIO;
+}
+
+/*
+ * Before serving, every pool runs one task, submitted as a future and
+ * waited on here, on the main thread, whose loop does not run yet: a pool
+ * whose workers cannot start (a db connection that cannot be opened, say)
+ * is reported before the first request finds it. A pool that does not
+ * answer within SELF_CHECK_S is logged and left to go on trying.
+ */
+static void self_check(server_t *s) {
+  tpool_stats_t *st = NULL;
+  if (tpool_manager_stats(s->m, &st) != 0)
+    return;
+  tpool_future_t *f[TPOOL_POOLS_MAX] = {0};
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (size_t i = 0; i < st->npools; i++) {
+    tpool_pool_t *p = tpool_manager_pool(s->m, st->pools[i].name);
+    /* The db pool's workers hold connections (db_pool()): use one. */
+    bool db = strcmp(st->pools[i].name, "db") == 0 && db_pool(s->opts);
+    if (tpool_submit_future(p, "self-check", probe, db ? p : NULL, NULL,
+                            &f[i]) < 0)
+      f[i] = NULL;
+  }
+  size_t ok = 0;
+  for (size_t i = 0; i < st->npools; i++) {
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double left = SELF_CHECK_S - ((double)(t1.tv_sec - t0.tv_sec) +
+                                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    int status = -ENOMEM;
+    if (!f[i] ||
+        tpool_future_wait(f[i], left > 0 ? left : 0, &status, NULL) != 0)
+      logf_(s, TPOOL_LOG_WARN,
+            "Self-check: pool %s ran no task within %.0fs (can its workers "
+            "start?); serving anyway",
+            st->pools[i].name, SELF_CHECK_S);
+    else if (status != 0)
+      logf_(s, TPOOL_LOG_WARN, "Self-check: pool %s: %s", st->pools[i].name,
+            tpool_strerror(status));
+    else
+      ok++;
+    tpool_future_free(f[i]);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  logf_(s, TPOOL_LOG_INFO, "Self-check: %zu of %zu pools ran a task in %.3fs",
+        ok, st->npools,
+        (double)(t1.tv_sec - t0.tv_sec) +
+            (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+  tpool_stats_free(st);
+}
+
 static int start(server_t *s) {
   s->base = event_base_new();
   if (!s->base)
@@ -436,11 +501,14 @@ static int start(server_t *s) {
   if (listen_http(s) != 0)
     return -EADDRNOTAVAIL;
   rc = tpool_manager_start(s->m);
-  if (rc != 0)
+  if (rc != 0) {
     logf_(s, TPOOL_LOG_ERROR, "cannot start the pools: %s", tpool_strerror(rc));
-  else
-    logf_(s, TPOOL_LOG_INFO, "Listening on %s", s->address);
-  return rc;
+    return rc;
+  }
+  if (s->self_check)
+    self_check(s);
+  logf_(s, TPOOL_LOG_INFO, "Listening on %s", s->address);
+  return 0;
 }
 
 static void stop(server_t *s) {
@@ -467,8 +535,10 @@ static void stop(server_t *s) {
 /* ---- main ---------------------------------------------------------------- */
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: tpool-server [-c FILE]\n"
+  fprintf(f, "usage: tpool-server [-c FILE] [--self-check]\n"
              "  -c, --config FILE  the config file (default ./config.ini)\n"
+             "  --self-check       run one task on every pool before serving, "
+             "and log the outcome\n"
              "  -h, --help         show this help\n"
              "  -V, --version      show the version\n"
              "Signals: SIGHUP reloads the config file; SIGTERM or SIGINT "
@@ -480,6 +550,7 @@ int main(int argc, char **argv) {
       {"config", required_argument, NULL, 'c'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
+      {"self-check", no_argument, NULL, 'S'},
       {NULL, 0, NULL, 0},
   };
   server_t s;
@@ -499,6 +570,9 @@ int main(int argc, char **argv) {
     case 'V':
       printf("tpool-server %s\n", TPOOL_VERSION);
       return 0;
+    case 'S':
+      s.self_check = true;
+      break;
     default:
       usage(stderr);
       return 2;

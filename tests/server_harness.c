@@ -263,8 +263,12 @@ server_t *server_spawn(fixture_t *fx, const char *const *extra) {
 /* Spawns the server on the config file as written and waits for its
    "Listening on" line. */
 server_t *server_start(fixture_t *fx) {
+  return server_start_args(fx, NULL);
+}
+
+server_t *server_start_args(fixture_t *fx, const char *const *extra) {
   static const char needle[] = "INFO Server Listening on http://127.0.0.1:";
-  server_t *s = server_spawn(fx, NULL);
+  server_t *s = server_spawn(fx, extra);
   struct timespec start;
   th_now(&start);
   for (;;) {

@@ -99,6 +99,9 @@ server_t *server_spawn(fixture_t *fx, const char *const *extra);
    "Listening on" line. */
 server_t *server_start(fixture_t *fx);
 
+/* server_start() with `extra` arguments (NULL-terminated, may be NULL). */
+server_t *server_start_args(fixture_t *fx, const char *const *extra);
+
 /* SIGTERM, then a bounded wait; fails the test unless the server exits 0
    by itself. */
 void server_stop_ok(server_t *s);

@@ -3,8 +3,9 @@
  * client sees it: retries (a "flaky" task that asks to run again), the
  * circuit breaker (503 while open, its state in the JSON, /metrics,
  * /health and the log, the reset route and its token), task lookup
- * (GET /tasks/{id} while running, when done, 404 once forgotten) and
- * batches (a "count" of tasks run with bounded concurrency, one reply).
+ * (GET /tasks/{id} while running, when done, 404 once forgotten),
+ * batches (a "count" of tasks run with bounded concurrency, one reply)
+ * and futures (the --self-check the server runs before it listens).
  * Routing by name is in test_server.c; the demo work kinds in
  * test_demo.c.
  */
@@ -23,6 +24,23 @@
 #define HTTP_LOCAL "[http]\nlisten = 127.0.0.1:0\n"
 #define TOKEN "t0ken"
 static const char *const auth[] = {"Authorization: Bearer " TOKEN, NULL};
+
+/* Before it listens, the server runs a task on every pool as a future,
+   waited on from its main thread (the loop does not run yet). */
+static void test_toolkit_self_check_with_futures(void **state) {
+  fixture_t *fx = *state;
+  write_config(fx,
+               HTTP_LOCAL "[pool.io]\nworkers = 2\n[pool.db]\nworkers = 2\n");
+  static const char *const flag[] = {"--self-check", NULL};
+  server_t *s = server_start_args(fx, flag);
+  assert_int_equal(log_count(s, "Self-check: 5 of 5 pools ran a task"), 1);
+  assert_int_equal(log_count(s, "WARN"), 0);
+  /* The futures count in their pools like any task. */
+  json_t *db = get_pool(fx, s, "db");
+  assert_int_equal(jint(db, "completed"), 1);
+  json_decref(db);
+  server_stop_ok(s);
+}
 
 static void test_toolkit_retries(void **state) {
   fixture_t *fx = *state;
@@ -265,6 +283,8 @@ static void test_toolkit_batch(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_toolkit_self_check_with_futures,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_toolkit_retries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_toolkit_circuit_breaker, setup,
                                       teardown),
