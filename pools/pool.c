@@ -961,7 +961,8 @@ void tpool__pool_remember(tpool_pool_t *p, const tpool__task_t *t) {
   if (p->history_cap == 0)
     return;
   tpool__record_t *r = &p->history[p->history_next];
-  p->history_next = (p->history_next + 1) % p->history_cap;
+  if (++p->history_next == p->history_cap) /* no division per task */
+    p->history_next = 0;
   if (p->history_len < p->history_cap)
     p->history_len++;
   uint64_t left_queue = t->start_ns ? t->start_ns : t->end_ns;
