@@ -691,8 +691,8 @@ static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
                          tpool_pool_t *pool, const char *name,
                          tpool__demo_task_t *t, const tpool_task_opts_t *opts) {
   unsigned k = t->concurrency ? t->concurrency : t->count;
-  t->copies = calloc(t->count, sizeof(*t->copies));
-  for (unsigned i = 0; t->copies && i < t->count; i++) {
+  bool whole = (t->copies = calloc(t->count, sizeof(*t->copies))) != NULL;
+  for (unsigned i = 0; whole && i < t->count; i++) {
     tpool__demo_task_t *c = malloc(sizeof(*c));
     if (c) {
       memcpy(c, t, sizeof(*c));
@@ -705,15 +705,14 @@ static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
     }
     if (!c || (t->text_len && !c->text)) {
       free(c);
-      t->count = i; /* what task_free() frees */
-      free(t->copies);
-      t->copies = NULL;
+      t->count = i; /* the copies task_free() is to free */
+      whole = false;
       break;
     }
     t->copies[i] = c;
   }
   tpool_batch_t *b = NULL;
-  if (!t->copies || tpool_batch_new(pool, k, on_batch_done, t, opts, &b) != 0) {
+  if (!whole || tpool_batch_new(pool, k, on_batch_done, t, opts, &b) != 0) {
     task_free(t);
     tpool_http_reply_error(req, 500, "out of memory starting a batch");
     return;
