@@ -30,6 +30,7 @@
 #define PREFIX_POOLS "/health/thread-pools"
 #define PATH_LOG_STATUS PREFIX_POOLS "/log-status"
 #define SUFFIX_RESET "/reset-circuit-breaker"
+#define PATH_READY "/health/ready"
 #define ALLOW_GET "GET, HEAD"
 #define ALLOW_POST "POST"
 
@@ -348,6 +349,7 @@ static const struct {
     {"/health", tpool__route_health},
     {"/metrics", tpool__route_metrics},
     {PREFIX_POOLS, tpool__route_thread_pools},
+    {PATH_READY, NULL}, /* needs the attachment's state: see route() */
 };
 #define NFIXED (sizeof(fixed_routes) / sizeof(fixed_routes[0]))
 
@@ -380,9 +382,30 @@ static bool reset_path(const char *name, char *pool) {
   return true;
 }
 
+/* GET /health/ready: 200 while serving; 503 from the moment a drain
+   begins (tpool_http_set_draining()) or the manager shuts down, so a load
+   balancer stops sending work before the process goes. */
+static void ready(tpool_http_t *h, struct evhttp_request *req) {
+  bool draining = h->draining;
+  tpool_stats_t *s = NULL;
+  if (!draining && tpool_manager_stats(h->m, &s) == 0)
+    draining = s->shutting_down;
+  tpool_stats_free(s);
+  tpool__http_reply_json(
+      req, draining ? 503 : 200,
+      json_pack("{s:s}", "status", draining ? "draining" : "ready"));
+}
+
 /* Serves a path that owns() accepted. */
 static void route(tpool_http_t *h, struct evhttp_request *req,
                   const char *path) {
+  if (strcmp(path, PATH_READY) == 0) {
+    if (!tpool__http_method_is(req, false))
+      tpool__http_reply_405(req, ALLOW_GET);
+    else
+      ready(h, req);
+    return;
+  }
   for (size_t i = 0; i < NFIXED; i++) {
     if (strcmp(path, fixed_routes[i].path) == 0) {
       serve(h, req, false, fixed_routes[i].serve, NULL);
@@ -504,8 +527,8 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
   if (o && tpool_http_set_token(h, o->admin_token) != 0)
     rc = -EINVAL;
   static const char *const fixed[] = {"/health", PREFIX_POOLS, PATH_LOG_STATUS,
-                                      "/metrics"};
-  for (size_t i = 0; rc == 0 && i < 4; i++)
+                                      "/metrics", PATH_READY};
+  for (size_t i = 0; rc == 0 && i < 5; i++)
     rc = add_path(h, fixed[i]);
   for (size_t i = 0; rc == 0 && i < s->npools; i++) {
     char path[sizeof(PREFIX_POOLS) + TPOOL_NAME_MAX];

@@ -534,11 +534,36 @@ static void stop(server_t *s) {
 
 /* ---- main ---------------------------------------------------------------- */
 
+/* --check-config FILE: what start-up would say about the file, and
+   nothing else (no pool, no socket). Returns the exit status: 0 or 2. */
+static int check_config(const char *path) {
+  tpool_options_t *o = malloc(sizeof(*o));
+  if (!o) {
+    fprintf(stderr, "tpool-server: out of memory\n");
+    return 2;
+  }
+  tpool_options_init(o);
+  tpool_config_error_t err;
+  int rc =
+      tpool_config_load(o, path, &err) == 0 && tpool_options_check(o, &err) == 0
+          ? 0
+          : 2;
+  if (rc == 0)
+    printf("%s: OK\n", path);
+  else
+    fprintf(stderr, "tpool-server: %s\n", err.text);
+  free(o);
+  return rc;
+}
+
 static void usage(FILE *f) {
   fprintf(f, "usage: tpool-server [-c FILE] [--self-check]\n"
+             "       tpool-server --check-config FILE | --help | --version\n"
              "  -c, --config FILE  the config file (default ./config.ini)\n"
              "  --self-check       run one task on every pool before serving, "
              "and log the outcome\n"
+             "  --check-config FILE  check FILE and exit: 0 if it is valid, "
+             "2 with the error\n"
              "  -h, --help         show this help\n"
              "  -V, --version      show the version\n"
              "Signals: SIGHUP reloads the config file; SIGTERM or SIGINT "
@@ -551,6 +576,7 @@ int main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {"self-check", no_argument, NULL, 'S'},
+      {"check-config", required_argument, NULL, 'C'},
       {NULL, 0, NULL, 0},
   };
   server_t s;
@@ -573,6 +599,8 @@ int main(int argc, char **argv) {
     case 'S':
       s.self_check = true;
       break;
+    case 'C':
+      return check_config(optarg);
     default:
       usage(stderr);
       return 2;

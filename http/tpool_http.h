@@ -6,10 +6,17 @@
  *
  *   GET  /health                            200 {"status": "ok"}, or 503
  *                                           with the reasons
+ *   GET  /health/ready                      200 {"status": "ready"}, or
+ *                                           503 {"status": "draining"}
+ *                                           once draining (below) or shut
+ *                                           down
  *   GET  /health/thread-pools               summary and every pool
  *   GET  /health/thread-pools/{pool}        one pool; 404 if unknown
  *   POST /health/thread-pools/log-status    writes the status table to the
  *                                           log now
+ *   POST /health/thread-pools/{pool}/reset-circuit-breaker
+ *                                           closes the pool's breaker;
+ *                                           409 if it has none
  *   GET  /metrics                           Prometheus text format 0.0.4
  *
  * Every body is built from a stats snapshot (tpool_manager_stats()), never
@@ -96,7 +103,8 @@ TPOOL_API int tpool_http_set_token(tpool_http_t *h, const char *token);
  * and of tpool_http_handle(), then carries "Connection: close", so
  * keep-alive clients finish their current request and reconnect — to
  * another replica — instead of sending more on a connection that is about
- * to close. Your own routes should do the same while you drain.
+ * to close, and GET /health/ready answers 503 so that a load balancer
+ * stops sending work. Your own routes should do the same while you drain.
  * Thread: loop.
  */
 TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);

@@ -455,6 +455,34 @@ static bool stuck_seen(const tpool_pool_stats_t *ps, void *arg) {
   return ps->nactive == 0 ? false : ps->stuck_total > 0;
 }
 
+/* GET /health/ready: 200 while serving, 503 once a drain is announced
+   or the manager shuts down; and back to 200 if a drain is called off. */
+static void test_http_ready_follows_the_drain(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  th_response_t r = call(f, "GET", "/health/ready", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  assert_non_null(strstr(r.body, "\"status\":\"ready\""));
+  th_response_free(&r);
+  tpool_http_set_draining(f->routes, true);
+  r = call(f, "GET", "/health/ready", NULL, NULL);
+  assert_int_equal(r.status, 503);
+  assert_non_null(strstr(r.body, "\"status\":\"draining\""));
+  th_response_free(&r);
+  tpool_http_set_draining(f->routes, false);
+  r = call(f, "GET", "/health/ready", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  th_response_free(&r);
+  r = call(f, "POST", "/health/ready", NULL, NULL);
+  assert_int_equal(r.status, 405);
+  th_response_free(&r);
+  assert_int_equal(tpool_manager_shutdown(f->m, -1), 0);
+  r = call(f, "GET", "/health/ready", NULL, NULL);
+  assert_int_equal(r.status, 503);
+  th_response_free(&r);
+  teardown(f);
+}
+
 static void test_http_health_degrades_and_recovers(void **state) {
   (void)state;
   fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
@@ -773,6 +801,7 @@ int main(void) {
       cmocka_unit_test(test_http_metrics_agree_with_the_json),
       cmocka_unit_test(test_http_healthy_manager_answers_ok),
       cmocka_unit_test(test_http_health_degrades_and_recovers),
+      cmocka_unit_test(test_http_ready_follows_the_drain),
       cmocka_unit_test(test_http_task_names_round_trip),
       cmocka_unit_test(test_http_pool_json_keeps_its_shape),
       cmocka_unit_test(test_http_failed_body_answers_json_500),

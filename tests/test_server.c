@@ -1132,6 +1132,31 @@ static void test_server_tasks_routed_by_name(void **state) {
   server_stop_ok(s);
 }
 
+/* --check-config says whether a file would start the server, starting
+   nothing; a live server is ready. */
+static void test_server_check_config_and_ready(void **state) {
+  fixture_t *fx = *state;
+  write_config(fx, HTTP_LOCAL SMALL_POOLS);
+  const char *const good[] = {"--check-config", fx->config, NULL};
+  server_t *s = server_spawn(fx, good);
+  assert_int_equal(server_exit_code(s), 0);
+  server_join_log(s);
+  assert_int_equal(log_count(s, ": OK"), 1);
+  assert_int_equal(log_count(s, "Listening"), 0);
+  write_config(fx, HTTP_LOCAL "[pool.cpu]\nworkers = lots\n");
+  s = server_spawn(fx, good);
+  assert_int_equal(server_exit_code(s), 2);
+  server_join_log(s);
+  assert_int_equal(log_count(s, "[pool.cpu] workers: expected 1..4096"), 1);
+
+  write_config(fx, HTTP_LOCAL SMALL_POOLS);
+  s = server_start(fx);
+  json_t *j = get_json(fx, s, "/health/ready");
+  assert_string_equal(jstr(j, "status"), "ready");
+  json_decref(j);
+  server_stop_ok(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_server_bad_config_exits_2, setup,
@@ -1145,6 +1170,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_task_route, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_tasks_routed_by_name, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_check_config_and_ready, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_full_queue_answers_429, setup,
                                       teardown),
