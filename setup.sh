@@ -27,11 +27,22 @@ packages="$packages libuv1-dev"
 [ "${1:-build}" = test ] && packages="$packages prometheus"
 # Fuzzing needs clang and its libFuzzer runtime.
 [ "${1:-build}" = fuzz ] && packages="$packages clang libclang-rt-14-dev"
+# The dashboard's browser test (plain build only): Chromium, driven from
+# node by playwright-core (from npm, below).
+browser=no
+[ "${1:-build}" = test ] && [ "${TPOOL_SANITIZE:-none}" = none ] && browser=yes
+[ "$browser" = yes ] && packages="$packages chromium"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
     missing="$missing $p"
 done
+# node and npm may come from elsewhere than Debian (nodesource): only
+# missing commands are installed.
+if [ "$browser" = yes ]; then
+  command -v node >/dev/null || missing="$missing nodejs"
+  command -v npm >/dev/null || missing="$missing npm"
+fi
 if [ -n "$missing" ]; then
   echo "setup.sh: installing$missing"
   sudo=""
@@ -79,6 +90,13 @@ else
   meson setup "$build" -Db_sanitize="$sanitize"
 fi
 ninja -C "$build"
+
+if [ "$browser" = yes ] &&
+  [ ! -d "$build/tests/browser/node_modules/playwright-core" ]; then
+  mkdir -p "$build/tests/browser"
+  npm install --prefix "$build/tests/browser" --no-audit --no-fund \
+    --loglevel=error playwright-core@1
+fi
 
 # Sanitizers slow the stress tests down several times over.
 multiplier=1

@@ -350,6 +350,7 @@ static const struct {
     {"/metrics", tpool__route_metrics},
     {PREFIX_POOLS, tpool__route_thread_pools},
     {PATH_READY, NULL}, /* needs the attachment's state: see route() */
+    {"/dashboard", tpool__route_dashboard},
 };
 #define NFIXED (sizeof(fixed_routes) / sizeof(fixed_routes[0]))
 
@@ -526,9 +527,9 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
   h->flags = flags;
   if (o && tpool_http_set_token(h, o->admin_token) != 0)
     rc = -EINVAL;
-  static const char *const fixed[] = {"/health", PREFIX_POOLS, PATH_LOG_STATUS,
-                                      "/metrics", PATH_READY};
-  for (size_t i = 0; rc == 0 && i < 5; i++)
+  static const char *const fixed[] = {"/health",  PREFIX_POOLS, PATH_LOG_STATUS,
+                                      "/metrics", PATH_READY,   "/dashboard"};
+  for (size_t i = 0; rc == 0 && i < sizeof(fixed) / sizeof(fixed[0]); i++)
     rc = add_path(h, fixed[i]);
   for (size_t i = 0; rc == 0 && i < s->npools; i++) {
     char path[sizeof(PREFIX_POOLS) + TPOOL_NAME_MAX];

@@ -93,6 +93,9 @@ void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req,
                          const char *pool);
 void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
                                const char *pool);
+/* GET /dashboard: the page of dashboard.c. */
+void tpool__route_dashboard(tpool_manager_t *m, struct evhttp_request *req,
+                            const char *pool);
 /* POST /health/thread-pools/{pool}/reset-circuit-breaker. */
 void tpool__route_reset_breaker(tpool_manager_t *m, struct evhttp_request *req,
                                 const char *pool);

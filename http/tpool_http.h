@@ -18,6 +18,8 @@
  *                                           closes the pool's breaker;
  *                                           409 if it has none
  *   GET  /metrics                           Prometheus text format 0.0.4
+ *   GET  /dashboard                         a self-contained HTML page
+ *                                           that polls the pools' JSON
  *
  * Every body is built from a stats snapshot (tpool_manager_stats()), never
  * from live pool fields. Errors are JSON: {"error": {"status": 404,
