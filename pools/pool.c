@@ -355,6 +355,7 @@ unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake,
     t->deadline_ns = now + (t->deadline_ns - t->submit_ns);
   *deadline = t->deadline_ns;
   t->submit_ns = now; /* this attempt's wait starts now */
+  t->start_ns = t->end_ns = 0; /* and it has not run yet */
   if (!p->stopping && needs_thread(p)) {
     tpool__pool_count_new(p, 1);
     spawn = 1;
@@ -683,8 +684,7 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
     if (!r->task || r->task->id != id)
       continue;
     t = tpool__retry_detach(p, r); /* waiting out a backoff: ends now */
-    t->status = -ECANCELED;
-    t->end_ns = tpool__now_ns();
+    t->status = -ECANCELED; /* its times stay those of its last run */
     p->cancelled++;
     tpool__pool_remember(p, t);
     tpool__task_finish(t);

@@ -37,7 +37,8 @@
  * cancelled + expired, with nothing queued, running or retrying; the
  * retries counter lies within what the runs allow (exact unless a task
  * that had run was cancelled); the breaker refused exactly the submits
- * the storm saw refused, its transition counts fit together, and it
+ * the storm saw refused and the retries that ended -TPOOL_ECIRCUIT (a
+ * retry meets an open breaker), its transition counts fit together, and it
  * opened if its pool ran many tasks in a failing phase.
  *
  *   storm [--tasks N] [--submitters S] [--seed X] [--quiet]
@@ -494,6 +495,7 @@ static void *joiner_main(void *arg) {
 typedef struct {
   uint64_t attempts, accepted, refused_again, refused_shutdown;
   uint64_t refused_circuit;
+  uint64_t circuit_ended; /* retries the breaker refused: ended ECIRCUIT */
   uint64_t ok, failed, cancelled, expired;
   uint64_t gave_up;        /* ended -TPOOL_ERETRY */
   uint64_t retried;        /* tasks that ran more than once */
@@ -553,6 +555,14 @@ static int audit_task(storm_t *s, size_t i, tally_t *pt) {
          (runs == allowed || sl->done_after_stop);
     pt->failed++;
     pt->gave_up++;
+    break;
+  case -TPOOL_ECIRCUIT:
+    /* Its last run asked for a retry and was allowed one, but the pool's
+       breaker was open when the backoff ended. */
+    ok = pool_setup[sl->pool].breaker_window && runs >= 1 && runs <= asks &&
+         runs < allowed;
+    pt->failed++;
+    pt->circuit_ended++;
     break;
   case -ECANCELED:
   case -ETIMEDOUT:
@@ -655,7 +665,7 @@ static int audit_pool(storm_t *s, unsigned p, const tpool_pool_stats_t *ps,
        a phase where 60 % of them fail must have tripped it. */
     bool is_open = b->state == TPOOL_BREAKER_OPEN;
     bool is_half = b->state == TPOOL_BREAKER_HALF_OPEN;
-    if (!b->enabled || b->refused != pt->refused_circuit ||
+    if (!b->enabled || b->refused != pt->refused_circuit + pt->circuit_ended ||
         b->opened != b->half_opened + is_open ||
         b->half_opened < b->closed + is_half || b->trials_running != 0 ||
         b->trials_passed >= b->trials || b->in_window > b->window ||
