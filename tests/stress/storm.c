@@ -85,9 +85,9 @@ static const struct {
 /* What became of one submit attempt. */
 enum { T_NONE, T_ACCEPTED, T_REFUSED };
 
-/* One submit attempt. Kept small: a million of them are touched by every
-   thread, and under ThreadSanitizer each byte has four of shadow (at
-   64 bytes rather than 40 the storm took a third longer there). */
+/* One submit attempt. Kept small (40 bytes): there are more than a
+   million, touched by every thread, and ThreadSanitizer keeps four bytes
+   of shadow for each. */
 typedef struct {
   int64_t id;              /* the submit's return: id, or the error */
   int32_t done_id;         /* as the done callback saw it (ids stay < 2^31) */
@@ -208,13 +208,20 @@ static void quiet_log(tpool_log_level_t level, const char *msg, void *arg) {
 
 static storm_t *the_storm; /* for the work and the done callback */
 
+/* The per-task atomics are relaxed: what orders them is the library's
+   own handoff (a task's runs happen before its done callback, a cancel's
+   lock before the runs it reports), and ThreadSanitizer charges every
+   acquire and release with a merge of the threads' clocks. */
+#define LOAD(a) atomic_load_explicit(a, memory_order_relaxed)
+#define BUMP(a) atomic_fetch_add_explicit(a, 1, memory_order_relaxed)
+
 /* The work: up to about 20 µs of CPU, then a retry request on its first
    `asks` runs, then its outcome: -EIO or 0. The slot's index is the
    task's argument. */
 static int storm_work(void *arg) {
   uintptr_t i = (uintptr_t)arg;
   slot_t *sl = &the_storm->slots[i];
-  int run = atomic_fetch_add(&sl->runs, 1) + 1;
+  int run = BUMP(&sl->runs) + 1;
   volatile uint64_t x = i;
   unsigned spins = (unsigned)((i * 2654435761u) % 4000);
   for (unsigned k = 0; k < spins; k++)
@@ -252,14 +259,10 @@ static int64_t attempt(storm_t *s, size_t i, uint64_t r) {
     if ((r2 >> 32) % 2) /* below the 1 ms a pool may have */
       opts.retry_backoff_s = 0.0005;
   }
-  /* A retry travels to its loop before its backoff starts, behind every
-     completion waiting there. The main loop is a bottleneck by design
-     (hundreds of thousands of done callbacks, and submits of its own), so
-     a retry would wait there far longer than any backoff, and the
-     thousands then in flight would make every cancel, which looks
-     through them, crawl. Tasks that ask for retries therefore complete
-     on a second loop, which keeps up: their backoffs are what they
-     wait, and cancels meet them both on their way and on their timers. */
+  /* Tasks that ask for retries complete on a second loop: their backoff
+     timers and done callbacks run there, clear of the main loop's flood
+     of completions, so backoffs last about what they say and cancels
+     often meet a task waiting one out; and a second base is stormed. */
   if (sl->asks)
     opts.base = s->base2;
   sl->attempts =
@@ -296,7 +299,7 @@ static void storm_done(int status, const tpool_task_info_t *info, void *arg) {
   uintptr_t i = (uintptr_t)arg;
   slot_t *sl = &s->slots[i];
   if (atomic_fetch_add(&sl->done_runs, 1) == 0) {
-    int runs = atomic_load(&sl->runs);
+    int runs = LOAD(&sl->runs);
     sl->done_id = (int32_t)info->id;
     sl->done_status = status;
     sl->done_task_runs = small(runs);
@@ -323,8 +326,8 @@ static void storm_done(int status, const tpool_task_info_t *info, void *arg) {
     pthread_t self = pthread_self();
     sl->done_off_loop =
         !pthread_equal(self, sl->asks ? s->loop2_thread : s->loop_thread) &&
-        !(atomic_load(&s->loops_over) && pthread_equal(self, s->loop_thread));
-    sl->done_after_stop = atomic_load(&s->stopping);
+        !(LOAD(&s->loops_over) && pthread_equal(self, s->loop_thread));
+    sl->done_after_stop = LOAD(&s->stopping);
   }
   /* Every eighth completion on the main loop submits a task from there (the
      slots after the submitters'), as servers do: the path of a submit made
@@ -341,9 +344,9 @@ static void storm_done(int status, const tpool_task_info_t *info, void *arg) {
 static bool look_up(storm_t *s, size_t v) {
   slot_t *sl = &s->slots[v];
   tpool_task_record_t rec;
-  int before = atomic_load(&sl->runs);
+  int before = LOAD(&sl->runs);
   int rc = tpool_manager_task(s->m, sl->id, &rec);
-  int after = atomic_load(&sl->runs);
+  int after = LOAD(&sl->runs);
   atomic_fetch_add(&s->lookups, 1);
   if (rc == -ENOENT) /* done and forgotten (or never in a history) */
     return true;
@@ -391,16 +394,16 @@ static void *submitter_main(void *arg) {
       slot_t *victim = &s->slots[v];
       if ((r >> 40) % 16 == 0 && !look_up(s, v))
         atomic_fetch_add(&s->lookup_bad, 1);
-      int before = atomic_load(&victim->runs);
+      int before = LOAD(&victim->runs);
       atomic_fetch_add(&s->cancels_tried, 1);
       int rc = tpool_manager_cancel(s->m, victim->id);
       if (rc == 0) {
         atomic_fetch_add(&s->cancels_ok, 1);
-        atomic_fetch_add(&victim->cancels_ok, 1);
+        BUMP(&victim->cancels_ok);
         if (before > 0) /* between attempts: in a backoff, or queued again */
           atomic_fetch_add(&s->cancels_between, 1);
       } else if (rc == -ENOENT) {
-        int after = atomic_load(&victim->runs);
+        int after = LOAD(&victim->runs);
         if (victim->gone_runs < 0 || after < victim->gone_runs)
           victim->gone_runs = small(after);
       } else if (rc != -EBUSY) {
@@ -438,9 +441,9 @@ static void on_check(evutil_socket_t fd, short what, void *arg) {
     event_base_loopbreak(s->base);
 }
 
-/* The second loop runs until the last shutdown has returned and no task
-   waits for a retry any more (the loop settles the last of them), or 10 s
-   after that, for the audit to tell. Then tpool_manager_free() delivers
+/* The second loop runs until the last shutdown has returned and no pool
+   counts a task waiting for a retry, or 10 s after that, for the audit
+   to tell. Then tpool_manager_free() delivers
    the rest of its completions on the main thread. */
 static void on_check2(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
@@ -924,8 +927,8 @@ int main(int argc, char **argv) {
   int again = tpool_manager_shutdown(s.m, -1.0);
 
   /* The loop has stopped, and shutdown has waited for every worker:
-     nothing runs any more. The second loop settles the retries still on
-     their way to it, then stops too. tpool_manager_free() delivers what
+     nothing runs any more. The second loop stops too once no pool counts
+     a retry in flight. tpool_manager_free() delivers what
      is still pending on this thread, which is the loop thread; the
      counters are final already, so they are read first. */
   s.auditing = true; /* no more submits: the pools would count them */
