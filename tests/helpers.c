@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <event2/thread.h>
 #include <unistd.h>
+#include <ftw.h>
 
 void th_gate_init(th_gate_t *g) {
   memset(g, 0, sizeof(*g));
@@ -334,4 +335,19 @@ void th_assert_promtool_accepts(const char *text) {
     print_message("%s\npromtool said:\n%s", text, said);
     fail_msg("promtool check metrics: exit status %d", status);
   }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0;
+}
+
+void th_remove_tree(const char *dir) {
+  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -139,6 +139,9 @@ void th_assert_promtool_accepts(const char *text);
 int th_noop(void *arg);
 int th_fail_eio(void *arg); /* returns -EIO */
 double th_elapsed(const struct timespec *since);
+
+/* Removes `dir` and everything under it (a test's private directory). */
+void th_remove_tree(const char *dir);
 void th_now(struct timespec *ts);
 
 #endif

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -172,23 +171,12 @@ int setup(void **state) {
   return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw) {
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0;
-}
-
 int teardown(void **state) {
   fixture_t *fx = *state;
   for (size_t i = 0; i < fx->nservers; i++)
     server_free(fx->servers[i]);
   /* The directory and what servers made in it (tpool-data/). */
-  nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  th_remove_tree(fx->dir);
   event_base_free(fx->base);
   free(fx);
   return 0;

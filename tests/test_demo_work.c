@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <setjmp.h>
@@ -57,20 +56,9 @@ static int dir_setup(void **state) {
   return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw) {
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0;
-}
-
 static int dir_teardown(void **state) {
   dir_fixture_t *fx = *state;
-  nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  th_remove_tree(fx->dir);
   free(fx);
   return 0;
 }
