@@ -81,7 +81,7 @@ typedef struct tpool__keydef {
    and of [pool.NAME] (fields of tpool_pool_options_t), in the order that
    tpool_options_check() checks them. */
 #define TPOOL__GENERAL_NKEYS 5
-#define TPOOL__HTTP_NKEYS 5
+#define TPOOL__HTTP_NKEYS 6
 #define TPOOL__DEMO_NKEYS 3
 #define TPOOL__POOL_NKEYS 18
 extern const tpool__keydef_t tpool__general_keys[TPOOL__GENERAL_NKEYS];

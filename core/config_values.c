@@ -131,6 +131,8 @@ const tpool__keydef_t tpool__http_keys[] = {
      GENERAL(http.max_body_size), 0},
     {"timeout", TPOOL__KIND_SECONDS, TPOOL__HTTP_TIMEOUT_MIN,
      TPOOL__HTTP_TIMEOUT_MAX, GENERAL(http.timeout_s), 0},
+    {"loop_threads", TPOOL__KIND_UINT, 1, TPOOL_BASES_MAX,
+     GENERAL(http.loop_threads), 0},
 };
 
 const tpool__keydef_t tpool__demo_keys[] = {

@@ -103,6 +103,7 @@ void tpool_options_init(tpool_options_t *o) {
   o->http.max_header_size = 8192;
   o->http.max_body_size = (size_t)1024 * 1024;
   o->http.timeout_s = 30.0;
+  o->http.loop_threads = 1;
 
   strcpy(o->demo.data_dir, "tpool-data");
   o->demo.embedding_dim = 384;

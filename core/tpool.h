@@ -52,6 +52,7 @@ struct event_base;
 #define TPOOL_PATH_MAX 256
 #define TPOOL_TOKEN_MAX 129 /* admin token: up to 128 chars */
 #define TPOOL_POOLS_MAX 64
+#define TPOOL_BASES_MAX 64 /* event_bases one manager can attach */
 #define TPOOL_WORKERS_MAX 4096
 #define TPOOL_CPUS_MAX 1024
 #define TPOOL_BREAKER_WINDOW_MAX 1024
@@ -233,6 +234,9 @@ typedef struct tpool_http_options {
   size_t max_header_size;            /* bytes */
   size_t max_body_size;              /* bytes */
   double timeout_s;                  /* read/write timeout per connection */
+  /* tpool-server's event loops, each in its own thread and serving the
+     listen address: 1..TPOOL_BASES_MAX. The library only checks it. */
+  unsigned loop_threads;
 } tpool_http_options_t;
 
 /* [demo]: the demo work kinds of tpool-server (README, "Work kinds"). The
@@ -450,9 +454,8 @@ TPOOL_API int tpool_manager_new_from_file(const char *path,
  * outlive the manager: call tpool_manager_free() before event_base_free().
  * Returns: 0; -EINVAL if base is NULL, was created before
  * evthread_use_pthreads() (or with EVENT_BASE_FLAG_NOLOCK), or is already
- * attached; -ENOSPC past 64 bases; -ENOMEM; -EIO if an eventfd cannot be
- * made.
- * Thread: loop (of that base).
+ * attached; -ENOSPC past TPOOL_BASES_MAX bases; -ENOMEM; -EIO if an eventfd
+ * cannot be made. Thread: loop (of that base).
  */
 TPOOL_API int tpool_manager_attach(tpool_manager_t *m, struct event_base *base);
 

@@ -97,6 +97,15 @@ struct tpool__demo_task {
   size_t ntokens; /* embed */
 };
 
+/* The index of the tpool-server loop the calling thread runs, set as each
+   loop thread starts (0 on any other thread). Replies carry it as "loop":
+   the loop that answered, which is the one the request came in on. */
+static _Thread_local unsigned current_loop;
+
+void tpool__demo_enter_loop(unsigned index) {
+  current_loop = index;
+}
+
 static void task_free(tpool__demo_task_t *t) {
   for (unsigned i = 0; t->copies && i < t->count; i++)
     task_free(t->copies[i]);
@@ -250,11 +259,11 @@ static json_t *result_json(const tpool__demo_task_t *t) {
 static json_t *task_json(const tpool__demo_task_t *t, int status,
                          const tpool_task_info_t *info, int *http) {
   const char *word = outcome(status, http);
-  json_t *body =
-      json_pack("{s:I,s:s,s:s,s:s,s:I,s:f,s:f}", "id", (json_int_t)info->id,
-                "pool", info->pool, "name", info->name, "status", word,
-                "attempts", (json_int_t)info->attempts, "queue_wait_s",
-                info->queue_wait_s, "run_s", info->run_s);
+  json_t *body = json_pack(
+      "{s:I,s:s,s:s,s:s,s:I,s:f,s:f,s:I}", "id", (json_int_t)info->id, "pool",
+      info->pool, "name", info->name, "status", word, "attempts",
+      (json_int_t)info->attempts, "queue_wait_s", info->queue_wait_s, "run_s",
+      info->run_s, "loop", (json_int_t)current_loop);
   if (body && status != 0)
     json_object_set_new(body, "error",
                         json_string(t->why ? t->why : tpool_strerror(status)));
@@ -674,11 +683,12 @@ static void on_batch_done(const int *statuses, size_t n, void *arg) {
     }
     tpool__http_reply_json(
         req, http,
-        json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:f}", "pool", t->pool_name, "name",
-                  t->name, "status", http == 200 ? "ok" : "failed", "count",
-                  (json_int_t)t->count, "concurrency",
+        json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:f,s:I}", "pool", t->pool_name,
+                  "name", t->name, "status", http == 200 ? "ok" : "failed",
+                  "count", (json_int_t)t->count, "concurrency",
                   (json_int_t)t->concurrency, "statuses", words, "elapsed_s",
-                  (double)(now_ns() - t->start_ns) / 1e9));
+                  (double)(now_ns() - t->start_ns) / 1e9, "loop",
+                  (json_int_t)current_loop));
   }
   task_free(t);
   if (req && d->on_progress)

@@ -1,36 +1,47 @@
 /*
  * server.c — tpool-server, the reference server: the pools of a config
- * file, tpool's HTTP routes and the demo task route on one libevent loop.
+ * file, tpool's HTTP routes and the demo task route on [http] loop_threads
+ * libevent loops.
  *
  *   tpool-server [-c FILE]      FILE defaults to ./config.ini
  *
  * DESIGN
- * Who runs here: the loop thread (HTTP, signals, completions), the pools'
- * workers and monitor, and for a drain one short-lived thread that waits
- * in tpool_manager_shutdown() so the loop keeps answering meanwhile.
- * Signals are libevent signal events, so their handlers run on the loop
- * thread; tpool's workers block signals.
- * Drain (SIGTERM, SIGINT): close the listener, then shut the manager down
- * with [general] shutdown_timeout on the drain thread. Completions keep
- * arriving on the loop and are answered, with Connection: close. When the
- * drain thread reports back, requests whose tasks are still running (past
- * the deadline) get a 503; once every accepted request is answered the
- * loop turns once more, briefly, for the last replies to reach their
- * sockets, and ends.
+ * Who runs here: the loops (HTTP, completions; loop 0 on the main thread
+ * also takes the signals), the pools' workers and monitor, and for a
+ * drain one short-lived thread that waits in tpool_manager_shutdown() so
+ * the loops keep answering meanwhile. Signals are libevent signal events
+ * on loop 0, so their handlers run on the main thread; the other loop
+ * threads and tpool's workers block them.
+ * Several loops: each has its own event_base, attached to the one
+ * manager, its own evhttp with tpool's routes and the demo route, and its
+ * own listening socket on the same address (SO_REUSEPORT), so the kernel
+ * spreads connections over the loops. A request's task is submitted for
+ * the base of its connection, so its completion, and the reply, run on
+ * the loop that read the request. The routes read the manager, so every
+ * loop reports the whole process. Loop 0 reaches the others only through
+ * events it makes active on their bases (drain, reload): each loop's
+ * state is its own thread's.
+ * Drain (SIGTERM, SIGINT): every loop closes its listener, then the drain
+ * thread shuts the manager down with [general] shutdown_timeout.
+ * Completions keep arriving on the loops and are answered, with
+ * Connection: close. When the drain thread reports back to every loop,
+ * requests whose tasks are still running (past the deadline) get a 503;
+ * once every accepted request of a loop is answered, that loop turns once
+ * more, briefly, for the last replies to reach their sockets, and ends.
+ * The process exits when every loop has.
  * Reload (SIGHUP): read the file again; on success apply what can change
- * live (tpool_manager_reconfigure(), the admin token and HTTP limits); on
- * failure keep everything and log why.
+ * live (tpool_manager_reconfigure() here, the admin token and HTTP limits
+ * on each loop); on failure keep everything and log why.
  * Demo data ([demo], demo_work.h): before the pools start, the data
  * directory, the SQLite database and the read file are made if missing
  * (atomically, so an interrupted first start leaves nothing half made).
  * Each db worker opens its own read-only connection in the pool's
  * thread_start hook; as hooks must not call into tpool, the hook only
- * counts the connection and wakes the loop, which logs it.
+ * counts the connection and wakes loop 0, which logs it.
  */
 #include "demo_work.h"
 #include "server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -44,31 +55,60 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The loop's last turn after the drain, for replies just handed to evhttp
+/* Each loop's last turn after the drain, for replies just handed to evhttp
    to reach their sockets. */
 #define LAST_WRITES_US 100000
 
-typedef struct server {
+typedef struct server server_t;
+
+/* One of the [http] loop_threads loops. Loop 0 runs on the main thread and
+   owns the signals; the others run on threads of their own. Fields are
+   the loop thread's alone unless marked. */
+typedef struct loop {
+  server_t *s;
+  unsigned index;
   struct event_base *base;
-  tpool_manager_t *m;
   struct evhttp *http;
   struct evhttp_bound_socket *listener;
   tpool_http_t *routes;
   tpool__demo_t demo;
-  tpool_options_t *opts; /* as last loaded */
+  pthread_t thread;    /* main thread only: loops 1.. */
+  bool thread_started; /* main thread only */
+  bool draining;       /* replies carry Connection: close */
+  bool drained;        /* the manager's shutdown has returned */
+  size_t left; /* requests waiting when it returned; read by the loop that
+                  takes server.loops_to_drain to 0, after this one's
+                  decrement */
+  /* Made active by loop 0 or the drain thread; they run here. */
+  struct event *drain_ev;       /* start draining */
+  struct event *drained_ev;     /* the shutdown returned */
+  struct event *reload_ev;      /* apply server.http_next */
+  atomic_uint_fast64_t applied; /* atomic: the last http_gen applied */
+} loop_t;
+
+struct server {
+  tpool_manager_t *m;
+  tpool_options_t *opts; /* as last loaded; loop 0 only */
   const char *config_path;
   bool self_check; /* --self-check */
-  struct event *signals[3];
-  /* The drain. */
-  bool draining;
-  bool drained; /* the drain thread has reported back */
+  loop_t *loops;
+  unsigned nloops;
+  struct event *signals[3]; /* on loop 0 */
+  /* The drain: started on loop 0, run by the drain thread, which tells
+     every loop when it is over. */
+  bool draining; /* loop 0 only */
   pthread_t drain_thread;
-  int drain_rc;
-  struct event *drained_ev;
+  bool drain_thread_started;  /* loop 0 only */
+  int drain_rc;               /* written before drained_ev is made active */
+  atomic_uint loops_to_drain; /* atomic: loops yet to see the drain end */
+  /* The [http] settings of the last reload, for every loop to apply. */
+  pthread_mutex_t http_mu;
+  tpool_http_options_t http_next;      /* under http_mu */
+  uint64_t http_gen;                   /* under http_mu: reloads so far */
+  atomic_uint_fast64_t announced;      /* atomic: gen logged as applied */
   char address[INET6_ADDRSTRLEN + 16]; /* where it listens, as a URL */
   bool bad_log; /* [general] log cannot be opened: a config error */
   /* Demo data. db_hook is the db pool's thread_arg, so it outlives the
@@ -76,11 +116,12 @@ typedef struct server {
      main() returns. */
   char db_path[TPOOL_PATH_MAX + 16];
   char read_path[TPOOL_PATH_MAX + 16];
+  int read_fd; /* shared by the loops (pread); -1: none */
   tpool__demo_db_hook_t db_hook;
   atomic_uint db_opened;      /* atomic: connections the db hook opened */
-  unsigned db_logged;         /* loop thread only: how many were logged */
-  struct event *db_opened_ev; /* wakes the loop to log them */
-} server_t;
+  unsigned db_logged;         /* loop 0 only: how many were logged */
+  struct event *db_opened_ev; /* wakes loop 0 to log them */
+};
 
 static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...)
     TPOOL_PRINTF(3, 4);
@@ -97,21 +138,21 @@ static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...) {
 /* ---- requests ------------------------------------------------------------ */
 
 static void on_request(struct evhttp_request *req, void *arg) {
-  server_t *s = arg;
-  if (s->draining) /* finish this request, then let the client go */
+  loop_t *l = arg;
+  if (l->draining) /* finish this request, then let the client go */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
-  tpool__demo_serve(&s->demo, req);
+  tpool__demo_serve(&l->demo, req);
 }
 
 /* GET /ping: a trivial route for load balancers and for the baseline of
    tests/bench/http-load.sh. It reads no pool state. */
 static void on_ping(struct evhttp_request *req, void *arg) {
-  server_t *s = arg;
-  if (s->draining)
+  loop_t *l = arg;
+  if (l->draining)
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
-  if (!tpool_http_check_limits(s->routes, req))
+  if (!tpool_http_check_limits(l->routes, req))
     return;
   if (!tpool__http_method_is(req, false))
     tpool__http_reply_405(req, "GET, HEAD");
@@ -121,43 +162,70 @@ static void on_ping(struct evhttp_request *req, void *arg) {
 
 /* ---- drain --------------------------------------------------------------- */
 
-/* Ends the loop once the drain is over and every reply is out. */
+/* Ends this loop once the drain is over and every reply is out. */
 static void maybe_finish(void *arg) {
-  server_t *s = arg;
-  if (!s->drained || s->demo.nwaiting > 0)
+  loop_t *l = arg;
+  if (!l->drained || l->demo.nwaiting > 0)
     return;
   struct timeval tv = {0, LAST_WRITES_US};
-  event_base_loopexit(s->base, &tv);
+  event_base_loopexit(l->base, &tv);
+}
+
+/* On every loop: no new connections, and replies say Connection: close. */
+static void on_drain(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  loop_t *l = arg;
+  if (l->draining)
+    return;
+  l->draining = true;
+  l->demo.draining = true;
+  tpool_http_set_draining(l->routes, true);
+  if (l->listener) {
+    evhttp_del_accept_socket(l->http, l->listener);
+    l->listener = NULL;
+  }
 }
 
 static void *drain_main(void *arg) {
   server_t *s = arg;
   s->drain_rc = tpool_manager_shutdown(s->m, s->opts->shutdown_timeout_s);
-  event_active(s->drained_ev, 0, 0); /* back to the loop thread */
+  for (unsigned i = 0; i < s->nloops; i++) /* back to every loop */
+    event_active(s->loops[i].drained_ev, 0, 0);
   return NULL;
 }
 
 static void on_drained(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  server_t *s = arg;
-  pthread_join(s->drain_thread, NULL);
-  s->drained = true;
-  if (s->drain_rc == -ETIMEDOUT && s->demo.nwaiting > 0) {
-    logf_(s, TPOOL_LOG_WARN,
-          "%zu tasks still running at the deadline; answering their "
-          "requests with 503",
-          s->demo.nwaiting);
-  }
+  loop_t *l = arg;
+  server_t *s = l->s;
+  on_drain(fd, what, arg); /* in case it has not run here yet */
+  if (l->index == 0 && s->drain_thread_started)
+    pthread_join(s->drain_thread, NULL);
+  l->drained = true;
   /* Completions of drained tasks may still sit in the bridge, queued
      behind this event; they are answered before maybe_finish() lets the
      loop end. Only tasks that outlived the deadline are given up on. */
-  if (s->drain_rc == -ETIMEDOUT)
-    tpool__demo_abandon(&s->demo);
-  logf_(s, TPOOL_LOG_INFO, "Drained (%s); %zu requests still waiting",
-        s->drain_rc == 0 ? "every task finished" : tpool_strerror(s->drain_rc),
-        s->demo.nwaiting);
-  maybe_finish(s);
+  if (s->drain_rc == -ETIMEDOUT && l->demo.nwaiting > 0) {
+    logf_(s, TPOOL_LOG_WARN,
+          "%zu tasks still running at the deadline; answering their "
+          "requests with 503",
+          l->demo.nwaiting);
+    tpool__demo_abandon(&l->demo);
+  }
+  /* The last loop to get here reports for all of them. */
+  l->left = l->demo.nwaiting;
+  if (atomic_fetch_sub(&s->loops_to_drain, 1) == 1) {
+    size_t left = 0;
+    for (unsigned i = 0; i < s->nloops; i++)
+      left += s->loops[i].left;
+    logf_(s, TPOOL_LOG_INFO, "Drained (%s); %zu requests still waiting",
+          s->drain_rc == 0 ? "every task finished"
+                           : tpool_strerror(s->drain_rc),
+          left);
+  }
+  maybe_finish(l);
 }
 
 static void start_drain(server_t *s, const char *why) {
@@ -166,26 +234,19 @@ static void start_drain(server_t *s, const char *why) {
     return;
   }
   s->draining = true;
-  s->demo.draining = true;
-  tpool_http_set_draining(s->routes, true);
   logf_(s, TPOOL_LOG_INFO,
         "%s: draining; no new connections, deadline %.3gs for running tasks",
         why, s->opts->shutdown_timeout_s);
-  if (s->listener) {
-    evhttp_del_accept_socket(s->http, s->listener);
-    s->listener = NULL;
-  }
+  for (unsigned i = 0; i < s->nloops; i++)
+    event_active(s->loops[i].drain_ev, 0, 0);
   int rc = pthread_create(&s->drain_thread, NULL, drain_main, s);
+  s->drain_thread_started = rc == 0;
   if (rc != 0) {
-    /* No thread: drain here. The loop stalls meanwhile, but the replies
-       are sent once it runs again. */
+    /* No thread: drain here. The loops' replies wait meanwhile, and are
+       sent once the drain is over. */
     logf_(s, TPOOL_LOG_WARN, "cannot start the drain thread (%s)",
           strerror(rc));
-    s->drain_rc = tpool_manager_shutdown(s->m, s->opts->shutdown_timeout_s);
-    s->drained = true;
-    if (s->drain_rc == -ETIMEDOUT)
-      tpool__demo_abandon(&s->demo);
-    maybe_finish(s);
+    drain_main(s);
   }
 }
 
@@ -227,10 +288,52 @@ static void reload(server_t *s) {
           "running values");
     next->demo = *run;
   }
-  tpool_http_set_token(s->routes, next->http.admin_token);
-  tpool__http_apply_limits(s->routes, &next->http);
+  if (next->http.loop_threads != s->opts->http.loop_threads) {
+    logf_(s, TPOOL_LOG_WARN,
+          "Config reload: [http] loop_threads changes at restart only; "
+          "keeping %u",
+          s->opts->http.loop_threads);
+    next->http.loop_threads = s->opts->http.loop_threads;
+  }
+  /* The admin token and the limits: every loop applies them itself. */
+  pthread_mutex_lock(&s->http_mu);
+  s->http_next = next->http;
+  s->http_gen++;
+  pthread_mutex_unlock(&s->http_mu);
+  for (unsigned i = 0; i < s->nloops; i++)
+    event_active(s->loops[i].reload_ev, 0, 0);
   free(s->opts);
   s->opts = next;
+}
+
+/* On every loop after a reload: the newest [http] settings. Two reloads
+   in a row may make this run once; it applies the latest. */
+static void on_reload(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  loop_t *l = arg;
+  server_t *s = l->s;
+  tpool_http_options_t o;
+  pthread_mutex_lock(&s->http_mu);
+  o = s->http_next;
+  uint64_t gen = s->http_gen;
+  pthread_mutex_unlock(&s->http_mu);
+  tpool_http_set_token(l->routes, o.admin_token);
+  tpool__http_apply_limits(l->routes, &o);
+  atomic_store(&l->applied, gen);
+  if (s->nloops == 1)
+    return;
+  /* Whichever loop completes a generation says so, once. */
+  for (unsigned i = 0; i < s->nloops; i++)
+    if (atomic_load(&s->loops[i].applied) < gen)
+      return;
+  uint_fast64_t seen = atomic_load(&s->announced);
+  while (seen < gen)
+    if (atomic_compare_exchange_weak(&s->announced, &seen, gen)) {
+      logf_(s, TPOOL_LOG_INFO,
+            "Config reload: HTTP settings applied on all %u loops", s->nloops);
+      break;
+    }
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -248,36 +351,26 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 
 /* ---- start --------------------------------------------------------------- */
 
-/* Binds [http] listen and notes the address (the real port when 0). */
+/* Binds [http] listen, a socket for every loop, and notes the address
+   (the real port when 0). */
 static int listen_http(server_t *s) {
   const tpool_http_options_t *o = &s->opts->http;
-  s->listener =
-      evhttp_bind_socket_with_handle(s->http, o->listen_host, o->listen_port);
-  if (!s->listener) {
-    logf_(s, TPOOL_LOG_ERROR, "cannot listen on %s port %u: %s", o->listen_host,
-          (unsigned)o->listen_port, strerror(errno));
-    return -1;
-  }
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  evutil_socket_t fd = evhttp_bound_socket_get_fd(s->listener);
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = o->listen_port;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-      port = ntohs(a->sin6_port);
-    } else {
-      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-      inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-      port = ntohs(a->sin_port);
+  int fds[TPOOL_BASES_MAX];
+  int rc = tpool__listen(o->listen_host, o->listen_port, s->nloops, fds,
+                         s->address, sizeof(s->address));
+  for (unsigned i = 0; i < s->nloops && rc == 0; i++) {
+    loop_t *l = &s->loops[i];
+    l->listener = evhttp_accept_socket_with_handle(l->http, fds[i]);
+    if (!l->listener) {
+      rc = -ENOMEM;
+      for (unsigned j = i; j < s->nloops; j++) /* the rest are not evhttp's */
+        close(fds[j]);
     }
   }
-  snprintf(s->address, sizeof(s->address), "http://%s%s%s:%u/",
-           ss.ss_family == AF_INET6 ? "[" : "", host,
-           ss.ss_family == AF_INET6 ? "]" : "", port);
-  return 0;
+  if (rc != 0)
+    logf_(s, TPOOL_LOG_ERROR, "cannot listen on %s port %u: %s", o->listen_host,
+          (unsigned)o->listen_port, strerror(-rc));
+  return rc;
 }
 
 /* ---- demo data ----------------------------------------------------------- */
@@ -354,8 +447,8 @@ static int prepare_demo(server_t *s) {
   }
   rc = tpool__demo_file_prepare(s->read_path, TPOOL__DEMO_READ_FILE_SIZE,
                                 &created);
-  s->demo.read_fd = rc == 0 ? open(s->read_path, O_RDONLY | O_CLOEXEC) : -1;
-  if (rc == 0 && s->demo.read_fd < 0)
+  s->read_fd = rc == 0 ? open(s->read_path, O_RDONLY | O_CLOEXEC) : -1;
+  if (rc == 0 && s->read_fd < 0)
     rc = -errno;
   if (rc != 0) {
     logf_(s, TPOOL_LOG_ERROR, "cannot make the demo read file %s: %s",
@@ -365,82 +458,90 @@ static int prepare_demo(server_t *s) {
   logf_(s, TPOOL_LOG_INFO, "%s the demo read file %s (%zu bytes)",
         created ? "Wrote" : "Reusing", s->read_path,
         TPOOL__DEMO_READ_FILE_SIZE);
-  s->demo.read_size = TPOOL__DEMO_READ_FILE_SIZE;
-  s->demo.embedding_dim = o->embedding_dim;
   return 0;
 }
 
-/* ---- self-check ---------------------------------------------------------- */
-
-#define SELF_CHECK_S 5.0
-
-/* A self-check task: nothing, or on the db pool a query through the
-   worker's own connection (key 1 always exists). */
-static int probe(void *arg, void **result) {
-  (void)result;
-  if (!arg)
-    return 0;
-  void *db = tpool_thread_context();
-  tpool__demo_row_t row;
-  return db ? tpool__demo_db_query(db, 1, &row) : -EIO;
+/* Sets up loop l: its base, attached to the manager, its evhttp with
+   tpool's routes, /ping and the demo route, and the events through which
+   loop 0 and the drain thread reach it. */
+static int loop_init(server_t *s, loop_t *l) {
+  if (!l->base) /* loop 0's is made first, for the db hook's event */
+    l->base = event_base_new();
+  if (!l->base)
+    return -ENOMEM;
+  int rc = tpool_manager_attach(s->m, l->base);
+  l->http = rc == 0 ? evhttp_new(l->base) : NULL;
+  if (rc == 0 && !l->http)
+    rc = -ENOMEM;
+  if (rc == 0)
+    rc = tpool_http_attach(l->http, s->m, &s->opts->http, TPOOL_HTTP_CONFIGURE,
+                           &l->routes);
+  /* A trivial route for load balancers and the benchmark's baseline. */
+  if (rc == 0 && evhttp_set_cb(l->http, "/ping", on_ping, l) != 0)
+    rc = -ENOMEM;
+  if (rc != 0)
+    return rc;
+  evhttp_set_gencb(l->http, on_request, l);
+  l->demo.m = s->m;
+  l->demo.routes = l->routes;
+  l->demo.read_fd = s->read_fd;
+  l->demo.read_size = TPOOL__DEMO_READ_FILE_SIZE;
+  l->demo.embedding_dim = s->opts->demo.embedding_dim;
+  TAILQ_INIT(&l->demo.waiting);
+  l->demo.on_progress = maybe_finish;
+  l->demo.arg = l;
+  l->drain_ev = event_new(l->base, -1, 0, on_drain, l);
+  l->drained_ev = event_new(l->base, -1, 0, on_drained, l);
+  l->reload_ev = event_new(l->base, -1, 0, on_reload, l);
+  return l->drain_ev && l->drained_ev && l->reload_ev ? 0 : -ENOMEM;
 }
 
-/*
- * Before serving, every pool runs one task, submitted as a future and
- * waited on here, on the main thread, whose loop does not run yet: a pool
- * whose workers cannot start (a db connection that cannot be opened, say)
- * is reported before the first request finds it. A pool that does not
- * answer within SELF_CHECK_S is logged and left to go on trying.
- */
-static void self_check(server_t *s) {
-  tpool_stats_t *st = NULL;
-  if (tpool_manager_stats(s->m, &st) != 0)
-    return;
-  tpool_future_t *f[TPOOL_POOLS_MAX] = {0};
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (size_t i = 0; i < st->npools; i++) {
-    tpool_pool_t *p = tpool_manager_pool(s->m, st->pools[i].name);
-    /* The db pool's workers hold connections (db_pool()): use one. */
-    bool db = strcmp(st->pools[i].name, "db") == 0 && db_pool(s->opts);
-    if (tpool_submit_future(p, "self-check", probe, db ? p : NULL, NULL,
-                            &f[i]) < 0)
-      f[i] = NULL;
+static void *loop_main(void *arg) {
+  loop_t *l = arg;
+  tpool__demo_enter_loop(l->index);
+  event_base_dispatch(l->base);
+  return NULL;
+}
+
+/* Starts loops 1.. on their own threads, with the signals blocked there:
+   loop 0, on the main thread, handles them. */
+static int start_loop_threads(server_t *s) {
+  sigset_t block, was;
+  sigemptyset(&block);
+  sigaddset(&block, SIGHUP);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &block, &was);
+  int rc = 0;
+  for (unsigned i = 1; i < s->nloops && rc == 0; i++) {
+    loop_t *l = &s->loops[i];
+    rc = pthread_create(&l->thread, NULL, loop_main, l);
+    l->thread_started = rc == 0;
   }
-  size_t ok = 0;
-  for (size_t i = 0; i < st->npools; i++) {
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double left = SELF_CHECK_S - ((double)(t1.tv_sec - t0.tv_sec) +
-                                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-    int status = -ENOMEM;
-    if (!f[i] ||
-        tpool_future_wait(f[i], left > 0 ? left : 0, &status, NULL) != 0)
-      logf_(s, TPOOL_LOG_WARN,
-            "Self-check: pool %s ran no task within %.0fs (can its workers "
-            "start?); serving anyway",
-            st->pools[i].name, SELF_CHECK_S);
-    else if (status != 0)
-      logf_(s, TPOOL_LOG_WARN, "Self-check: pool %s: %s", st->pools[i].name,
-            tpool_strerror(status));
-    else
-      ok++;
-    tpool_future_free(f[i]);
-  }
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  logf_(s, TPOOL_LOG_INFO, "Self-check: %zu of %zu pools ran a task in %.3fs",
-        ok, st->npools,
-        (double)(t1.tv_sec - t0.tv_sec) +
-            (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-  tpool_stats_free(st);
+  pthread_sigmask(SIG_SETMASK, &was, NULL);
+  if (rc != 0)
+    logf_(s, TPOOL_LOG_ERROR, "cannot start a loop thread: %s", strerror(rc));
+  return -rc;
 }
 
 static int start(server_t *s) {
-  s->base = event_base_new();
-  if (!s->base)
+  s->nloops = s->opts->http.loop_threads;
+  s->loops = calloc(s->nloops, sizeof(*s->loops));
+  if (!s->loops)
+    return -ENOMEM;
+  atomic_init(&s->loops_to_drain, s->nloops);
+  for (unsigned i = 0; i < s->nloops; i++) {
+    s->loops[i].s = s;
+    s->loops[i].index = i;
+    atomic_init(&s->loops[i].applied, 0);
+  }
+  loop_t *l0 = &s->loops[0];
+  l0->base = event_base_new();
+  if (!l0->base)
     return -ENOMEM;
   /* The db pool's hooks, set in code before the manager copies the
      options. The database they open is made below, before the start. */
-  s->db_opened_ev = event_new(s->base, -1, 0, on_db_opened, s);
+  s->db_opened_ev = event_new(l0->base, -1, 0, on_db_opened, s);
   if (!s->db_opened_ev)
     return -ENOMEM;
   s->db_hook.path = s->db_path;
@@ -467,36 +568,18 @@ static int start(server_t *s) {
   rc = prepare_demo(s);
   if (rc != 0)
     return rc;
-  rc = tpool_manager_attach(s->m, s->base);
-  s->http = rc == 0 ? evhttp_new(s->base) : NULL;
-  if (rc == 0 && !s->http)
-    rc = -ENOMEM;
-  if (rc == 0)
-    rc = tpool_http_attach(s->http, s->m, &s->opts->http, TPOOL_HTTP_CONFIGURE,
-                           &s->routes);
-  /* A trivial route for load balancers and the benchmark's baseline. */
-  if (rc == 0 && evhttp_set_cb(s->http, "/ping", on_ping, s) != 0)
-    rc = -ENOMEM;
+  for (unsigned i = 0; i < s->nloops && rc == 0; i++)
+    rc = loop_init(s, &s->loops[i]);
   if (rc != 0) {
     logf_(s, TPOOL_LOG_ERROR, "cannot set up: %s", tpool_strerror(rc));
     return rc;
   }
-  evhttp_set_gencb(s->http, on_request, s);
-  s->demo.m = s->m;
-  s->demo.routes = s->routes;
-  TAILQ_INIT(&s->demo.waiting);
-  s->demo.on_progress = maybe_finish;
-  s->demo.arg = s;
-
   static const int sigs[3] = {SIGHUP, SIGTERM, SIGINT};
   for (int i = 0; i < 3; i++) {
-    s->signals[i] = evsignal_new(s->base, sigs[i], on_signal, s);
+    s->signals[i] = evsignal_new(l0->base, sigs[i], on_signal, s);
     if (!s->signals[i] || evsignal_add(s->signals[i], NULL) != 0)
       return -ENOMEM;
   }
-  s->drained_ev = event_new(s->base, -1, 0, on_drained, s);
-  if (!s->drained_ev)
-    return -ENOMEM;
   /* The address first: a port in use fails before any thread starts. */
   if (listen_http(s) != 0)
     return -EADDRNOTAVAIL;
@@ -506,29 +589,62 @@ static int start(server_t *s) {
     return rc;
   }
   if (s->self_check)
-    self_check(s);
-  logf_(s, TPOOL_LOG_INFO, "Listening on %s", s->address);
+    tpool__server_self_check(s->m, db_pool(s->opts) != NULL);
+  rc = start_loop_threads(s);
+  if (rc != 0)
+    return rc;
+  if (s->nloops == 1)
+    logf_(s, TPOOL_LOG_INFO, "Listening on %s", s->address);
+  else
+    logf_(s, TPOOL_LOG_INFO, "Listening on %s (%u loop threads)", s->address,
+          s->nloops);
   return 0;
 }
 
+/* Runs loop 0 here until the drain is over, then waits for the others. */
+static void serve(server_t *s) {
+  event_base_dispatch(s->loops[0].base);
+  for (unsigned i = 1; i < s->nloops; i++) {
+    loop_t *l = &s->loops[i];
+    if (!l->thread_started)
+      continue;
+    if (!s->loops[0].drained) /* loop 0 failed: nothing will end them */
+      event_base_loopbreak(l->base);
+    pthread_join(l->thread, NULL);
+  }
+}
+
 static void stop(server_t *s) {
+  /* A failed start may have left loop threads running. */
+  for (unsigned i = 1; s->loops && i < s->nloops; i++)
+    if (s->loops[i].thread_started) {
+      event_base_loopbreak(s->loops[i].base);
+      pthread_join(s->loops[i].thread, NULL);
+      s->loops[i].thread_started = false;
+    }
   /* The manager first: its last completions still reply through evhttp. */
   if (s->m)
     tpool_manager_free(s->m);
-  tpool_http_detach(s->routes);
-  if (s->http)
-    evhttp_free(s->http);
   for (int i = 0; i < 3; i++)
     if (s->signals[i])
       event_free(s->signals[i]);
-  if (s->drained_ev)
-    event_free(s->drained_ev);
   if (s->db_opened_ev)
     event_free(s->db_opened_ev);
-  if (s->demo.read_fd >= 0)
-    close(s->demo.read_fd);
-  if (s->base)
-    event_base_free(s->base);
+  for (unsigned i = 0; s->loops && i < s->nloops; i++) {
+    loop_t *l = &s->loops[i];
+    tpool_http_detach(l->routes);
+    if (l->http)
+      evhttp_free(l->http);
+    struct event *evs[3] = {l->drain_ev, l->drained_ev, l->reload_ev};
+    for (int j = 0; j < 3; j++)
+      if (evs[j])
+        event_free(evs[j]);
+    if (l->base)
+      event_base_free(l->base);
+  }
+  free(s->loops);
+  if (s->read_fd >= 0)
+    close(s->read_fd);
   free(s->opts);
 }
 
@@ -582,8 +698,10 @@ int main(int argc, char **argv) {
   server_t s;
   memset(&s, 0, sizeof(s));
   s.config_path = "config.ini";
-  s.demo.read_fd = -1;
+  s.read_fd = -1;
   atomic_init(&s.db_opened, 0);
+  atomic_init(&s.announced, 0);
+  pthread_mutex_init(&s.http_mu, NULL);
   int c;
   while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
     switch (c) {
@@ -634,10 +752,11 @@ int main(int argc, char **argv) {
   }
   int rc = start(&s);
   if (rc == 0) {
-    event_base_dispatch(s.base);
+    serve(&s);
     logf_(&s, TPOOL_LOG_INFO, "Stopped");
   }
   stop(&s);
+  pthread_mutex_destroy(&s.http_mu);
   if (s.bad_log)
     return 2; /* the config's log file: a config error */
   return rc == 0 ? 0 : 1;

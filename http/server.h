@@ -54,11 +54,39 @@ bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req);
 void tpool__demo_serve(tpool__demo_t *d, struct evhttp_request *req);
 
 /*
+ * Tells the demo route that the calling thread runs tpool-server's loop
+ * number `index` (0-based), which every reply reports as "loop".
+ * Thread: that loop's, before it runs.
+ */
+void tpool__demo_enter_loop(unsigned index);
+
+/*
  * Answers with 503 every request whose task is still running (used when a
  * drain's deadline passed); their tasks' done callbacks, if they ever run,
  * then only free their state. Requests whose tasks have ended keep waiting
  * for their completions, already on the way to the loop.
  */
 void tpool__demo_abandon(tpool__demo_t *d);
+
+/*
+ * Opens n listening sockets on host:port (numeric), one per loop: with
+ * n > 1 they share the address through SO_REUSEPORT, after a first bind
+ * without it has shown that no other socket listens there. Port 0 picks
+ * a free port, the same for all. Writes "http://host:port/" to url.
+ * Returns: 0 and fds[0..n) (the caller owns them); -errno (EADDRINUSE,
+ * EINVAL for a host that is not numeric, ...), with nothing left open.
+ * Thread: any.
+ */
+int tpool__listen(const char *host, uint16_t port, unsigned n, int *fds,
+                  char *url, size_t url_size);
+
+/*
+ * --self-check: runs one task on every pool of m as a future and waits up
+ * to 5 s in all, logging each pool that could not and then a summary.
+ * With db_connections, the db pool's task queries its worker's database
+ * connection. Tasks count in the statistics like any others.
+ * Thread: any but a loop thread of m (it blocks), once m has started.
+ */
+void tpool__server_self_check(tpool_manager_t *m, bool db_connections);
 
 #endif /* TPOOL_HTTP_SERVER_H */

@@ -16,7 +16,7 @@
 #include <signal.h>
 #include <sys/queue.h> /* BSD lists, as libevent uses them */
 
-#define TPOOL__BRIDGES_MAX 64
+#define TPOOL__BRIDGES_MAX TPOOL_BASES_MAX
 
 /* One submitted task, from tpool_submit() until its done callback returns.
    `node` comes first so a bridge node converts back to its task. */

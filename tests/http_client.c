@@ -307,6 +307,7 @@ typedef struct slot {
   bool connected;          /* bev reported BEV_EVENT_CONNECTED */
   bool busy;               /* request `n` is in flight */
   size_t n;
+  size_t conn; /* serial number of bev's connection (th_load_connection) */
 } slot_t;
 
 struct th_load {
@@ -323,6 +324,8 @@ struct th_load {
   th_load_stats_t stats;
   struct event *kick; /* starts the slots once the loop runs */
   bool kicked;
+  size_t nconns;           /* connections opened (or tried) so far */
+  const slot_t *reporting; /* the slot whose outcome answer() is given */
 };
 
 static void slot_close(slot_t *s) {
@@ -343,7 +346,10 @@ static void slot_end(slot_t *s, const th_response_t *r, size_t *counter) {
   if (l->answer) {
     th_response_t none;
     response_empty(&none);
+    const slot_t *was = l->reporting;
+    l->reporting = s;
     l->answer(s->n, r ? r : &none, l->arg);
+    l->reporting = was;
     th_response_free(&none);
   }
 }
@@ -361,6 +367,7 @@ static bool slot_connect(slot_t *s) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   assert_true(fd >= 0);
+  s->conn = l->nconns++;
   /* connect() here rather than in bufferevent_socket_connect(), so a
      refusal is known for certain rather than guessed from errno. */
   int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
@@ -502,6 +509,12 @@ bool th_load_is_done(const th_load_t *l) {
 
 const th_load_stats_t *th_load_stats(const th_load_t *l) {
   return &l->stats;
+}
+
+size_t th_load_connection(const th_load_t *l) {
+  if (!l->reporting)
+    fail_msg("th_load_connection() called outside a th_load_answer_cb");
+  return l->reporting->conn;
 }
 
 bool th_load_run(th_load_t *l, double timeout_s) {

@@ -114,6 +114,17 @@ bool th_load_is_done(const th_load_t *l);
 /* The tally so far. Borrowed: valid until th_load_free(l). */
 const th_load_stats_t *th_load_stats(const th_load_t *l);
 
+/*
+ * Which connection the outcome being reported came on: the serial number
+ * (0, 1, 2, ...) the load gave it when it opened it. Every connection the
+ * load opens gets the next number, including one opened again after the
+ * server closed the previous one, and one that was then refused (so a
+ * refused request has a number of its own). Answers with the same number
+ * came on the same TCP connection, one after the other. Valid only inside
+ * the load's th_load_answer_cb; called anywhere else it fails the test.
+ */
+size_t th_load_connection(const th_load_t *l);
+
 /* Runs the loop until the load is done or timeout_s passes. Returns
    th_load_is_done(). */
 bool th_load_run(th_load_t *l, double timeout_s);

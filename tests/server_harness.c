@@ -300,6 +300,25 @@ int server_exit_code(server_t *s) {
   return exit_code(s);
 }
 
+void expect_refused_start(fixture_t *fx, const char *config,
+                          const char *const *extra,
+                          const char *const *needles) {
+  write_file(fx->config, config);
+  server_t *s = server_spawn(fx, extra);
+  int code = server_exit_code(s);
+  server_join_log(s);
+  char *text = log_copy(s);
+  bool ok = code == 2 && !strstr(text, "Listening");
+  for (size_t i = 0; ok && needles[i]; i++)
+    ok = strstr(text, needles[i]) != NULL;
+  if (!ok) {
+    print_log(s);
+    fail_msg("expected exit status 2 and a message naming %s; got status %d",
+             needles[0], code);
+  }
+  free(text);
+}
+
 /* ---- requests -------------------------------------------------------------
  */
 
@@ -439,6 +458,47 @@ void run_load(server_t *s, th_load_t *l) {
     print_load(th_load_stats(l));
     print_log(s);
     fail_msg("the load did not finish within %.0fs", WAIT_S);
+  }
+}
+
+static bool load_started_at_least(void *arg) {
+  void **a = arg;
+  return th_load_stats(a[0])->started >= *(size_t *)a[1];
+}
+
+void run_load_until_started(fixture_t *fx, server_t *s, th_load_t *l,
+                            size_t n) {
+  void *a[2] = {l, &n};
+  if (!th_run_until(fx->base, load_started_at_least, a, WAIT_S)) {
+    print_load(th_load_stats(l));
+    print_log(s);
+    fail_msg("the load never started %zu requests", n);
+  }
+}
+
+void sigterm_during_load(server_t *s, th_load_t *l, size_t total,
+                         unsigned concurrency) {
+  size_t before = th_load_stats(l)->started;
+  assert_int_equal(kill(s->pid, SIGTERM), 0);
+  run_load(s, l);
+  const th_load_stats_t *st = th_load_stats(l);
+  bool ok = st->lost == 0 && st->answered == st->sent &&
+            st->sent + st->refused == total &&
+            st->by_status[200] + st->by_status[503] == st->answered &&
+            /* all but those still in flight were accepted before it */
+            st->by_status[200] + concurrency >= before;
+  if (!ok) {
+    print_load(st);
+    print_log(s);
+    fail_msg("requests were lost or wrongly answered across SIGTERM");
+  }
+  if (!server_wait_exit(s, WAIT_S)) {
+    print_log(s);
+    fail_msg("tpool-server did not exit within %.0fs of SIGTERM", WAIT_S);
+  }
+  if (exit_code(s) != 0) {
+    print_log(s);
+    fail_msg("tpool-server exited with status %d", exit_code(s));
   }
 }
 

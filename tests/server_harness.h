@@ -109,6 +109,12 @@ void server_stop_ok(server_t *s);
 /* Waits for a server that should stop by itself; returns its exit code. */
 int server_exit_code(server_t *s);
 
+/* Runs the server on `config` (and `extra` arguments, NULL-terminated, may
+   be NULL); it must exit 2 without listening, its output naming every one
+   of `needles` (NULL-terminated). */
+void expect_refused_start(fixture_t *fx, const char *config,
+                          const char *const *extra, const char *const *needles);
+
 /* One request; fails the test if no answer came in time. */
 void call(fixture_t *fx, server_t *s, const char *method, const char *path,
           const char *const *headers, const char *body, th_response_t *r);
@@ -156,6 +162,18 @@ void print_load(const th_load_stats_t *st);
 
 /* Runs a load to its end; fails the test if it does not end in time. */
 void run_load(server_t *s, th_load_t *l);
+
+/* Runs the client loop until the load has started `n` requests; fails
+   the test, with the load's tally and the log, if it never does. */
+void run_load_until_started(fixture_t *fx, server_t *s, th_load_t *l, size_t n);
+
+/* Sends SIGTERM during load l (of `total` requests on `concurrency`
+   connections) and runs it to its end; fails the test unless every
+   request sent was answered, 200 or 503, with at least every request
+   started before the signal (less those in flight) answered 200, and the
+   server then exits 0 by itself. */
+void sigterm_during_load(server_t *s, th_load_t *l, size_t total,
+                         unsigned concurrency);
 
 /* Polls /health/thread-pools until no pool has work queued or running, and
    returns that answer (caller json_decref()s). */

@@ -153,6 +153,7 @@ static void test_config_defaults(void **state) {
   assert_int_equal(o.http.max_header_size, 8192);
   assert_int_equal(o.http.max_body_size, 1024 * 1024);
   assert_true(o.http.timeout_s == 30.0);
+  assert_int_equal(o.http.loop_threads, 1);
   assert_string_equal(o.config_path, "");
   assert_int_equal(o.npools, 5);
   for (i = 0; i < 5; i++) {
@@ -355,13 +356,14 @@ static void test_config_every_key(void **state) {
   assert_int_equal(o.http.max_header_size, 16 * 1024);
   assert_int_equal(o.http.max_body_size, 0);
   assert_true(o.http.timeout_s == 0.5);
+  assert_int_equal(o.http.loop_threads, 64);
   assert_string_equal(o.demo.data_dir, "/var/lib/tpool demo");
   assert_int_equal(o.demo.embedding_dim, 4096);
   assert_int_equal(o.demo.db_rows, 1);
 
   cpu = tpool_options_pool(&o, "cpu");
   assert_non_null(cpu);
-  assert_int_equal(cpu->line, 18);
+  assert_int_equal(cpu->line, 19);
   assert_int_equal(cpu->max_workers, ncpu < 1 ? 1 : ncpu);
   assert_int_equal(cpu->min_workers, 1);
   assert_int_equal(cpu->queue_limit, 10000000);

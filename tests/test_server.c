@@ -59,27 +59,6 @@ static const int small_sizes[NPOOLS] = {4, 4, 2, 2, 3};
 /* ---- bad configs ----------------------------------------------------------
  */
 
-/* Runs the server on `config` (and `extra` arguments); it must exit 2
-   without listening, its output naming every one of `needles`. */
-static void expect_refused_start(fixture_t *fx, const char *config,
-                                 const char *const *extra,
-                                 const char *const *needles) {
-  write_file(fx->config, config);
-  server_t *s = server_spawn(fx, extra);
-  int code = server_exit_code(s);
-  server_join_log(s);
-  char *text = log_copy(s);
-  bool ok = code == 2 && !strstr(text, "Listening");
-  for (size_t i = 0; ok && needles[i]; i++)
-    ok = strstr(text, needles[i]) != NULL;
-  if (!ok) {
-    print_log(s);
-    fail_msg("expected exit status 2 and a message naming %s; got status %d",
-             needles[0], code);
-  }
-  free(text);
-}
-
 static void test_server_bad_config_exits_2(void **state) {
   fixture_t *fx = *state;
   char where[256];
@@ -516,22 +495,6 @@ static void task_answer(size_t n, const th_response_t *r, void *arg) {
   json_decref(j);
 }
 
-static bool load_started_at_least(void *arg) {
-  void **a = arg;
-  return th_load_stats(a[0])->started >= *(size_t *)a[1];
-}
-
-/* Runs the loop until the load has started `n` requests. */
-static void run_load_until_started(fixture_t *fx, server_t *s, th_load_t *l,
-                                   size_t n) {
-  void *a[2] = {l, &n};
-  if (!th_run_until(fx->base, load_started_at_least, a, WAIT_S)) {
-    print_load(th_load_stats(l));
-    print_log(s);
-    fail_msg("the load never started %zu requests", n);
-  }
-}
-
 /* Polls /health/thread-pools/{pool}, running the loop between polls, until
    a task runs there; returns that answer (caller json_decref()s). */
 static json_t *wait_running_task(fixture_t *fx, server_t *s, const char *pool) {
@@ -965,31 +928,9 @@ static void test_server_sigterm_during_load_answers_all(void **state) {
   th_load_t *l = th_load_start(fx->base, s->port, CONCURRENCY, TOTAL, task_next,
                                task_answer, &t);
   run_load_until_started(fx, s, l, TOTAL / 2);
-  size_t before = th_load_stats(l)->started;
-  assert_int_equal(kill(s->pid, SIGTERM), 0);
-  run_load(s, l);
-  const th_load_stats_t *st = th_load_stats(l);
-  bool ok = st->lost == 0 && st->answered == st->sent &&
-            st->sent + st->refused == TOTAL &&
-            st->by_status[200] + st->by_status[503] == st->answered &&
-            /* all but those still in flight were accepted before it */
-            st->by_status[200] + CONCURRENCY >= before;
-  if (!ok) {
-    print_load(st);
-    print_log(s);
-    fail_msg("requests were lost or wrongly answered across SIGTERM");
-  }
+  sigterm_during_load(s, l, TOTAL, CONCURRENCY);
   assert_int_equal(t.bad_answers, 0);
   th_load_free(l);
-
-  if (!server_wait_exit(s, WAIT_S)) {
-    print_log(s);
-    fail_msg("tpool-server did not exit within %.0fs of SIGTERM", WAIT_S);
-  }
-  if (exit_code(s) != 0) {
-    print_log(s);
-    fail_msg("tpool-server exited with status %d", exit_code(s));
-  }
   char *text = log_copy(s);
   assert_non_null(strstr(text, "SIGTERM: draining"));
   assert_non_null(strstr(text, "Drained (every task finished)"));

@@ -24,6 +24,7 @@
 #   BG_CONNECTIONS  connections of the background task load (default 8);
 #                   0 measures an idle server
 #   WARMUP          seconds of unrecorded load on each route first (default 2)
+#   LOOP_THREADS    the server's [http] loop_threads (default 1)
 # With the defaults it takes about 70 seconds.
 set -eu
 
@@ -53,13 +54,14 @@ THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 BG_CONNECTIONS=${BG_CONNECTIONS:-8}
 WARMUP=${WARMUP:-2}
+LOOP_THREADS=${LOOP_THREADS:-1}
 
 die() {
   echo "http-load.sh: $*" >&2
   exit 2
 }
 
-for v in DURATION CONNECTIONS THREADS ROUNDS BG_CONNECTIONS WARMUP; do
+for v in DURATION CONNECTIONS THREADS ROUNDS BG_CONNECTIONS WARMUP LOOP_THREADS; do
   n=""
   eval "n=\$$v"
   case $n in
@@ -69,6 +71,8 @@ done
 [ "$DURATION" -ge 1 ] || die "DURATION: expected 1 or more seconds"
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS: expected 1 or more"
 [ "$THREADS" -ge 1 ] || die "THREADS: expected 1 or more"
+[ "$LOOP_THREADS" -ge 1 ] && [ "$LOOP_THREADS" -le 64 ] ||
+  die "LOOP_THREADS: expected 1..64"
 [ "$CONNECTIONS" -ge "$THREADS" ] ||
   die "CONNECTIONS: expected at least THREADS ($THREADS)"
 
@@ -128,8 +132,11 @@ trap 'exit 129' HUP
 # ---- the server ------------------------------------------------------------
 
 # The shipped pools as they are; only where it listens (port 0: the kernel
-# picks a free one), verbose and the log (read for that port) are set.
+# picks a free one), its loops, verbose, the log (read for that port) and
+# the demo data (made in the temporary directory) are set.
 sed -e 's/^listen *=.*/listen = 127.0.0.1:0/' \
+  -e "s/^loop_threads *=.*/loop_threads = $LOOP_THREADS/" \
+  -e "s|^data_dir *=.*|data_dir = $tmp/data|" \
   -e 's/^verbose *=.*/verbose = false/' \
   -e 's/^log *=.*/log = stderr/' "$root/config.ini" >"$tmp/config.ini"
 "$server" -c "$tmp/config.ini" 2>"$tmp/server.log" &
