@@ -21,8 +21,9 @@
  * loop reports the whole process. Loop 0 reaches the others only through
  * events it makes active on their bases (drain, reload): each loop's
  * state is its own thread's.
- * Drain (SIGTERM, SIGINT): every loop closes its listener, then the drain
- * thread shuts the manager down with [general] shutdown_timeout.
+ * Drain (SIGTERM, SIGINT): every loop closes its listener; once all have
+ * (on_drain() says why it waits), replies carry Connection: close and the
+ * drain thread shuts the manager down with [general] shutdown_timeout.
  * Completions keep arriving on the loops and are answered, with
  * Connection: close. When the drain thread reports back to every loop,
  * requests whose tasks are still running (past the deadline) get a 503;
@@ -77,13 +78,13 @@ typedef struct loop {
   tpool__demo_t demo;
   pthread_t thread;    /* main thread only: loops 1.. */
   bool thread_started; /* main thread only */
-  bool draining;       /* replies carry Connection: close */
+  int drain_step;      /* 0; 1: listener closed; 2: draining */
   bool drained;        /* the manager's shutdown has returned */
   size_t left; /* requests waiting when it returned; read by the loop that
                   takes server.loops_to_drain to 0, after this one's
                   decrement */
   /* Made active by loop 0 or the drain thread; they run here. */
-  struct event *drain_ev;       /* start draining */
+  struct event *drain_ev;       /* the next step of the drain */
   struct event *drained_ev;     /* the shutdown returned */
   struct event *reload_ev;      /* apply server.http_next */
   atomic_uint_fast64_t applied; /* atomic: the last http_gen applied */
@@ -99,7 +100,9 @@ struct server {
   struct event *signals[3]; /* on loop 0 */
   /* The drain: started on loop 0, run by the drain thread, which tells
      every loop when it is over. */
-  bool draining; /* loop 0 only */
+  bool draining;              /* loop 0 only */
+  atomic_uint loops_to_close; /* atomic: loops whose listener is open */
+  struct event *closed_ev;    /* on loop 0: every listener is closed */
   pthread_t drain_thread;
   bool drain_thread_started;  /* loop 0 only */
   int drain_rc;               /* written before drained_ev is made active */
@@ -139,7 +142,7 @@ static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...) {
 
 static void on_request(struct evhttp_request *req, void *arg) {
   loop_t *l = arg;
-  if (l->draining) /* finish this request, then let the client go */
+  if (l->drain_step == 2) /* finish this request, then let the client go */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
   tpool__demo_serve(&l->demo, req);
@@ -149,7 +152,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
    tests/bench/http-load.sh. It reads no pool state. */
 static void on_ping(struct evhttp_request *req, void *arg) {
   loop_t *l = arg;
-  if (l->draining)
+  if (l->drain_step == 2)
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
   if (!tpool_http_check_limits(l->routes, req))
@@ -171,19 +174,31 @@ static void maybe_finish(void *arg) {
   event_base_loopexit(l->base, &tv);
 }
 
-/* On every loop: no new connections, and replies say Connection: close. */
+/*
+ * The drain's steps on every loop. Step 1: close the listener. Step 2,
+ * once every loop has closed its own: replies say Connection: close and
+ * /health/ready says 503. In that order because a client told to close
+ * reconnects at once, and the kernel may hand the new connection to any
+ * loop's listener: one still open, but about to close, would reset it
+ * with the request already sent.
+ */
 static void on_drain(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   loop_t *l = arg;
-  if (l->draining)
-    return;
-  l->draining = true;
-  l->demo.draining = true;
-  tpool_http_set_draining(l->routes, true);
-  if (l->listener) {
-    evhttp_del_accept_socket(l->http, l->listener);
-    l->listener = NULL;
+  server_t *s = l->s;
+  if (l->drain_step == 0) {
+    l->drain_step = 1;
+    if (l->listener) {
+      evhttp_del_accept_socket(l->http, l->listener);
+      l->listener = NULL;
+    }
+    if (atomic_fetch_sub(&s->loops_to_close, 1) == 1)
+      event_active(s->closed_ev, 0, 0);
+  } else if (l->drain_step == 1) {
+    l->drain_step = 2;
+    l->demo.draining = true;
+    tpool_http_set_draining(l->routes, true);
   }
 }
 
@@ -200,7 +215,6 @@ static void on_drained(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   loop_t *l = arg;
   server_t *s = l->s;
-  on_drain(fd, what, arg); /* in case it has not run here yet */
   if (l->index == 0 && s->drain_thread_started)
     pthread_join(s->drain_thread, NULL);
   l->drained = true;
@@ -237,6 +251,16 @@ static void start_drain(server_t *s, const char *why) {
   logf_(s, TPOOL_LOG_INFO,
         "%s: draining; no new connections, deadline %.3gs for running tasks",
         why, s->opts->shutdown_timeout_s);
+  for (unsigned i = 0; i < s->nloops; i++) /* step 1 */
+    event_active(s->loops[i].drain_ev, 0, 0);
+}
+
+/* On loop 0, once every listener is closed: step 2 on every loop, and the
+   manager's shutdown on the drain thread. */
+static void on_closed(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  server_t *s = arg;
   for (unsigned i = 0; i < s->nloops; i++)
     event_active(s->loops[i].drain_ev, 0, 0);
   int rc = pthread_create(&s->drain_thread, NULL, drain_main, s);
@@ -530,6 +554,7 @@ static int start(server_t *s) {
   if (!s->loops)
     return -ENOMEM;
   atomic_init(&s->loops_to_drain, s->nloops);
+  atomic_init(&s->loops_to_close, s->nloops);
   for (unsigned i = 0; i < s->nloops; i++) {
     s->loops[i].s = s;
     s->loops[i].index = i;
@@ -542,7 +567,8 @@ static int start(server_t *s) {
   /* The db pool's hooks, set in code before the manager copies the
      options. The database they open is made below, before the start. */
   s->db_opened_ev = event_new(l0->base, -1, 0, on_db_opened, s);
-  if (!s->db_opened_ev)
+  s->closed_ev = event_new(l0->base, -1, 0, on_closed, s);
+  if (!s->db_opened_ev || !s->closed_ev)
     return -ENOMEM;
   s->db_hook.path = s->db_path;
   s->db_hook.opened = db_opened;
@@ -630,6 +656,8 @@ static void stop(server_t *s) {
       event_free(s->signals[i]);
   if (s->db_opened_ev)
     event_free(s->db_opened_ev);
+  if (s->closed_ev)
+    event_free(s->closed_ev);
   for (unsigned i = 0; s->loops && i < s->nloops; i++) {
     loop_t *l = &s->loops[i];
     tpool_http_detach(l->routes);

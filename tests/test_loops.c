@@ -12,8 +12,8 @@
  *     batch replies name their loop too;
  *   - a SIGHUP that sets an admin token and a body limit is in force on
  *     every loop once the server says so, and so is the next one that
- *     lifts them: each loop is probed on connections whose loop a task
- *     reply names;
+ *     lifts them (and asks for 2 loops, which waits for a restart): each loop
+ * is probed on connections whose loop a task reply names;
  *   - SIGTERM during a load of sleeping tasks answers every request the
  *     server accepted, drains, and exits 0;
  *   - loop_threads = 0 or 65 stops the server with exit status 2 and a
@@ -559,11 +559,16 @@ test_loops_sighup_applies_http_settings_on_every_loop(void **state) {
     th_response_free(&r);
   }
 
-  /* Lifted again, on every loop. */
-  write_config(fx, HTTP_LOCAL "loop_threads = %d\n" LOOP_POOLS, LOOPS);
+  /* Lifted again, on every loop; a new loop count waits for a restart,
+     and the four loops serve on. */
+  write_config(fx, HTTP_LOCAL "loop_threads = 2\n" LOOP_POOLS);
   assert_int_equal(kill(s->pid, SIGHUP), 0);
   wait_log(s, applied, 2);
   expect_applied_after_reload(s, applied, 2);
+  assert_int_equal(log_count(s, "WARN Server Config reload: [http] "
+                                "loop_threads changes at restart only; "
+                                "keeping 4"),
+                   1);
   probe_loops(s, 200, 200);
   server_stop_ok(s);
 }
