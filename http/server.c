@@ -627,6 +627,22 @@ static int start(server_t *s) {
   return 0;
 }
 
+static void on_break(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  event_base_loopbreak(arg);
+}
+
+/* Ends loop l's thread: it leaves its loop as soon as it runs it (a
+   loopbreak called before the loop starts would be forgotten). */
+static void end_loop_thread(loop_t *l) {
+  static const struct timeval now = {0, 0};
+  if (event_base_once(l->base, -1, EV_TIMEOUT, on_break, l->base, &now) != 0)
+    event_base_loopbreak(l->base); /* out of memory: the best left */
+  pthread_join(l->thread, NULL);
+  l->thread_started = false;
+}
+
 /* Runs loop 0 here until the drain is over, then waits for the others. */
 static void serve(server_t *s) {
   event_base_dispatch(s->loops[0].base);
@@ -635,19 +651,18 @@ static void serve(server_t *s) {
     if (!l->thread_started)
       continue;
     if (!s->loops[0].drained) /* loop 0 failed: nothing will end them */
-      event_base_loopbreak(l->base);
-    pthread_join(l->thread, NULL);
+      end_loop_thread(l);
+    else
+      pthread_join(l->thread, NULL);
+    l->thread_started = false;
   }
 }
 
 static void stop(server_t *s) {
   /* A failed start may have left loop threads running. */
   for (unsigned i = 1; s->loops && i < s->nloops; i++)
-    if (s->loops[i].thread_started) {
-      event_base_loopbreak(s->loops[i].base);
-      pthread_join(s->loops[i].thread, NULL);
-      s->loops[i].thread_started = false;
-    }
+    if (s->loops[i].thread_started)
+      end_loop_thread(&s->loops[i]);
   /* The manager first: its last completions still reply through evhttp. */
   if (s->m)
     tpool_manager_free(s->m);
