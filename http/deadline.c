@@ -48,12 +48,6 @@ struct tpool__deadlines {
   LIST_HEAD(, guard) guards;
 };
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void release(guard_t *g) {
   LIST_REMOVE(g, link);
   evbuffer_remove_cb_entry(bufferevent_get_output(g->bev), g->watch);
@@ -101,7 +95,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   tpool__deadlines_t *d = arg;
-  uint64_t now = now_ns();
+  uint64_t now = tpool__http_now_ns();
   release_freed(d);
   guard_t *g, *next;
   for (g = LIST_FIRST(&d->guards); g; g = next) {
@@ -144,7 +138,7 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg) {
   }
   bufferevent_incref(bev);
   g->bev = bev;
-  g->deadline_ns = now_ns() + d->timeout_ns;
+  g->deadline_ns = tpool__http_now_ns() + d->timeout_ns;
   LIST_INSERT_HEAD(&d->guards, g, link);
   return bev;
 }

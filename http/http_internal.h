@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
 
 /* ---- metrics.c ----------------------------------------------------------- */
 
@@ -103,5 +105,13 @@ void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
                              const char *pool);
 void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req,
                           const char *pool);
+
+/* Monotonic nanoseconds (core's clock is internal to core/ and pools/).
+   Thread: any. */
+static inline uint64_t tpool__http_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 #endif /* TPOOL_HTTP_INTERNAL_H */

@@ -117,12 +117,6 @@ static void task_free(tpool__demo_task_t *t) {
 
 /* ---- the work, on a worker thread --------------------------------------- */
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_ms(unsigned ms) {
   struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&left, &left) != 0 && errno == EINTR)
@@ -131,9 +125,9 @@ static void sleep_ms(unsigned ms) {
 
 /* Burns CPU for ms milliseconds of wall time. */
 static void spin_ms(unsigned ms) {
-  uint64_t end = now_ns() + (uint64_t)ms * 1000000u;
+  uint64_t end = tpool__http_now_ns() + (uint64_t)ms * 1000000u;
   volatile uint64_t x = 0;
-  while (now_ns() < end)
+  while (tpool__http_now_ns() < end)
     for (int i = 0; i < 1000; i++)
       x += (uint64_t)i;
   (void)x; /* read once: the stores are the point */
@@ -281,9 +275,11 @@ static json_t *task_json(const tpool__demo_task_t *t, int status,
 static void answered(tpool__demo_t *d, tpool__demo_task_t *t) {
   TAILQ_REMOVE(&d->waiting, t, link);
   d->nwaiting--;
-  if (d->draining) /* this client should reconnect elsewhere */
-    evhttp_add_header(evhttp_request_get_output_headers(t->req), "Connection",
-                      "close");
+  struct evkeyvalq *h = evhttp_request_get_output_headers(t->req);
+  /* This client should reconnect elsewhere (the server may have said so
+     already, when the request came in during the drain). */
+  if (d->draining && !evhttp_find_header(h, "Connection"))
+    evhttp_add_header(h, "Connection", "close");
 }
 
 static void on_done(int status, const tpool_task_info_t *info, void *arg) {
@@ -687,7 +683,7 @@ static void on_batch_done(const int *statuses, size_t n, void *arg) {
                   "name", t->name, "status", http == 200 ? "ok" : "failed",
                   "count", (json_int_t)t->count, "concurrency",
                   (json_int_t)t->concurrency, "statuses", words, "elapsed_s",
-                  (double)(now_ns() - t->start_ns) / 1e9, "loop",
+                  (double)(tpool__http_now_ns() - t->start_ns) / 1e9, "loop",
                   (json_int_t)current_loop));
   }
   task_free(t);
@@ -733,7 +729,7 @@ static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
     tpool_batch_add(b, name, run_work, t->copies[i]);
   t->d = d;
   t->req = req;
-  t->start_ns = now_ns();
+  t->start_ns = tpool__http_now_ns();
   TAILQ_INSERT_TAIL(&d->waiting, t, link);
   d->nwaiting++;
   tpool_batch_close(b);

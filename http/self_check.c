@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 #define SELF_CHECK_S 5.0
 
@@ -26,11 +25,9 @@ static int probe(void *arg, void **result) {
   return db ? tpool__demo_db_query(db, 1, &row) : -EIO;
 }
 
-static double since(const struct timespec *t0) {
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  return (double)(t1.tv_sec - t0->tv_sec) +
-         (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+/* Seconds since t0_ns. */
+static double since(uint64_t t0_ns) {
+  return (double)(tpool__http_now_ns() - t0_ns) / 1e9;
 }
 
 void tpool__server_self_check(tpool_manager_t *m, bool db_connections) {
@@ -38,8 +35,7 @@ void tpool__server_self_check(tpool_manager_t *m, bool db_connections) {
   if (tpool_manager_stats(m, &st) != 0)
     return;
   tpool_future_t *f[TPOOL_POOLS_MAX] = {0};
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  uint64_t t0 = tpool__http_now_ns();
   for (size_t i = 0; i < st->npools; i++) {
     tpool_pool_t *p = tpool_manager_pool(m, st->pools[i].name);
     bool db = db_connections && strcmp(st->pools[i].name, "db") == 0;
@@ -49,7 +45,7 @@ void tpool__server_self_check(tpool_manager_t *m, bool db_connections) {
   }
   size_t ok = 0;
   for (size_t i = 0; i < st->npools; i++) {
-    double left = SELF_CHECK_S - since(&t0);
+    double left = SELF_CHECK_S - since(t0);
     int status = -ENOMEM;
     if (!f[i] ||
         tpool_future_wait(f[i], left > 0 ? left : 0, &status, NULL) != 0)
@@ -66,6 +62,6 @@ void tpool__server_self_check(tpool_manager_t *m, bool db_connections) {
   }
   tpool_manager_log(m, TPOOL_LOG_INFO,
                     "Server Self-check: %zu of %zu pools ran a task in %.3fs",
-                    ok, st->npools, since(&t0));
+                    ok, st->npools, since(t0));
   tpool_stats_free(st);
 }

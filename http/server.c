@@ -92,7 +92,8 @@ typedef struct loop {
 
 struct server {
   tpool_manager_t *m;
-  tpool_options_t *opts; /* as last loaded; loop 0 only */
+  tpool_options_t *opts; /* as last loaded; loop 0 only, and the drain
+                            thread (reloads stop before it starts) */
   const char *config_path;
   bool self_check; /* --self-check */
   loop_t *loops;
@@ -142,7 +143,7 @@ static void logf_(server_t *s, tpool_log_level_t lv, const char *fmt, ...) {
 
 static void on_request(struct evhttp_request *req, void *arg) {
   loop_t *l = arg;
-  if (l->drain_step == 2) /* finish this request, then let the client go */
+  if (l->demo.draining) /* finish this request, then let the client go */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
   tpool__demo_serve(&l->demo, req);
@@ -152,7 +153,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
    tests/bench/http-load.sh. It reads no pool state. */
 static void on_ping(struct evhttp_request *req, void *arg) {
   loop_t *l = arg;
-  if (l->drain_step == 2)
+  if (l->demo.draining)
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                       "close");
   if (!tpool_http_check_limits(l->routes, req))
