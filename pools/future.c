@@ -4,10 +4,11 @@
  * DESIGN
  * A future is submitted as an ordinary task with no done callback (so no
  * event_base is involved) whose work is future_run(), and with the task's
- * `future` field set, so that whoever ends the task — the worker that ran
- * it, a cancel, an expired start deadline, a shutdown — completes the
- * future through tpool__task_finish() with the task's status, exactly
- * once. Waiters sleep on the future's own condition variable.
+ * end hook set to future_ended(), so that whoever ends the task — the
+ * worker that ran it, a cancel, an expired start deadline, a shutdown —
+ * completes the future through tpool__task_end() with the task's status,
+ * exactly once, under the pool's mu (which is taken before the future's
+ * own mu). Waiters sleep on the future's own condition variable.
  * Two references keep it alive: the caller's handle and the task. The
  * last of tpool_future_free() and the completion frees it, so a handle
  * may be dropped before the task ends and nothing leaks.
@@ -47,7 +48,9 @@ static int future_run(void *arg) {
   return f->work(f->arg, &f->ran_result);
 }
 
-void tpool__future_complete(tpool_future_t *f, int status) {
+/* The task's end hook: publishes its status and wakes the waiters. */
+static void future_ended(int status, void *arg) {
+  tpool_future_t *f = arg;
   pthread_mutex_lock(&f->mu);
   f->status = status;
   f->result = f->ran_result;
@@ -83,7 +86,8 @@ int64_t tpool_submit_future(tpool_pool_t *pool, const char *name,
     o = *opts;
     o.base = NULL; /* no done callback: retries borrow the first loop */
   }
-  int64_t id = tpool__submit(pool, name, future_run, NULL, f, &o, f);
+  int64_t id = tpool__submit(pool, name, future_run, NULL, f, &o,
+                             future_ended);
   if (id < 0) { /* refused: no task holds it */
     atomic_store(&f->refs, 1);
     unref(f);

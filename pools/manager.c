@@ -1,24 +1,25 @@
 /*
  * manager.c — the pool manager: the name → pool table, the attached loops,
- * submit by name, cancel, snapshots, start, shutdown and the manager's
- * lifetime.
+ * submit by name or route, cancel, lookup, start, shutdown and the
+ * manager's lifetime.
  *
  * DESIGN
- * Who runs here: the user's threads (any of them for submit, cancel, stats
- * and shutdown; a loop thread for attach and free), the workers (which
- * notify a waiting shutdown) and the monitor thread.
+ * Who runs here: the user's threads (any of them for submit, cancel,
+ * lookup and shutdown; a loop thread for attach and free), and, through
+ * shared.c, the workers (which notify a waiting shutdown) and the monitor
+ * thread.
  * What they share: the pools, fixed after tpool_manager_new(); the bridges,
  * an append-only array published through `nbridges`, so a submit finds its
- * loop without a lock; `started`/`shut` under `mu`; and `state_cv`, which
- * workers broadcast while a shutdown runs, whenever a worker leaves or a
- * queue is emptied by cancellation.
+ * loop without a lock (shared.c); `started`/`shut` under `mu`; and
+ * `state_cv`, which workers broadcast while a shutdown runs, whenever a
+ * worker leaves or a queue is emptied by cancellation.
  * Lifetime: the manager is reference-counted — one reference for the user,
  * one per live worker thread. tpool_manager_free() does everything that
  * touches the user's world (drains and detaches the bridges from their
  * event_bases, closes the log sink) and drops the user's reference. A
  * worker still inside a task that never returned keeps the memory alive
- * and frees it when the task finally returns; it can no longer reach the
- * user's loop or log.
+ * and frees it (m->release, manager_destroy() here) when the task finally
+ * returns; it can no longer reach the user's loop or log.
  */
 #include "pools_internal.h"
 
@@ -43,23 +44,6 @@ static void manager_destroy(tpool_manager_t *m) {
   tpool__log_destroy(&m->log);
   free(m->opts);
   free(m);
-}
-
-void tpool__manager_ref(tpool_manager_t *m) {
-  atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
-}
-
-void tpool__manager_unref(tpool_manager_t *m) {
-  if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
-    manager_destroy(m);
-}
-
-void tpool__manager_notify(tpool_manager_t *m) {
-  if (!atomic_load(&m->stopping))
-    return;
-  pthread_mutex_lock(&m->mu);
-  pthread_cond_broadcast(&m->state_cv);
-  pthread_mutex_unlock(&m->mu);
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -118,6 +102,7 @@ int tpool_manager_new(const tpool_options_t *o, tpool_manager_t **out) {
   atomic_init(&m->status_interval_ns, tpool__s_to_ns(o->status_interval_s));
   atomic_init(&m->next_id, 1);
   atomic_init(&m->refs, 1);
+  m->release = manager_destroy;
   atomic_init(&m->stopping, false);
   atomic_init(&m->nbridges, 0);
   atomic_init(&m->mon_next_ns, UINT64_MAX);
@@ -167,19 +152,6 @@ int tpool_manager_new_from_file(const char *path, tpool_manager_t **out,
 }
 
 /* ---- loops ------------------------------------------------------------- */
-
-tpool__bridge_t *tpool__manager_bridge(tpool_manager_t *m,
-                                       struct event_base *base) {
-  size_t n = atomic_load_explicit(&m->nbridges, memory_order_acquire);
-  if (n == 0)
-    return NULL;
-  if (!base)
-    return m->bridges[0];
-  for (size_t i = 0; i < n; i++)
-    if (tpool__bridge_base(m->bridges[i]) == base)
-      return m->bridges[i];
-  return NULL;
-}
 
 int tpool_manager_attach(tpool_manager_t *m, struct event_base *base) {
   if (!m || !base)
@@ -454,58 +426,4 @@ void tpool_manager_log(tpool_manager_t *m, tpool_log_level_t level,
   va_start(ap, fmt);
   tpool__vlogf(&m->log, level, fmt, ap);
   va_end(ap);
-}
-
-int tpool_manager_stats(tpool_manager_t *m, tpool_stats_t **out) {
-  if (!m || !out)
-    return -EINVAL;
-  *out = NULL;
-  tpool_stats_t *s = calloc(1, sizeof(*s));
-  if (!s)
-    return -ENOMEM;
-  s->pools = calloc(m->npools ? m->npools : 1, sizeof(*s->pools));
-  if (!s->pools) {
-    free(s);
-    return -ENOMEM;
-  }
-  for (size_t i = 0; i < m->npools; i++) {
-    tpool_pool_stats_t *ps = &s->pools[i];
-    if (tpool__pool_snapshot(m->pools[i], ps) != 0) {
-      s->npools = i + 1;
-      tpool_stats_free(s);
-      return -ENOMEM;
-    }
-    s->total_workers += ps->current_workers;
-    s->total_busy += ps->busy_workers;
-    s->total_queued += ps->queued;
-  }
-  s->npools = m->npools;
-  s->uptime_s = tpool__ns_to_s(tpool__now_ns() - m->created_ns);
-  s->verbose = tpool__verbose(m);
-  s->shutting_down = atomic_load(&m->stopping);
-  *out = s;
-  return 0;
-}
-
-void tpool_stats_free(tpool_stats_t *s) {
-  if (!s)
-    return;
-  for (size_t i = 0; i < s->npools; i++)
-    free(s->pools[i].active);
-  free(s->pools);
-  free(s);
-}
-
-const tpool_pool_stats_t *tpool_stats_pool(const tpool_stats_t *s,
-                                           const char *name) {
-  if (!s || !name)
-    return NULL;
-  for (size_t i = 0; i < s->npools; i++)
-    if (strcmp(s->pools[i].name, name) == 0)
-      return &s->pools[i];
-  return NULL;
-}
-
-int tpool_manager_log_status(tpool_manager_t *m) {
-  return m ? tpool__status_log(m) : -EINVAL;
 }

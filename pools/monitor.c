@@ -6,8 +6,8 @@
  *
  * DESIGN
  * Who runs here: the monitor thread alone, plus whoever calls
- * tpool__monitor_kick() (submitters with a start deadline, workers
- * starting a task under a soft timeout, tpool_manager_set_verbose()).
+ * tpool__monitor_kick() (shared.c: submitters with a start deadline,
+ * workers starting a task under a soft timeout, tpool_manager_set_verbose()).
  * What they share: `mon_next_ns`, the time the monitor will next look, read
  * without a lock so a kick costs one atomic load when it is not needed;
  * and `mon_kicked`/`mon_stop` under `mon_mu`.
@@ -72,16 +72,6 @@ static void *monitor_main(void *arg) {
   }
   pthread_mutex_unlock(&m->mon_mu);
   return NULL;
-}
-
-void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns) {
-  uint64_t next = atomic_load_explicit(&m->mon_next_ns, memory_order_acquire);
-  if (next != 0 && when_ns >= next)
-    return; /* it will look by then anyway */
-  pthread_mutex_lock(&m->mon_mu);
-  m->mon_kicked = true;
-  pthread_cond_signal(&m->mon_cv);
-  pthread_mutex_unlock(&m->mon_mu);
 }
 
 int tpool__monitor_start(tpool_manager_t *m) {

@@ -1,8 +1,9 @@
 /*
  * pool.c — the executor behind one named pool: its bounded queue, submit,
- * growth and shrink, resize, cancel, the monitor's scan and the counters
- * and histograms its snapshot reports. The worker threads themselves —
- * how they start, take work, retire and are joined — are in worker.c.
+ * growth and shrink, resize, cancel, and a retried task's return to the
+ * queue. The worker threads themselves — how they start, take work, retire
+ * and are joined — are in worker.c; how a task ends is in task.c; what
+ * the monitor does to a pool in scan.c, what it reports in snapshot.c.
  *
  * DESIGN
  * Who runs here: submitters (any thread) push tasks; worker threads pop
@@ -34,152 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/*
- * Task records are recycled through a small free list per thread instead
- * of going back to malloc: a record is usually allocated by the loop
- * thread (a submit from a done callback or a request handler) and freed
- * by the same thread after its done callback, so the list stays warm and
- * neither side touches the allocator's locks. Hand-written because it is
- * a dozen lines; a general allocator would have to be thread-safe.
- */
-#define TASK_CACHE_MAX 256
-
-typedef struct {
-  tpool__task_t *head; /* linked through node.next */
-  unsigned n;
-  bool registered; /* the exit destructor knows about this thread */
-} task_cache_t;
-
-static _Thread_local task_cache_t task_cache;
-static pthread_key_t task_cache_key;
-static pthread_once_t task_cache_once = PTHREAD_ONCE_INIT;
-static bool task_cache_key_ok;
-
-/* Frees the calling thread's cached records; runs as the thread exits. */
-static void task_cache_release(void *unused) {
-  (void)unused;
-  tpool__task_t *t;
-  while ((t = task_cache.head)) {
-    task_cache.head = (tpool__task_t *)t->node.next;
-    free(t);
-  }
-  task_cache.n = 0;
-  task_cache.registered = false;
-}
-
-static void task_cache_init(void) {
-  task_cache_key_ok =
-      pthread_key_create(&task_cache_key, task_cache_release) == 0;
-}
-
-static tpool__task_t *task_new(void) {
-  tpool__task_t *t = task_cache.head;
-  if (!t)
-    return malloc(sizeof(tpool__task_t));
-  task_cache.head = (tpool__task_t *)t->node.next;
-  task_cache.n--;
-  return t;
-}
-
-static void task_free(tpool__task_t *t) {
-  if (task_cache.n == TASK_CACHE_MAX) {
-    free(t);
-    return;
-  }
-  if (!task_cache.registered) { /* once per thread: free the list at exit */
-    pthread_once(&task_cache_once, task_cache_init);
-    if (!task_cache_key_ok ||
-        pthread_setspecific(task_cache_key, &task_cache) != 0) {
-      free(t);
-      return;
-    }
-    task_cache.registered = true;
-  }
-  t->node.next = (tpool__node_t *)task_cache.head; /* node comes first */
-  task_cache.head = t;
-  task_cache.n++;
-}
-
-/* "ThreadPool[cpu] Task #42: <message>" */
-void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
-                     const char *fmt, ...) {
-  tpool__log_t *log = &p->m->log;
-  if (!tpool__log_enabled(log, lv))
-    return;
-  char msg[512];
-  int n = snprintf(msg, sizeof(msg), "ThreadPool[%s] Task #%" PRId64 ": ",
-                   p->name, id);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
-  va_end(ap);
-  tpool__log_write(log, lv, msg);
-}
-
-/* Ends a queued task that will never run, with `status`. Called under mu:
-   posting does not call user code, and doing it under the lock means a
-   pool never looks finished while a completion is still on its way. */
-static void end_unstarted(tpool_pool_t *p, tpool__task_t *t, int status,
-                          uint64_t now) {
-  tpool__queue_remove(p, t);
-  t->status = status;
-  t->end_ns = now;
-  if (status == -ETIMEDOUT)
-    p->expired++;
-  else
-    p->cancelled++;
-  tpool__breaker_unadmit(&p->breaker, t->trial_gen);
-  tpool__pool_remember(p, t);
-  tpool__task_finish(t);
-}
-
-/*
- * A task that waited in the queue ran on a saturated pool: its done
- * callback may wait a little more, an eighth of that queue wait and at
- * most 1 ms, so that a flood of completions shares one loop wakeup (see
- * loop_bridge.c). A task that started at once, the common case below
- * saturation and always with one task in flight, is posted at once.
- */
-#define COALESCE_SHARE 8
-#define COALESCE_MAX_NS 1000000ull
-
-void tpool__task_finish(tpool__task_t *t) {
-  if (t->future)
-    tpool__future_complete(t->future, t->status);
-  if (!t->done) { /* its loop, if it has one, was only for retries */
-    free(t);      /* on a worker, which rarely submits: caching would hoard */
-    return;
-  }
-  uint64_t delay = 0;
-  if (t->start_ns > t->submit_ns) {
-    delay = (t->start_ns - t->submit_ns) / COALESCE_SHARE;
-    if (delay > COALESCE_MAX_NS)
-      delay = COALESCE_MAX_NS;
-  }
-  tpool__bridge_post_within(t->bridge, &t->node, t->end_ns, delay);
-}
-
-void tpool__task_discard(tpool__node_t *node, void *arg) {
-  (void)arg;
-  task_free((tpool__task_t *)node);
-}
-
-void tpool__task_deliver(tpool__node_t *node, void *arg) {
-  (void)arg;
-  tpool__task_t *t = (tpool__task_t *)node;
-  uint64_t left_queue = t->start_ns ? t->start_ns : t->end_ns;
-  tpool_task_info_t info = {
-      .id = t->id,
-      .pool = t->pool->name,
-      .name = t->name,
-      .queue_wait_s = tpool__ns_to_s(left_queue - t->submit_ns),
-      .run_s = t->start_ns ? tpool__ns_to_s(t->end_ns - t->start_ns) : 0.0,
-      .attempts = t->attempt,
-  };
-  t->done(t->status, &info, t->arg);
-  task_free(t);
-}
 
 /* ---- submit ------------------------------------------------------------ */
 
@@ -346,8 +201,14 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
   return 0;
 }
 
-unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake,
-                                uint64_t *deadline) {
+/* Puts a task coming back from a retry's wait at the end of the queue
+   (whatever the queue limit; see retry.c), its start deadline counted
+   again from now. *wake: signal work_cv after unlocking; *deadline: the
+   new deadline to kick the monitor with (0: none). Returns how many
+   workers the caller must spawn after unlocking (already counted). Under
+   mu. */
+static unsigned push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake,
+                           uint64_t *deadline) {
   unsigned spawn = 0;
   uint64_t now = tpool__now_ns();
   t->retry = NULL;
@@ -374,7 +235,8 @@ int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
 
 int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
                       tpool_done_cb done, void *arg,
-                      const tpool_task_opts_t *opts, tpool_future_t *future) {
+                      const tpool_task_opts_t *opts,
+                      void (*on_end)(int status, void *arg)) {
   if (!p || !work)
     return -EINVAL;
   tpool_manager_t *m = p->m;
@@ -390,7 +252,7 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
     /* Retries wait on a loop's timer: borrow the first one, if any. */
     bridge = tpool__manager_bridge(m, NULL);
   }
-  tpool__task_t *t = task_new();
+  tpool__task_t *t = tpool__task_new();
   if (!t)
     return -ENOMEM;
   int64_t id = atomic_fetch_add_explicit(&m->next_id, 1, memory_order_relaxed);
@@ -403,7 +265,7 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   t->submit_ns = tpool__now_ns();
   t->start_ns = t->end_ns = 0;
   t->status = 0;
-  t->future = future;
+  t->on_end = on_end;
   t->attempt = 0;
   t->max_attempts =
       (uint16_t)(max_attempts > TPOOL__ATTEMPTS_MAX ? TPOOL__ATTEMPTS_MAX
@@ -441,7 +303,7 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
     if (verbose)
       tpool__log_task(p, TPOOL_LOG_INFO, id, "Rejected: %s",
                       tpool_strerror(rc));
-    task_free(t);
+    tpool__task_free(t);
     return rc;
   }
   if (deadline)
@@ -450,6 +312,38 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   if (spin_ns && bridge) /* `t` may be gone: read nothing from it */
     tpool__bridge_spin(bridge, spin_ns);
   return id;
+}
+
+/* ---- a retry comes back ------------------------------------------------- */
+
+void tpool__pool_retry_due(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  tpool__retry_t *r = arg;
+  tpool_pool_t *p = r->pool;
+  bool wake = false;
+  unsigned spawn = 0;
+  uint64_t deadline = 0;
+  tpool__breaker_news_t news = {0};
+  pthread_mutex_lock(&p->mu);
+  tpool__task_t *t = tpool__retry_due(p, r); /* NULL: cancelled, or stopped */
+  if (t) {
+    uint64_t now = tpool__now_ns();
+    if (p->breaker.window &&
+        tpool__breaker_admit(&p->breaker, now, &t->trial_gen, &news) != 0)
+      tpool__task_end(p, t, -TPOOL_ECIRCUIT, TPOOL__NOT_RUN, now, NULL);
+    else
+      spawn = push_again(p, t, &wake, &deadline);
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (wake)
+    pthread_cond_signal(&p->work_cv);
+  tpool__worker_spawn_n(p, spawn);
+  if (deadline)
+    tpool__monitor_kick(p->m, deadline);
+  tpool__breaker_log(p, &news);
+  tpool__manager_notify(p->m);
+  tpool__retry_discard(r);
 }
 
 /* ---- life cycle, resize ------------------------------------------------ */
@@ -534,14 +428,15 @@ void tpool__pool_free(tpool_pool_t *p) {
   if (!p)
     return;
   tpool__pool_reap(p);
+  /* Abandoned: their loops have stopped, so their done callbacks never
+     run (the bridges discard them), but a future's waiter is still told. */
+  pthread_mutex_lock(&p->mu);
   tpool__pool_absorb(p);
+  uint64_t now = tpool__now_ns();
   tpool__task_t *t;
-  while ((t = TAILQ_FIRST(&p->queue))) { /* abandoned: done cannot run */
-    tpool__queue_remove(p, t);
-    if (t->future) /* a waiting thread can still be told */
-      tpool__future_complete(t->future, -ECANCELED);
-    task_free(t);
-  }
+  while ((t = TAILQ_FIRST(&p->queue)))
+    tpool__task_end_queued(p, t, -ECANCELED, now);
+  pthread_mutex_unlock(&p->mu);
   free(p->history);
   pthread_cond_destroy(&p->work_cv);
   pthread_mutex_destroy(&p->mu);
@@ -572,7 +467,20 @@ void tpool__pool_stop(tpool_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   p->stopping = true;
   atomic_store(&p->closed, true);
-  uint64_t deadline = tpool__retry_flush(p); /* the drain runs them */
+  /* Every task waiting out a backoff goes back to the queue now, for the
+     drain to run. */
+  uint64_t deadline = 0;
+  tpool__retry_t *r;
+  TAILQ_FOREACH(r, &p->retries, link) {
+    if (!r->task)
+      continue;
+    tpool__task_t *t = tpool__retry_detach(p, r);
+    bool wake; /* every worker is woken below; none is started */
+    uint64_t d = 0;
+    push_again(p, t, &wake, &d);
+    if (d && (!deadline || d < deadline))
+      deadline = d;
+  }
   pthread_mutex_unlock(&p->mu);
   if (deadline)
     tpool__monitor_kick(p->m, deadline);
@@ -665,7 +573,7 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
   TAILQ_FOREACH(t, &p->queue, qlink) {
     if (t->id != id)
       continue;
-    end_unstarted(p, t, -ECANCELED, tpool__now_ns());
+    tpool__task_end_queued(p, t, -ECANCELED, tpool__now_ns());
     pthread_mutex_unlock(&p->mu);
     if (tpool__verbose(p->m))
       tpool__log_task(p, TPOOL_LOG_INFO, id, "Cancelled");
@@ -684,10 +592,8 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
     if (!r->task || r->task->id != id)
       continue;
     t = tpool__retry_detach(p, r); /* waiting out a backoff: ends now */
-    t->status = -ECANCELED; /* its times stay those of its last run */
-    p->cancelled++;
-    tpool__pool_remember(p, t);
-    tpool__task_finish(t);
+    /* Its times stay those of its last run. */
+    tpool__task_end(p, t, -ECANCELED, TPOOL__NOT_RUN, t->end_ns, NULL);
     pthread_mutex_unlock(&p->mu);
     if (tpool__verbose(p->m))
       tpool__log_task(p, TPOOL_LOG_INFO, id,
@@ -706,7 +612,7 @@ size_t tpool__pool_cancel_queued(tpool_pool_t *p) {
   size_t n = p->queued;
   tpool__task_t *t;
   while ((t = TAILQ_FIRST(&p->queue)))
-    end_unstarted(p, t, -ECANCELED, now);
+    tpool__task_end_queued(p, t, -ECANCELED, now);
   pthread_mutex_unlock(&p->mu);
   if (n > 0)
     tpool__manager_notify(p->m);
@@ -721,221 +627,10 @@ bool tpool__pool_settle(tpool_pool_t *p) {
     uint64_t now = tpool__now_ns();
     tpool__task_t *t;
     while ((t = TAILQ_FIRST(&p->queue)))
-      end_unstarted(p, t, -ECANCELED, now);
+      tpool__task_end_queued(p, t, -ECANCELED, now);
   }
   pthread_mutex_unlock(&p->mu);
   return finished;
-}
-
-/* A running task, copied under the lock to be logged without it. */
-typedef struct {
-  int64_t id;
-  char name[TPOOL_TASK_NAME_MAX];
-  double running_s;
-} running_t;
-
-#define REPORT_MAX 16
-
-unsigned tpool__pool_report_running(tpool_pool_t *p, bool report) {
-  running_t r[REPORT_MAX];
-  unsigned n = 0;
-  pthread_mutex_lock(&p->mu);
-  uint64_t now = tpool__now_ns(); /* under the lock: no task starts later */
-  unsigned busy = p->nbusy;
-  tpool__worker_t *w;
-  LIST_FOREACH(w, &p->workers, link) {
-    if (!w->current || n == REPORT_MAX)
-      continue;
-    r[n].id = w->current->id;
-    memcpy(r[n].name, w->current->name, sizeof(r[n].name));
-    r[n].running_s = tpool__ns_to_s(now - w->current->start_ns);
-    n++;
-  }
-  pthread_mutex_unlock(&p->mu);
-  for (unsigned i = 0; report && i < n; i++)
-    tpool__log_task(
-        p, TPOOL_LOG_WARN, r[i].id,
-        "'%s' still running after %.1fs at the shutdown deadline; its "
-        "thread is left to finish it",
-        r[i].name, r[i].running_s);
-  return busy;
-}
-
-/* ---- monitor scan and snapshot ---------------------------------------- */
-
-static uint64_t earlier(uint64_t a, uint64_t b) {
-  return a < b ? a : b;
-}
-
-/* Under mu: ends queued tasks whose start deadline has passed. Returns the
-   earliest deadline still ahead. */
-static uint64_t expire_overdue(tpool_pool_t *p, uint64_t now,
-                               size_t *nexpired) {
-  uint64_t next = UINT64_MAX;
-  if (p->ndeadline == 0)
-    return next;
-  tpool__task_t *t = TAILQ_FIRST(&p->queue);
-  while (t) {
-    tpool__task_t *following = TAILQ_NEXT(t, qlink);
-    if (t->deadline_ns && t->deadline_ns <= now) {
-      end_unstarted(p, t, -ETIMEDOUT, now);
-      (*nexpired)++;
-    } else if (t->deadline_ns) {
-      next = earlier(next, t->deadline_ns);
-    }
-    t = following;
-  }
-  return next;
-}
-
-/* Under mu: flags running tasks that crossed the soft timeout, once each,
-   copying up to REPORT_MAX of them for the log. Returns the earliest
-   crossing still ahead. */
-static uint64_t flag_stuck(tpool_pool_t *p, uint64_t now, running_t *stuck,
-                           unsigned *nstuck) {
-  uint64_t next = UINT64_MAX;
-  if (p->soft_timeout_ns == 0)
-    return next;
-  tpool__worker_t *w;
-  LIST_FOREACH(w, &p->workers, link) {
-    tpool__task_t *t = w->current;
-    if (!t || w->stuck_reported)
-      continue;
-    uint64_t cross = t->start_ns + p->soft_timeout_ns;
-    if (cross > now) {
-      next = earlier(next, cross);
-      continue;
-    }
-    w->stuck_reported = true;
-    p->stuck_total++;
-    if (*nstuck < REPORT_MAX) {
-      running_t *r = &stuck[(*nstuck)++];
-      r->id = t->id;
-      memcpy(r->name, t->name, sizeof(r->name));
-      r->running_s = tpool__ns_to_s(now - t->start_ns);
-    }
-  }
-  return next;
-}
-
-/* Under mu: true when a pool left with queued tasks and no worker is due
-   for another try at starting one (then counted as starting); otherwise
-   *next gets the time of a pending retry. */
-static bool respawn_due(tpool_pool_t *p, uint64_t now, uint64_t *next) {
-  if (p->respawn_at_ns == 0)
-    return false;
-  if (p->nthreads > 0 || p->queued == 0 || p->stopping) {
-    p->respawn_at_ns = 0; /* a worker started meanwhile, or no need */
-    return false;
-  }
-  if (now < p->respawn_at_ns) {
-    *next = earlier(*next, p->respawn_at_ns);
-    return false;
-  }
-  p->respawn_at_ns = 0;
-  tpool__pool_count_new(p, 1);
-  return true;
-}
-
-uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now) {
-  running_t stuck[REPORT_MAX];
-  unsigned nstuck = 0;
-  size_t nexpired = 0;
-
-  pthread_mutex_lock(&p->mu);
-  uint64_t next = expire_overdue(p, now, &nexpired);
-  next = earlier(next, flag_stuck(p, now, stuck, &nstuck));
-  bool respawn = respawn_due(p, now, &next);
-  double soft_s = tpool__ns_to_s(p->soft_timeout_ns);
-  pthread_mutex_unlock(&p->mu);
-
-  tpool__pool_reap(p);
-  if (respawn)
-    tpool__worker_spawn(p); /* on failure it schedules the next try */
-  for (unsigned i = 0; i < nstuck; i++)
-    tpool__log_task(p, TPOOL_LOG_WARN, stuck[i].id,
-                    "'%s' is stuck: running for %.1fs, soft timeout %.1fs (a "
-                    "thread cannot be killed; the task keeps its worker)",
-                    stuck[i].name, stuck[i].running_s, soft_s);
-  if (nexpired > 0) {
-    if (tpool__verbose(p->m))
-      tpool__logf(&p->m->log, TPOOL_LOG_INFO,
-                  "ThreadPool[%s] %zu queued task(s) expired: start "
-                  "deadline passed",
-                  p->name, nexpired);
-    tpool__manager_notify(p->m);
-  }
-  return next;
-}
-
-static int by_id(const void *a, const void *b) {
-  int64_t x = ((const tpool_active_task_t *)a)->id;
-  int64_t y = ((const tpool_active_task_t *)b)->id;
-  return x < y ? -1 : x > y;
-}
-
-int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
-  /* Copies of the histograms, summarised after the lock is released. */
-  tpool__hist_t *h = malloc(2 * sizeof(*h));
-  if (!h)
-    return -ENOMEM;
-  memset(ps, 0, sizeof(*ps));
-  int rc = 0;
-  pthread_mutex_lock(&p->mu);
-  tpool__pool_absorb_settled(p);  /* counted submitted, as they are */
-  uint64_t now = tpool__now_ns(); /* under the lock: no task starts later */
-  snprintf(ps->name, sizeof(ps->name), "%s", p->name);
-  ps->min_workers = tpool__pool_min(p);
-  ps->max_workers = p->max_workers;
-  ps->current_workers = p->nthreads;
-  ps->busy_workers = p->nbusy;
-  ps->idle_workers = p->nthreads - p->nbusy;
-  ps->queued = p->queued;
-  ps->queue_limit = p->queue_limit;
-  ps->submitted = p->submitted;
-  ps->rejected = p->rejected;
-  ps->completed = p->completed;
-  ps->failed = p->failed;
-  ps->cancelled = p->cancelled;
-  ps->expired = p->expired;
-  ps->stuck_total = p->stuck_total;
-  ps->thread_failures = p->thread_failures;
-  ps->threads_started = p->threads_started;
-  ps->threads_retired = p->threads_retired;
-  ps->retries = p->retries_total;
-  ps->retrying = p->nretrying;
-  tpool__breaker_news_t news = {0};
-  tpool__breaker_stats(&p->breaker, now, &ps->breaker, &news);
-  ps->soft_timeout_s = tpool__ns_to_s(p->soft_timeout_ns);
-  ps->last_reject_age_s =
-      p->last_reject_ns ? tpool__ns_to_s(now - p->last_reject_ns) : -1.0;
-  h[0] = p->run_hist;
-  h[1] = p->wait_hist;
-  if (p->nbusy > 0) {
-    ps->active = calloc(p->nbusy, sizeof(*ps->active));
-    if (!ps->active)
-      rc = -ENOMEM;
-  }
-  tpool__worker_t *w;
-  LIST_FOREACH(w, &p->workers, link) {
-    tpool__task_t *t = w->current;
-    if (!t || !ps->active || ps->nactive == p->nbusy)
-      continue;
-    tpool_active_task_t *a = &ps->active[ps->nactive++];
-    a->id = t->id;
-    memcpy(a->name, t->name, sizeof(a->name));
-    a->running_for_s = tpool__ns_to_s(now - t->start_ns);
-    a->stuck = p->soft_timeout_ns && now - t->start_ns > p->soft_timeout_ns;
-    ps->stuck_now += a->stuck;
-  }
-  pthread_mutex_unlock(&p->mu);
-  tpool__breaker_log(p, &news);
-  if (ps->nactive > 1)
-    qsort(ps->active, ps->nactive, sizeof(*ps->active), by_id);
-  tpool__hist_summary(&h[0], &ps->run);
-  tpool__hist_summary(&h[1], &ps->wait);
-  free(h);
-  return rc;
 }
 
 const char *tpool_pool_name(const tpool_pool_t *p) {
@@ -953,100 +648,4 @@ int tpool_pool_reset_breaker(tpool_pool_t *p) {
   pthread_mutex_unlock(&p->mu);
   tpool__breaker_log(p, &news);
   return on ? 0 : -EINVAL;
-}
-
-/* ---- history and lookup ------------------------------------------------ */
-
-void tpool__pool_remember(tpool_pool_t *p, const tpool__task_t *t) {
-  if (p->history_cap == 0)
-    return;
-  tpool__record_t *r = &p->history[p->history_next];
-  if (++p->history_next == p->history_cap) /* no division per task */
-    p->history_next = 0;
-  if (p->history_len < p->history_cap)
-    p->history_len++;
-  uint64_t left_queue = t->start_ns ? t->start_ns : t->end_ns;
-  r->id = t->id;
-  r->status = t->status;
-  r->attempts = t->attempt;
-  r->queue_wait_ns = left_queue - t->submit_ns;
-  r->run_ns = t->start_ns ? t->end_ns - t->start_ns : 0;
-  r->end_ns = t->end_ns;
-  memcpy(r->name, t->name, sizeof(r->name));
-}
-
-/* Fills *out from a live task of p. Under mu. */
-static void describe_live(const tpool__task_t *t, tpool_task_state_t state,
-                          uint64_t now, tpool_task_record_t *out) {
-  out->state = state;
-  out->attempts = t->attempt;
-  memcpy(out->name, t->name, sizeof(out->name));
-  if (state == TPOOL_TASK_RUNNING) {
-    out->queue_wait_s = tpool__ns_to_s(t->start_ns - t->submit_ns);
-    out->run_s = tpool__ns_to_s(now - t->start_ns);
-  } else if (!t->retry) { /* queued; a retry's wait has no queue time yet */
-    out->queue_wait_s = tpool__ns_to_s(now - t->submit_ns);
-  }
-}
-
-int tpool__pool_find(tpool_pool_t *p, int64_t id, tpool_task_record_t *out) {
-  int rc = 0;
-  pthread_mutex_lock(&p->mu);
-  tpool__pool_absorb_settled(p);
-  uint64_t now = tpool__now_ns();
-  tpool__task_t *t;
-  TAILQ_FOREACH(t, &p->queue, qlink) {
-    if (t->id == id) {
-      describe_live(t, TPOOL_TASK_QUEUED, now, out);
-      goto found;
-    }
-  }
-  tpool__worker_t *w;
-  LIST_FOREACH(w, &p->workers, link) {
-    if (w->current && w->current->id == id) {
-      describe_live(w->current, TPOOL_TASK_RUNNING, now, out);
-      goto found;
-    }
-  }
-  tpool__retry_t *r;
-  TAILQ_FOREACH(r, &p->retries, link) {
-    if (r->task && r->task->id == id) {
-      describe_live(r->task, TPOOL_TASK_QUEUED, now, out);
-      goto found;
-    }
-  }
-  for (size_t i = 1; i <= p->history_len; i++) { /* newest first */
-    const tpool__record_t *h =
-        &p->history[(p->history_next + p->history_cap - i) % p->history_cap];
-    if (h->id != id)
-      continue;
-    out->state = TPOOL_TASK_DONE;
-    out->status = h->status;
-    out->attempts = h->attempts;
-    out->queue_wait_s = tpool__ns_to_s(h->queue_wait_ns);
-    out->run_s = tpool__ns_to_s(h->run_ns);
-    out->ended_ago_s = tpool__ns_to_s(now - h->end_ns);
-    memcpy(out->name, h->name, sizeof(out->name));
-    goto found;
-  }
-  rc = -ENOENT;
-found:
-  pthread_mutex_unlock(&p->mu);
-  if (rc == 0) {
-    out->id = id;
-    snprintf(out->pool, sizeof(out->pool), "%s", p->name);
-  }
-  return rc;
-}
-
-const char *tpool_task_state_name(tpool_task_state_t state) {
-  switch (state) {
-  case TPOOL_TASK_RUNNING:
-    return "running";
-  case TPOOL_TASK_DONE:
-    return "done";
-  case TPOOL_TASK_QUEUED:
-    break;
-  }
-  return "queued";
 }

@@ -1,18 +1,71 @@
 /*
  * pools_internal.h — the structures the files of pools/ share: a task
  * record, a worker, a pool (executor) and the manager, with what guards
- * each field. Nothing here is visible to users of tpool.
+ * each field, and the functions each file offers the others. Nothing here
+ * is visible to users of tpool.
  *
- * Lock order: manager `mu` (or `reconf_mu`) before a pool's `mu`. `mon_mu` and
- * the log sink's mutex are leaves: nothing else is taken while they are held.
- * No user callback (work, done, log sink) runs under a pool lock or
- * under the manager's `mu`.
+ * The files, and who calls whom. Calls run one way, down this list, except
+ * between the pool and its workers, which call each other:
+ *   manager.c      the public manager API: new, attach, start, shutdown,
+ *                  free, submit by name or route, cancel, lookup
+ *   reconfigure.c  tpool_manager_reconfigure()
+ *   batch.c        tpool_batch_*: bounded batches on one loop
+ *   future.c       tpool_submit_future(), tpool_future_*
+ *   monitor.c      the monitor thread: scans the pools, writes the table
+ *   status.c       the text status table
+ *   stats.c        tpool_manager_stats(): a snapshot of every pool
+ *   scan.c         one pool's scan for the monitor: expiry, stuck tasks,
+ *                  failed-start retries
+ *   snapshot.c     one pool's snapshot, its running tasks, lookup by id
+ *   pool.c         the executor: submit, life cycle, resize, cancel,
+ *                  a retry's return to the queue
+ *   worker.c       its threads: start, take work, run it, retire
+ *   retry.c        a task's wait for its next attempt (a backoff timer)
+ *   task.c         task records and the one function that ends a task
+ *   history.c      the ring of finished tasks
+ *   breaker.c      the circuit breaker's state machine
+ *   shared.c       what the pools need of their manager: waking a
+ *                  shutdown, kicking the monitor, finding a loop's
+ *                  bridge, the manager's reference count
+ * tests/layering.sh checks this from the compiled objects.
+ *
+ * Lock order (every lock tpool takes, complete; a lock may be taken while
+ * holding only locks to its left, or none):
+ *
+ *   reconf_mu -> manager mu -> pool mu -> future mu
+ *                                      -> bridge timer_mu (core)
+ *                                      -> libevent's base lock
+ *   mon_mu, log mu (core): leaves, taken under any of the above
+ *
+ * - reconf_mu (manager): serialises tpool_manager_reconfigure(), which
+ *   takes pool locks (tpool__pool_configure), may start threads whose
+ *   failure wakes a shutdown (manager mu), kicks the monitor and logs.
+ * - manager mu: `started`, `shut` and the shutdown's wait on state_cv;
+ *   wait_finished() settles each pool (pool mu) under it, and attach
+ *   creates a bridge (libevent's base lock) under it.
+ * - pool mu: each pool's queue, workers and counters. Under it a task may
+ *   end (tpool__task_end): its end hook completes a future (future mu) and
+ *   it may be posted to its loop (the bridge's timer_mu when its delivery
+ *   may wait); a retry arms or fires its timer (evtimer_add, event_active:
+ *   libevent's base lock). Never two pools' locks at once.
+ * - future mu: a future's result and waiters; nothing is taken under it.
+ * - bridge timer_mu: the coalescing timer of one loop (loop_bridge.c).
+ * - libevent's base lock: libevent releases it before running callbacks,
+ *   so a callback (a retry coming due) may take a pool mu.
+ * - mon_mu: the monitor's sleep and kicks. log mu: serialises the log
+ *   sink (core/log.c); the user's sink runs under it and must not call
+ *   back into tpool.
+ * No user callback — work, done, thread_start, thread_stop, a batch's or
+ * future's — runs under any of these locks; only the log sink runs under
+ * the log mu (and, while a reconfiguration logs, under reconf_mu).
+ * libtpool_http takes no lock; tpool-server's own (http_mu) is a leaf.
  */
 #ifndef TPOOL_POOLS_INTERNAL_H
 #define TPOOL_POOLS_INTERNAL_H
 
 #include "internal.h"
 
+#include <event2/util.h> /* evutil_socket_t, for a retry's timer */
 #include <signal.h>
 #include <sys/queue.h> /* BSD lists, as libevent uses them */
 
@@ -34,7 +87,10 @@ typedef struct tpool__task {
   uint64_t end_ns;      /* when it finished or left the queue */
   uint64_t deadline_ns; /* start deadline; 0 = none */
   int status;
-  tpool_future_t *future; /* completed when the task ends; NULL: none */
+  /* Called by tpool__task_end() as the task ends, whichever way, with its
+     status and `arg`, before it is handed to its loop; NULL: none. A
+     future completes through it (future.c). Runs under the pool's mu. */
+  void (*on_end)(int status, void *arg);
   uint16_t attempt;       /* runs so far, this one included */
   uint16_t max_attempts;  /* 0: the pool's retry_attempts */
   uint32_t trial_gen;     /* a breaker trial of that generation; 0: no */
@@ -190,6 +246,7 @@ struct tpool_manager {
   atomic_bool verbose;                     /* atomic */
   atomic_uint_fast64_t status_interval_ns; /* atomic */
   atomic_int refs;                         /* atomic: user + live workers */
+  void (*release)(tpool_manager_t *m);     /* frees it; fixed after new */
   atomic_bool stopping;                    /* atomic: shutdown has begun */
   uint64_t created_ns;
   unsigned completion_batch;
@@ -233,155 +290,34 @@ struct tpool_manager {
   char pad_id_end[TPOOL__CACHE_LINE - sizeof(atomic_int_fast64_t)];
 };
 
-/* ---- pool.c ------------------------------------------------------------- */
+/* ---- shared.c ----------------------------------------------------------- */
 
-/* The pool's minimum, resolving "the same as the maximum". Under mu. */
-static inline unsigned tpool__pool_min(const tpool_pool_t *p) {
-  return p->min_equals_max ? p->max_workers : p->min_workers;
-}
-
-/* Queue operations, under mu. */
-static inline void tpool__queue_push(tpool_pool_t *p, tpool__task_t *t) {
-  TAILQ_INSERT_TAIL(&p->queue, t, qlink);
-  p->queued++;
-  if (p->nspinning > 0) /* only a spinner reads it; we are its one writer */
-    atomic_store_explicit(
-        &p->pushes, atomic_load_explicit(&p->pushes, memory_order_relaxed) + 1,
-        memory_order_release);
-  if (t->deadline_ns)
-    p->ndeadline++;
-}
-
-/* True when an idle worker should be signalled for queued work, counting
-   the signal as sent; the caller signals work_cv after unlocking. At most
-   one signal is outstanding and none is sent while a worker spins: the
-   worker that wakes (or stops spinning) takes a task and, if more wait,
-   wakes the next, so a burst wakes workers one by one as they are needed
-   instead of all at once to fight over the lock. Under mu. */
-static inline bool tpool__wake_claim(tpool_pool_t *p) {
-  if (p->nidle <= p->nwakeups || p->nwakeups > 0 || p->nspinning > 0)
-    return false;
-  p->nwakeups++;
-  return true;
-}
-
-/* Moves the intake's tasks, oldest first, to the end of the queue, and
-   counts them submitted (they are already counted in `queued`). Returns
-   true if it moved any. Under mu. */
-bool tpool__pool_absorb(tpool_pool_t *p);
-/* The same, after waiting out the direct submits inside their push: once
-   `closed` is set, nothing reaches the intake after this. Under mu. */
-bool tpool__pool_absorb_settled(tpool_pool_t *p);
-/* Counts n workers as started (not yet running: the caller spawns them
-   after unlocking). Under mu. */
-static inline void tpool__pool_count_new(tpool_pool_t *p, unsigned n) {
-  p->nthreads += n;
-  p->nstarting += n;
-  p->nawake += n;
-}
-
-static inline void tpool__queue_remove(tpool_pool_t *p, tpool__task_t *t) {
-  TAILQ_REMOVE(&p->queue, t, qlink);
-  p->queued--;
-  if (t->deadline_ns)
-    p->ndeadline--;
-}
-
-/* tpool_submit() for a task that completes `future` (if not NULL) when it
-   ends, whatever the way. */
-int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
-                      tpool_done_cb done, void *arg,
-                      const tpool_task_opts_t *opts, tpool_future_t *future);
-
-/* ---- future.c ----------------------------------------------------------- */
-
-/* The task of `f` ended with `status`: publish it and wake the waiters.
-   Called once per future, by whoever ends the task. */
-void tpool__future_complete(tpool_future_t *f, int status);
-
-/* With tasks queued and no worker left (every start failed), schedules the
-   monitor to start one later, with backoff, and returns when (the caller
-   kicks the monitor after unlocking); else returns 0. Under mu. */
-uint64_t tpool__pool_respawn_later(tpool_pool_t *p);
-
-/* Logs "ThreadPool[name] Task #id: <message>". */
-void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
-                     const char *fmt, ...) TPOOL_PRINTF(4, 5);
-
-int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
-                    tpool_pool_t **out);
-/* Frees a pool whose workers have all exited; queued tasks go to discard. */
-void tpool__pool_free(tpool_pool_t *p);
-/* Starts the minimum number of workers (more if tasks already wait).
-   Returns 0, or -EAGAIN if workers were needed and none could start. */
-int tpool__pool_start(tpool_pool_t *p);
-/* Stops intake; workers drain the queue and exit. */
-void tpool__pool_stop(tpool_pool_t *p);
-/* Completes every queued task with -ECANCELED. Returns how many. */
-size_t tpool__pool_cancel_queued(tpool_pool_t *p);
-/* 0 cancelled, -EBUSY running, -ENOENT not in this pool. */
-int tpool__pool_cancel(tpool_pool_t *p, int64_t id);
-/* True when no worker is left. Tasks still queued then (no worker could be
-   started for them) will never run: they complete with -ECANCELED first. */
-bool tpool__pool_settle(tpool_pool_t *p);
-/* Joins and frees the workers that have retired. Called without mu,
-   never from a worker of this pool for itself. */
-void tpool__pool_reap(tpool_pool_t *p);
-/* Number of tasks running now; logs each of them when `report` is set. */
-unsigned tpool__pool_report_running(tpool_pool_t *p, bool report);
-/* Applies the live settings of *po (limits, queue limit, idle and soft
-   timeouts) and logs what changed. Called without mu. */
-void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po);
-/* Fills *ps under the lock (caller frees ps->active). Returns 0/-ENOMEM. */
-int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps);
-/* Expires overdue queued tasks, reports newly stuck ones, joins retired
-   workers and retries starting a worker for a pool left with queued tasks
-   and none (after failed thread creations). Returns the time at which it
-   next needs to look (UINT64_MAX: nothing to watch). */
-uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now);
-/* Hands a finished task to its loop, or frees it when it has no done. */
-void tpool__task_finish(tpool__task_t *t);
-/* The bridge's deliver function: runs the task's done callback on the
-   loop thread, then frees the task. */
-void tpool__task_deliver(tpool__node_t *node, void *arg);
-/* Frees a task whose done callback will never run. */
-void tpool__task_discard(tpool__node_t *node, void *arg);
-
-/* ---- worker.c ----------------------------------------------------------- */
-
-/* Starts one worker thread, which the caller has already counted in
-   nthreads and nstarting (under mu); undoes that count on failure, logs it,
-   and has the monitor retry if the pool is left with work and no worker.
-   Returns 0 or a negative errno. Called without mu. */
-int tpool__worker_spawn(tpool_pool_t *p);
-/* tpool__worker_spawn() n times. Returns how many started. */
-unsigned tpool__worker_spawn_n(tpool_pool_t *p, unsigned n);
-
-/* ---- manager.c ---------------------------------------------------------- */
-
-/* Wakes a shutdown waiting on state_cv, if one may be. Thread: any,
-   no pool lock held. */
+/* Wakes a shutdown waiting on state_cv, if one may be. Thread: any, with no
+   pool lock held. */
 void tpool__manager_notify(tpool_manager_t *m);
-void tpool__manager_ref(tpool_manager_t *m);
-/* Drops a reference; the last one frees the manager's memory. */
-void tpool__manager_unref(tpool_manager_t *m);
-/* The bridge for `base` (NULL = the first one), or NULL. */
+/* Makes the monitor look again by time `when_ns` at the latest. Thread:
+   any, with no pool lock held. */
+void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns);
+/* The bridge for `base` (NULL = the first one), or NULL. Thread: any. */
 tpool__bridge_t *tpool__manager_bridge(tpool_manager_t *m,
                                        struct event_base *base);
-
-/* True when the calling thread is a worker of one of m's pools. */
-bool tpool__is_worker_of(const tpool_manager_t *m);
+/* The manager's reference count: one for the user, one per live worker.
+   The last unref calls m->release, which frees it (manager.c sets it). */
+void tpool__manager_ref(tpool_manager_t *m);
+void tpool__manager_unref(tpool_manager_t *m);
 
 static inline bool tpool__verbose(tpool_manager_t *m) {
   return atomic_load_explicit(&m->verbose, memory_order_relaxed);
 }
 
-/* ---- monitor.c ---------------------------------------------------------- */
+/* ---- history.c ---------------------------------------------------------- */
 
-int tpool__monitor_start(tpool_manager_t *m);
-void tpool__monitor_stop(tpool_manager_t *m);
-/* Makes the monitor look again by time `when_ns` at the latest. */
-void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns);
+/* Remembers a task that has ended (status and times set). Under mu. */
+void tpool__history_add(tpool_pool_t *p, const tpool__task_t *t);
+/* Fills *out from the newest record of task `id`; false if the pool has
+   forgotten it, or never ran it. Under mu. */
+bool tpool__history_find(const tpool_pool_t *p, int64_t id, uint64_t now,
+                         tpool_task_record_t *out);
 
 /* ---- breaker.c ---------------------------------------------------------- */
 
@@ -427,13 +363,61 @@ void tpool__breaker_stats(tpool__breaker_t *b, uint64_t now,
 /* Logs a move, if there was one. Without mu. */
 void tpool__breaker_log(tpool_pool_t *p, const tpool__breaker_news_t *n);
 
+/* ---- task.c ------------------------------------------------------------- */
+
+/* A task record from the calling thread's cache, or malloc; NULL if out of
+   memory. Its fields are the caller's to fill. */
+tpool__task_t *tpool__task_new(void);
+/* Gives back a record that was never accepted (its submit failed). */
+void tpool__task_free(tpool__task_t *t);
+
+/* Whether the work of the task's current attempt ran, for
+   tpool__task_end(): it decides the counter the task ends in. */
+typedef enum {
+  TPOOL__RAN,    /* its work returned `status`: completed, or failed */
+  TPOOL__NOT_RUN /* it never started this attempt: cancelled (-ECANCELED),
+                    expired (-ETIMEDOUT), or failed (a retry refused by
+                    the breaker, -TPOOL_ECIRCUIT) */
+} tpool__run_t;
+
+/*
+ * Ends task t, which the caller has already taken out of the queue, a
+ * worker's hands or a retry's wait: the one place where a task ends. It
+ * sets the status and end time, counts the task in exactly one of
+ * completed, failed, cancelled or expired, gives back an unstarted
+ * trial's place in the circuit breaker, remembers the task in the history
+ * and runs its end hook. Then the task is handed over — to its loop, where
+ * its done callback runs, or freed when it has none — at once, or, if
+ * `later` is not NULL, by the caller with tpool__task_post(*later) once it
+ * has unlocked (a worker posts after unlocking). Under the pool's mu.
+ */
+void tpool__task_end(tpool_pool_t *p, tpool__task_t *t, int status,
+                     tpool__run_t ran, uint64_t now, tpool__task_t **later);
+/* tpool__task_end() for a task still in the queue: takes it out first. */
+void tpool__task_end_queued(tpool_pool_t *p, tpool__task_t *t, int status,
+                            uint64_t now);
+/* Hands an ended task over: to its loop's bridge, or frees it when it has
+   no done callback. Thread: any; no lock needed. */
+void tpool__task_post(tpool__task_t *t);
+/* The bridge's deliver function: runs the task's done callback on the loop
+   thread, then frees the task. */
+void tpool__task_deliver(tpool__node_t *node, void *arg);
+/* Frees a task whose done callback will never run. */
+void tpool__task_discard(tpool__node_t *node, void *arg);
+/* Logs "ThreadPool[name] Task #id: <message>". Without mu. */
+void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
+                     const char *fmt, ...) TPOOL_PRINTF(4, 5);
+
 /* ---- retry.c ------------------------------------------------------------ */
 
-/* A record and timer for a retry of t, allocated without mu by the
-   worker whose attempt asked for one; NULL if t has no loop or out of
-   memory (then it cannot be retried). */
-tpool__retry_t *tpool__retry_new(const tpool__task_t *t);
-/* Frees a record tpool__retry_take() did not use. */
+/* A record and timer for a retry of t, allocated without mu by the worker
+   whose attempt asked for one; NULL if t has no loop or out of memory
+   (then it cannot be retried). When the timer fires, `due` runs on the
+   task's loop with the record as its argument. */
+tpool__retry_t *tpool__retry_new(const tpool__task_t *t,
+                                 void (*due)(evutil_socket_t, short, void *));
+/* Frees a record that holds no task: one tpool__retry_take() did not use,
+   or one whose timer has fired. */
 void tpool__retry_discard(tpool__retry_t *r);
 /* The worker's verdict on a task whose work returned -TPOOL_ERETRY: true
    if it may run again — then its timer is set for the backoff (*delay_ns)
@@ -441,37 +425,121 @@ void tpool__retry_discard(tpool__retry_t *r);
    now. Under mu. */
 bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
                        uint64_t *delay_ns);
-/* Takes the task of waiting retry r (for a cancel or a stop) and makes
-   its timer fire at once, to free r. Under mu. */
+/* Takes the task of waiting retry r (for a cancel or a stop) and makes its
+   timer fire at once, so that its `due` frees r. Under mu. */
 tpool__task_t *tpool__retry_detach(tpool_pool_t *p, tpool__retry_t *r);
-/* At stop: every waiting task goes back to the queue now, for the drain.
-   Returns the earliest start deadline among them (0: none) for the
-   monitor. Under mu. */
-uint64_t tpool__retry_flush(tpool_pool_t *p);
+/* In the timer's `due`: takes r off the pool's list and returns its task,
+   or NULL if a cancel or a stop took it. Under mu. */
+tpool__task_t *tpool__retry_due(tpool_pool_t *p, tpool__retry_t *r);
 /* Frees the records left (their loops have stopped). Called by
    tpool_manager_free() on its thread, without mu. */
 void tpool__retry_free_all(tpool_pool_t *p);
 
-/* ---- history and retries (pool.c) -------------------------------------- */
+/* ---- pool.c ------------------------------------------------------------- */
 
-/* Puts a task coming back from a retry's wait at the end of the queue
-   (whatever the queue limit; see retry.c), its start deadline counted
-   again from now. *wake: signal work_cv after unlocking; *deadline: the
-   new deadline to kick the monitor with (0: none). Returns how many
-   workers the caller must spawn after unlocking (already counted). Under
-   mu. */
-unsigned tpool__pool_push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake,
-                                uint64_t *deadline);
+/* The pool's minimum, resolving "the same as the maximum". Under mu. */
+static inline unsigned tpool__pool_min(const tpool_pool_t *p) {
+  return p->min_equals_max ? p->max_workers : p->min_workers;
+}
 
-/* Remembers a task that has ended (status and times set). Under mu. */
-void tpool__pool_remember(tpool_pool_t *p, const tpool__task_t *t);
-/* tpool_manager_task() for one pool: 0 and *out, or -ENOENT. Without mu. */
-int tpool__pool_find(tpool_pool_t *p, int64_t id, tpool_task_record_t *out);
+/* Queue operations, under mu. */
+static inline void tpool__queue_push(tpool_pool_t *p, tpool__task_t *t) {
+  TAILQ_INSERT_TAIL(&p->queue, t, qlink);
+  p->queued++;
+  if (p->nspinning > 0) /* only a spinner reads it; we are its one writer */
+    atomic_store_explicit(
+        &p->pushes, atomic_load_explicit(&p->pushes, memory_order_relaxed) + 1,
+        memory_order_release);
+  if (t->deadline_ns)
+    p->ndeadline++;
+}
 
-/* ---- status.c ----------------------------------------------------------- */
+static inline void tpool__queue_remove(tpool_pool_t *p, tpool__task_t *t) {
+  TAILQ_REMOVE(&p->queue, t, qlink);
+  p->queued--;
+  if (t->deadline_ns)
+    p->ndeadline--;
+}
 
-/* Logs the status table at INFO. Returns 0 or -ENOMEM. */
-int tpool__status_log(tpool_manager_t *m);
+/* True when an idle worker should be signalled for queued work, counting
+   the signal as sent; the caller signals work_cv after unlocking. At most
+   one signal is outstanding and none is sent while a worker spins: the
+   worker that wakes (or stops spinning) takes a task and, if more wait,
+   wakes the next, so a burst wakes workers one by one as they are needed
+   instead of all at once to fight over the lock. Under mu. */
+static inline bool tpool__wake_claim(tpool_pool_t *p) {
+  if (p->nidle <= p->nwakeups || p->nwakeups > 0 || p->nspinning > 0)
+    return false;
+  p->nwakeups++;
+  return true;
+}
+
+/* Counts n workers as started (not yet running: the caller spawns them
+   after unlocking). Under mu. */
+static inline void tpool__pool_count_new(tpool_pool_t *p, unsigned n) {
+  p->nthreads += n;
+  p->nstarting += n;
+  p->nawake += n;
+}
+
+/* Moves the intake's tasks, oldest first, to the end of the queue, and
+   counts them submitted (they are already counted in `queued`). Returns
+   true if it moved any. Under mu. */
+bool tpool__pool_absorb(tpool_pool_t *p);
+/* The same, after waiting out the direct submits inside their push: once
+   `closed` is set, nothing reaches the intake after this. Under mu. */
+bool tpool__pool_absorb_settled(tpool_pool_t *p);
+
+/* tpool_submit() for a task whose `on_end` (may be NULL) runs when it
+   ends, whatever the way (see tpool__task_t). */
+int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
+                      tpool_done_cb done, void *arg,
+                      const tpool_task_opts_t *opts,
+                      void (*on_end)(int status, void *arg));
+
+int tpool__pool_new(tpool_manager_t *m, const tpool_pool_options_t *po,
+                    tpool_pool_t **out);
+/* Frees a pool whose workers have all exited; tasks still queued end
+   cancelled (their loops have stopped: their done callbacks never run). */
+void tpool__pool_free(tpool_pool_t *p);
+/* Starts the minimum number of workers (more if tasks already wait).
+   Returns 0, or -EAGAIN if workers were needed and none could start. */
+int tpool__pool_start(tpool_pool_t *p);
+/* Stops intake, and puts every task waiting to retry back in the queue
+   for the drain; workers drain the queue and exit. */
+void tpool__pool_stop(tpool_pool_t *p);
+/* Ends every queued task with -ECANCELED. Returns how many. */
+size_t tpool__pool_cancel_queued(tpool_pool_t *p);
+/* 0 cancelled, -EBUSY running, -ENOENT not in this pool. */
+int tpool__pool_cancel(tpool_pool_t *p, int64_t id);
+/* True when no worker is left. Tasks still queued then (no worker could be
+   started for them) will never run: they end with -ECANCELED first. */
+bool tpool__pool_settle(tpool_pool_t *p);
+/* Applies the live settings of *po (limits, queue limit, idle and soft
+   timeouts, spin, retries, breaker) and logs what changed. Without mu. */
+void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po);
+/* The timer callback of a retry (tpool__retry_new's `due`): puts the
+   task back at the end of its queue, unless the breaker refuses it. Runs
+   on the task's loop. */
+void tpool__pool_retry_due(evutil_socket_t fd, short what, void *arg);
+/* ---- worker.c ----------------------------------------------------------- */
+
+/* Starts one worker thread, which the caller has already counted in
+   nthreads and nstarting (under mu); undoes that count on failure, logs it,
+   and has the monitor retry if the pool is left with work and no worker.
+   Returns 0 or a negative errno. Called without mu. */
+int tpool__worker_spawn(tpool_pool_t *p);
+/* tpool__worker_spawn() n times. Returns how many started. */
+unsigned tpool__worker_spawn_n(tpool_pool_t *p, unsigned n);
+/* With tasks queued and no worker left (every start failed), schedules the
+   monitor to start one later, with backoff, and returns when (the caller
+   kicks the monitor after unlocking); else returns 0. Under mu. */
+uint64_t tpool__pool_respawn_later(tpool_pool_t *p);
+/* Joins and frees the workers that have retired. Called without mu,
+   never from a worker of this pool for itself. */
+void tpool__pool_reap(tpool_pool_t *p);
+/* True when the calling thread is a worker of one of m's pools. */
+bool tpool__is_worker_of(const tpool_manager_t *m);
 
 /* Blocks every asynchronous signal in the calling thread, saving the old
    mask in *old, so a thread created now inherits the block: process
@@ -485,5 +553,38 @@ void tpool__signals_block(sigset_t *old);
 typedef int (*tpool__thread_create_fn)(pthread_t *, const pthread_attr_t *,
                                        void *(*)(void *), void *);
 extern tpool__thread_create_fn tpool__thread_create;
+
+/* ---- snapshot.c --------------------------------------------------------- */
+
+/* A running task, copied under the lock to be logged without it; at most
+   TPOOL__REPORT_MAX of them per pool and per report. */
+typedef struct tpool__running {
+  int64_t id;
+  char name[TPOOL_TASK_NAME_MAX];
+  double running_s;
+} tpool__running_t;
+#define TPOOL__REPORT_MAX 16
+
+/* Fills *ps under the lock (caller frees ps->active). Returns 0/-ENOMEM. */
+int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps);
+/* Number of tasks running now; logs each of them when `report` is set. */
+unsigned tpool__pool_report_running(tpool_pool_t *p, bool report);
+/* tpool_manager_task() for one pool: 0 and *out, or -ENOENT. Without mu. */
+int tpool__pool_find(tpool_pool_t *p, int64_t id, tpool_task_record_t *out);
+
+/* ---- scan.c ------------------------------------------------------------- */
+
+/* Expires overdue queued tasks, reports newly stuck ones, joins retired
+   workers and retries starting a worker for a pool left with queued tasks
+   and none (after failed thread creations). Returns the time at which it
+   next needs to look (UINT64_MAX: nothing to watch). Without mu. */
+uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now);
+
+/* ---- stats.c, status.c, monitor.c --------------------------------------- */
+
+/* Logs the status table at INFO. Returns 0 or -ENOMEM. */
+int tpool__status_log(tpool_manager_t *m);
+int tpool__monitor_start(tpool_manager_t *m);
+void tpool__monitor_stop(tpool_manager_t *m);
 
 #endif /* TPOOL_POOLS_INTERNAL_H */

@@ -11,12 +11,12 @@
  * — is left alone and named in a warning, so an operator who edits it
  * learns that it waits for a restart instead of believing it applied.
  *
- * Lock order: `reconf_mu` (serialises reconfigurations and guards
- * m->opts) before a pool's `mu`, taken inside tpool__pool_configure().
- * Not the manager's `mu`: starting workers and logging happen in here,
- * and attach or shutdown must not wait for them. The log sink does run
- * under reconf_mu; it never calls back into tpool, and nothing but
- * another reconfiguration waits for this lock.
+ * It runs under `reconf_mu` (serialises reconfigurations and guards
+ * m->opts; its place in the lock order is in pools_internal.h), not under
+ * the manager's `mu`: starting workers and logging happen in here, and
+ * attach or shutdown must not wait for them. The log sink does run under
+ * reconf_mu; it never calls back into tpool, and nothing but another
+ * reconfiguration waits for this lock.
  */
 #include "pools_internal.h"
 

@@ -1,6 +1,6 @@
 /*
- * retry.c — tasks whose work asked to run again (-TPOOL_ERETRY): the
- * backoff on a loop timer, and putting them back in their queue.
+ * retry.c — a task's wait for its next attempt, after its work asked to
+ * run again (-TPOOL_ERETRY): the backoff, and its timer on a loop.
  *
  * DESIGN
  * The worker that ran the attempt decides, under the pool's mu, that
@@ -8,18 +8,21 @@
  * backoff on the task's loop right there: libevent, made thread-aware,
  * lets any thread add a timer to a base and wakes its loop to notice.
  * The task then waits on the pool's `retries` list, held by its record;
- * no worker waits through a backoff. When the timer fires, on_due(), on
- * the loop, puts the task at the end of the queue.
+ * no worker waits through a backoff. When the timer fires, the callback
+ * the worker gave (tpool__pool_retry_due, in pool.c) takes the task back
+ * (tpool__retry_due) and puts it at the end of its queue: this file
+ * knows nothing of queues and calls no other file of pools/.
  * Who may take a waiting task: the timer, a cancel and a stop, all under
  * mu, through the record: whoever clears `task` owns it. The record is
  * freed by its timer's callback — a cancel or stop that took its task
  * makes the timer fire at once for that — or, after the loops have
- * stopped, by tpool_manager_free(). Lock order: the pool's mu before
- * libevent's base lock (evtimer_add and event_active run under mu); the
- * loop runs callbacks without its base lock, so on_due may take mu.
- * Stop puts every waiting task back in the queue at once, so a drain
- * runs its next attempt instead of waiting out the backoff; an attempt
- * that asks for a retry after stop ends the task.
+ * stopped, by tpool_manager_free(). Timers are armed and fired under the
+ * pool's mu, which is taken before libevent's base lock (the lock order
+ * is in pools_internal.h); libevent runs callbacks without its base lock,
+ * so the callback may take mu.
+ * A stop puts every waiting task back in the queue at once (pool.c), so a
+ * drain runs its next attempt instead of waiting out the backoff; an
+ * attempt that asks for a retry after stop ends the task.
  * A task coming back re-enters its queue even when the queue is full: it
  * was accepted once and is not lost now (the queue may briefly hold more
  * than its limit by the tasks coming back). It is subject to the circuit
@@ -59,43 +62,16 @@ static uint64_t backoff_ns(const tpool_pool_t *p, const tpool__task_t *t) {
   return d - (uint64_t)((double)(d / 2) * random_fraction());
 }
 
-static void on_due(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  tpool__retry_t *r = arg;
-  tpool_pool_t *p = r->pool;
-  bool wake = false;
-  unsigned spawn = 0;
-  uint64_t deadline = 0;
-  tpool__breaker_news_t news = {0};
-  pthread_mutex_lock(&p->mu);
+tpool__task_t *tpool__retry_due(tpool_pool_t *p, tpool__retry_t *r) {
   TAILQ_REMOVE(&p->retries, r, link);
-  tpool__task_t *t = r->task; /* NULL: taken by a cancel or a stop */
-  if (t) {
-    r->task = NULL;
-    p->nretrying--;
-    t->trial_gen = 0;
-    if (p->breaker.window && tpool__breaker_admit(&p->breaker, tpool__now_ns(),
-                                                  &t->trial_gen, &news) != 0) {
-      t->status = -TPOOL_ECIRCUIT;
-      t->end_ns = tpool__now_ns();
-      p->failed++;
-      tpool__pool_remember(p, t);
-      tpool__task_finish(t);
-    } else {
-      spawn = tpool__pool_push_again(p, t, &wake, &deadline);
-    }
-  }
-  pthread_mutex_unlock(&p->mu);
-  if (wake)
-    pthread_cond_signal(&p->work_cv);
-  tpool__worker_spawn_n(p, spawn);
-  if (deadline)
-    tpool__monitor_kick(p->m, deadline);
-  tpool__breaker_log(p, &news);
-  tpool__manager_notify(p->m);
-  event_free(r->ev);
-  free(r);
+  tpool__task_t *t = r->task;
+  if (!t)
+    return NULL; /* taken by a cancel or a stop */
+  r->task = NULL;
+  t->retry = NULL;
+  t->trial_gen = 0; /* its last run decided its trial, if it was one */
+  p->nretrying--;
+  return t;
 }
 
 bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
@@ -108,7 +84,7 @@ bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
   uint64_t d = backoff_ns(p, t);
   struct timeval tv = {(time_t)(d / 1000000000u),
                        (suseconds_t)(d % 1000000000u / 1000u)};
-  /* Filled before the timer is set: on_due reads r->pool before it can
+  /* Filled before the timer is set: its `due` reads r->pool before it can
      take mu, which this thread holds. */
   r->pool = p;
   r->task = t;
@@ -121,12 +97,13 @@ bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
   return true;
 }
 
-tpool__retry_t *tpool__retry_new(const tpool__task_t *t) {
+tpool__retry_t *tpool__retry_new(const tpool__task_t *t,
+                                 void (*due)(evutil_socket_t, short, void *)) {
   if (!t->bridge)
     return NULL; /* no loop to wait on */
   tpool__retry_t *r = calloc(1, sizeof(*r));
   if (r)
-    r->ev = evtimer_new(tpool__bridge_base(t->bridge), on_due, r);
+    r->ev = evtimer_new(tpool__bridge_base(t->bridge), due, r);
   if (r && !r->ev) {
     free(r);
     r = NULL;
@@ -147,24 +124,8 @@ tpool__task_t *tpool__retry_detach(tpool_pool_t *p, tpool__retry_t *r) {
   t->retry = NULL;
   t->trial_gen = 0; /* its last run decided its trial, if it was one */
   p->nretrying--;
-  event_active(r->ev, EV_TIMEOUT, 1); /* on_due frees the record */
+  event_active(r->ev, EV_TIMEOUT, 1); /* its `due` frees the record */
   return t;
-}
-
-uint64_t tpool__retry_flush(tpool_pool_t *p) {
-  uint64_t first_deadline = 0;
-  tpool__retry_t *r;
-  TAILQ_FOREACH(r, &p->retries, link) {
-    if (!r->task)
-      continue;
-    tpool__task_t *t = tpool__retry_detach(p, r);
-    bool wake; /* stop wakes every worker itself, and starts none */
-    uint64_t deadline = 0;
-    tpool__pool_push_again(p, t, &wake, &deadline);
-    if (deadline && (!first_deadline || deadline < first_deadline))
-      first_deadline = deadline;
-  }
-  return first_deadline;
 }
 
 void tpool__retry_free_all(tpool_pool_t *p) {

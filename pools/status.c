@@ -1,7 +1,7 @@
 /*
- * status.c — the text status report: the table of DESIGN.md, one line per
- * pool (busy/max workers, utilisation, queue) with its running tasks under
- * it, and the totals. It is built from a snapshot, never from live pool
+ * status.c — the text status report: a table with one line per pool
+ * (busy/max workers, utilisation, queue) and its running tasks under it,
+ * then the totals, as docs/server.md shows it. It is built from a snapshot, never from live pool
  * fields, and written to the log as one message so its lines stay
  * together.
  */
@@ -78,4 +78,8 @@ int tpool__status_log(tpool_manager_t *m) {
   free(msg);
   free(table);
   return 0;
+}
+
+int tpool_manager_log_status(tpool_manager_t *m) {
+  return m ? tpool__status_log(m) : -EINVAL;
 }

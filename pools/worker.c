@@ -6,11 +6,11 @@
  * shutdown or free.
  *
  * DESIGN
- * A worker takes the pool lock once per task: it accounts for the task it
- * just ran, moves what direct submits pushed on the intake to the queue
- * and pops the next in the same critical section, and posts the finished
- * task to its loop's bridge after unlocking; with nothing left to pop it
- * posts before it sleeps. Before it sleeps or retires it counts itself
+ * A worker takes the pool lock once per task: it ends the task it just
+ * ran (tpool__task_end, keeping it to post later), moves what direct
+ * submits pushed on the intake to the queue and pops the next in the same
+ * critical section, and posts the ended task to its loop's bridge after
+ * unlocking; with nothing left to pop it posts before it sleeps. Before it sleeps or retires it counts itself
  * out of `nawake`, then looks at `queued` once more (pool.c,
  * submit_direct). Idle workers above the minimum wait
  * with the idle timeout and retire when it passes; at or below the
@@ -256,12 +256,8 @@ static next_t next_task(tpool_pool_t *p, bool holding, look_t *out) {
       out->wake_next = !TAILQ_EMPTY(&p->queue) && tpool__wake_claim(p);
       if (t->deadline_ns) {
         uint64_t now = tpool__now_ns();
-        if (now >= t->deadline_ns) {
-          t->status = -ETIMEDOUT;
-          t->end_ns = now;
-          p->expired++;
-          tpool__breaker_unadmit(&p->breaker, t->trial_gen);
-          tpool__pool_remember(p, t);
+        if (now >= t->deadline_ns) { /* posted by the caller, unlocked */
+          tpool__task_end(p, t, -ETIMEDOUT, TPOOL__NOT_RUN, now, &out->task);
           return GOT_EXPIRED;
         }
       }
@@ -318,6 +314,8 @@ counted_out:
   return MUST_RETIRE;
 }
 
+/* Runs the task's work; its status and end time are set when it ends
+   (tpool__task_end), or kept for the next attempt. */
 static void run_task(tpool_pool_t *p, tpool__task_t *t) {
   int status = t->work(t->arg);
   t->end_ns = tpool__now_ns();
@@ -378,11 +376,11 @@ void tpool__pool_reap(tpool_pool_t *p) {
   join_all(z);
 }
 
-/* Hands the worker's finished task to its loop. Called without mu. */
+/* Hands the worker's ended task to its loop. Called without mu. */
 static void flush(tpool__task_t **finished) {
   if (!*finished)
     return;
-  tpool__task_finish(*finished);
+  tpool__task_post(*finished);
   *finished = NULL;
 }
 
@@ -450,8 +448,8 @@ static void *worker_main(void *arg) {
       pthread_cond_signal(&p->work_cv);
 
     flush(&finished);
-    finished = t;
     if (got == GOT_EXPIRED) {
+      finished = t; /* already ended by next_task() */
       if (tpool__verbose(m))
         tpool__log_task(p, TPOOL_LOG_INFO, t->id,
                         "Expired after %.3fs in queue",
@@ -464,7 +462,9 @@ static void *worker_main(void *arg) {
     run_task(p, t);
     /* A retry's record and timer are made here, outside the lock. */
     tpool__retry_t *retry =
-        t->status == -TPOOL_ERETRY ? tpool__retry_new(t) : NULL;
+        t->status == -TPOOL_ERETRY
+            ? tpool__retry_new(t, tpool__pool_retry_due)
+            : NULL;
     uint64_t backoff = 0;
 
     pthread_mutex_lock(&p->mu);
@@ -476,16 +476,10 @@ static void *worker_main(void *arg) {
                             t->end_ns, &news);
     int64_t id = t->id;
     unsigned attempt = t->attempt;
-    if (retry && tpool__retry_take(p, t, retry, &backoff)) {
-      retry = NULL;
-      finished = NULL; /* it waits for its timer, not for its loop */
-    } else {
-      if (t->status == 0)
-        p->completed++;
-      else
-        p->failed++;
-      tpool__pool_remember(p, t);
-    }
+    if (retry && tpool__retry_take(p, t, retry, &backoff))
+      retry = NULL; /* it waits for its timer, not for its loop */
+    else /* posted after unlocking, with the next task's pop or by flush */
+      tpool__task_end(p, t, t->status, TPOOL__RAN, t->end_ns, &finished);
     if (retry || backoff || news.why != TPOOL__BREAKER_QUIET) {
       pthread_mutex_unlock(&p->mu);
       tpool__retry_discard(retry); /* not taken: the task ended */
