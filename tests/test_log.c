@@ -1,8 +1,8 @@
 /*
  * test_log.c — the verbose log: the submit, completion and status-table
- * lines match DESIGN.md exactly, the table repeats every status_interval
- * while verbose is on, verbose off leaves only pool-level lines, and lines
- * written from many threads never interleave.
+ * lines match the format docs/server.md shows exactly, the table repeats
+ * every status_interval while verbose is on, verbose off leaves only
+ * pool-level lines, and lines written from many threads never interleave.
  */
 #include "helpers.h"
 
