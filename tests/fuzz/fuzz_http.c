@@ -15,7 +15,7 @@
  * answer (or the server closing) without threads; a task it started is
  * waited for before the next input.
  */
-#include "server.h"
+#include "tasks.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -41,7 +41,7 @@ typedef struct {
   tpool_manager_t *m;
   struct evhttp *http;
   tpool_http_t *routes;
-  tpool__demo_t demo;
+  task_route_t demo;
   uint16_t port;
 } fuzz_server_t;
 
@@ -53,10 +53,10 @@ static void quiet(tpool_log_level_t level, const char *msg, void *arg) {
   (void)arg;
 }
 
-/* Routed exactly as tpool-server routes (tpool__demo_serve()). */
+/* Routed exactly as tpool-server routes (tasks_serve()). */
 static void on_request(struct evhttp_request *req, void *arg) {
   fuzz_server_t *s = arg;
-  tpool__demo_serve(&s->demo, req);
+  tasks_serve(&s->demo, req);
 }
 
 static void die(const char *what) {
@@ -77,16 +77,18 @@ static void server_setup(void) {
     o->pools[i].min_workers = TPOOL_MIN_EQUALS_MAX;
     o->pools[i].queue_limit = 4;
   }
-  o->http.max_header_size = 4096;
-  o->http.max_body_size = 16384;
-  snprintf(o->http.admin_token, sizeof(o->http.admin_token), "fuzz-token");
+  tpool_http_options_t ho;
+  tpool_http_options_init(&ho);
+  ho.max_header_size = 4096;
+  ho.max_body_size = 16384;
+  snprintf(ho.admin_token, sizeof(ho.admin_token), "fuzz-token");
   if (tpool_manager_new(o, &srv.m) != 0 ||
       tpool_manager_attach(srv.m, srv.base) != 0 ||
       tpool_manager_start(srv.m) != 0)
     die("no manager");
   srv.http = evhttp_new(srv.base);
-  if (!srv.http || tpool_http_attach(srv.http, srv.m, &o->http,
-                                     TPOOL_HTTP_CONFIGURE, &srv.routes) != 0)
+  if (!srv.http || tpool_http_attach(srv.http, srv.m, &ho, TPOOL_HTTP_CONFIGURE,
+                                     &srv.routes) != 0)
     die("no HTTP routes");
   free(o);
   srv.demo.m = srv.m;
