@@ -1,7 +1,7 @@
 /*
  * http.c — attaching tpool's routes to an evhttp: path and method
  * dispatch, the admin token and the request limits. (The replies, and the
- * checks of a request's method and path, are in reply.c.)
+ * checks of a request's version, method and path, are in reply.c.)
  *
  * Exact paths are registered with evhttp_set_cb() — /health,
  * /health/thread-pools, its log-status action, /metrics and one path per
@@ -158,6 +158,8 @@ static const char *framing_problem(struct evhttp_request *req) {
 }
 
 bool tpool_http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
+  if (!tpool__http_version_ok(req))
+    return false;
   const char *framing = framing_problem(req);
   if (framing) {
     /* Where this request ends is in doubt, so nothing after it on this
@@ -294,8 +296,8 @@ bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req) {
   if (!h || !req)
     return false;
   char *path;
-  if (tpool_http_path(req, &path) != 0)
-    return true; /* answered: 400 or 500 */
+  if (!tpool__http_version_ok(req) || tpool_http_path(req, &path) != 0)
+    return true; /* answered: 505, 400 or 500 */
   if (!owns(path)) {
     free(path);
     return false;

@@ -59,6 +59,9 @@ void tpool__http_reply_json_out(struct evhttp_request *req, int status,
 bool tpool__http_wants_pretty(struct evhttp_request *req);
 /* The request method as text ("GET"). */
 const char *tpool__http_method_name(struct evhttp_request *req);
+/* True for HTTP/1.0 and HTTP/1.1; otherwise false after answering 505
+   (see tpool_http_check_limits()). */
+bool tpool__http_version_ok(struct evhttp_request *req);
 
 /* ---- options.c ----------------------------------------------------------- */
 

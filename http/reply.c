@@ -1,11 +1,22 @@
 /*
  * reply.c — what every route of the HTTP layer, and every route of a
- * program built on it, does with a request: the check of its method, the
- * decoding of its path, and the JSON replies, errors included.
+ * program built on it, does with a request: the checks of its version and
+ * method, the strict decoding of its path, and the JSON replies, errors
+ * included.
+ *
+ * A reply that quotes the request must stay valid JSON whatever the
+ * client sent. jansson refuses to make a string of bytes that are not
+ * UTF-8 (json_pack() returns NULL, which the reply would take for a lack
+ * of memory), so error messages are mended before they reach it: a byte
+ * that does not belong to a valid UTF-8 character is written as the text
+ * \xNN. Paths are decoded strictly, so a route never sees one that is not
+ * UTF-8 at all.
  *
  * Everything here runs on the loop thread of the request's evhttp.
  */
 #include "http_internal.h"
+
+#include <event2/http_struct.h> /* the request's version (major, minor) */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -95,15 +106,45 @@ void tpool__http_reply_json_out(struct evhttp_request *req, int status,
   send_json(req, status);
 }
 
+/* Copies s into out (size bytes, NUL-terminated), each byte that is not
+   part of a valid UTF-8 character written as \xNN; stops before a piece
+   that would not fit. */
+static void mend_utf8(const char *s, char *out, size_t size) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)s;
+  size_t o = 0, n = strlen(s);
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    size_t len = p[i] < 0x80 ? 1 : tpool__utf8_decode(p + i, n - i, &cp);
+    if (len == 0) { /* a stray byte */
+      if (o + 4 >= size)
+        break;
+      out[o++] = '\\';
+      out[o++] = 'x';
+      out[o++] = hex[p[i] >> 4];
+      out[o++] = hex[p[i] & 0xf];
+      i++;
+      continue;
+    }
+    if (o + len >= size)
+      break;
+    memcpy(out + o, p + i, len);
+    o += len;
+    i += len;
+  }
+  out[o] = '\0';
+}
+
 static void vreply_error(struct evhttp_request *req, int status,
                          const char *fmt, va_list ap) TPOOL_PRINTF(3, 0);
 
 static void vreply_error(struct evhttp_request *req, int status,
                          const char *fmt, va_list ap) {
-  char msg[512];
+  char msg[512], mended[4 * sizeof(msg)];
   vsnprintf(msg, sizeof(msg), fmt, ap);
+  mend_utf8(msg, mended, sizeof(mended));
   json_t *body =
-      json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg);
+      json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", mended);
   tpool_http_reply_json(req, status, body);
 }
 
@@ -158,23 +199,90 @@ bool tpool_http_check_method(struct evhttp_request *req, const char *allow) {
   return false;
 }
 
+bool tpool__http_version_ok(struct evhttp_request *req) {
+  if (req->major == 1 && (req->minor == 0 || req->minor == 1))
+    return true;
+  char version[32];
+  snprintf(version, sizeof(version), "%d.%d", req->major, req->minor);
+  /* The answer speaks HTTP/1.1, whatever the request claimed, and ends
+     the connection: how such a client frames what follows is unknown. */
+  req->major = 1;
+  req->minor = 1;
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                    "close");
+  tpool_http_reply_error(req, 505,
+                         "HTTP version %s is not supported; use HTTP/1.1 "
+                         "or HTTP/1.0",
+                         version);
+  return false;
+}
+
 /* ---- the path ------------------------------------------------------------ */
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes raw into out (strlen(raw) + 1 bytes). Returns true; or false
+   with what is wrong, and where, in why[0..size). */
+static bool decode_path(const char *raw, char *out, char *why, size_t size) {
+  size_t o = 0;
+  for (size_t i = 0; raw[i]; i++) {
+    if (raw[i] != '%') {
+      out[o++] = raw[i];
+      continue;
+    }
+    int hi = hex_value(raw[i + 1]);
+    int lo = hi < 0 ? -1 : hex_value(raw[i + 2]);
+    if (lo < 0) {
+      snprintf(why, size,
+               "bad percent-encoding at byte %zu (a %% starts %%XX, two hex "
+               "digits)",
+               i);
+      return false;
+    }
+    if (hi == 0 && lo == 0) {
+      snprintf(why, size, "%%00 (a NUL byte) at byte %zu", i);
+      return false;
+    }
+    out[o++] = (char)(hi << 4 | lo);
+    i += 2;
+  }
+  out[o] = '\0';
+  const unsigned char *p = (const unsigned char *)out;
+  for (size_t i = 0; i < o;) {
+    uint32_t cp;
+    size_t len = p[i] < 0x80 ? 1 : tpool__utf8_decode(p + i, o - i, &cp);
+    if (len == 0) {
+      snprintf(why, size, "not valid UTF-8 at byte %zu of the decoded path", i);
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
 
 int tpool_http_path(struct evhttp_request *req, char **out) {
   *out = NULL;
   const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
   if (!raw || !*raw)
     raw = "/";
-  size_t len = 0;
-  char *path = evhttp_uridecode(raw, 0, &len);
-  if (path && strlen(path) != len) { /* a %00 inside */
-    free(path);
-    tpool_http_reply_error(req, 400, "malformed path");
-    return -EINVAL;
-  }
+  char *path = malloc(strlen(raw) + 1);
   if (!path) {
     tpool_http_reply_error(req, 500, "out of memory");
     return -ENOMEM;
+  }
+  char why[128];
+  if (!decode_path(raw, path, why, sizeof(why))) {
+    free(path);
+    tpool_http_reply_error(req, 400, "malformed path: %s", why);
+    return -EINVAL;
   }
   *out = path;
   return 0;

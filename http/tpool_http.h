@@ -23,10 +23,15 @@
  *
  * Every body is built from a stats snapshot (tpool_manager_stats()), never
  * from live pool fields. Errors are JSON: {"error": {"status": 404,
- * "message": "..."}}. A known path with the wrong method gets 405 and an
+ * "message": "..."}}, and a message that quotes the request (a path, a
+ * pool name) is valid UTF-8 whatever the client sent: bytes that are not
+ * are written as \xNN. A known path with the wrong method gets 405 and an
  * Allow header. When an admin token is set, POST routes need
- * "Authorization: Bearer <token>" and answer 401 without it. A path with
- * %00 in it gets 400.
+ * "Authorization: Bearer <token>" and answer 401 without it. A path that
+ * cannot be decoded (a '%' not followed by two hex digits, %00, bytes that
+ * are not UTF-8 once decoded) gets 400, and a request whose HTTP version
+ * is not 1.0 or 1.1 gets 505 on an HTTP/1.1 status line (see
+ * tpool_http_check_limits() for which requests these checks reach).
  *
  * The functions below that answer a request (tpool_http_reply_json(),
  * tpool_http_reply_error(), and the checks that answer when they fail)
@@ -187,8 +192,8 @@ TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
  * Serves `req` if its path belongs to tpool (/health, /health/...,
  * /metrics, /dashboard), for servers with their own generic callback.
  * Unknown pools under /health/thread-pools/ get the JSON 404 here. A
- * request whose path cannot be decoded (400, see tpool_http_path()) is
- * answered whatever its path.
+ * request that is not HTTP/1.0 or 1.1 (505) or whose path cannot be
+ * decoded (400, see tpool_http_path()) is answered whatever its path.
  * Returns: true if it answered the request; false if the path is not
  * tpool's (the request is untouched and still yours to answer).
  * Thread: loop.
@@ -196,14 +201,23 @@ TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
 TPOOL_API bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req);
 
 /*
- * Checks that `req` is framed plainly (at most one Content-Length, all
- * digits, and not beside Transfer-Encoding: anything else could be read
- * differently by a proxy in front); and, with TPOOL_HTTP_CONFIGURE,
- * against the configured header and body limits. For your own routes,
- * which otherwise see only evhttp's raised caps. `h` may be NULL (the
- * framing check only).
- * Returns: true when the request passes; false after answering 400
- * (framing) or 413 (limits) with a JSON body.
+ * Checks that `req` is HTTP/1.0 or HTTP/1.1; that it is framed plainly (at
+ * most one Content-Length, all digits, and not beside Transfer-Encoding:
+ * anything else could be read differently by a proxy in front); and, with
+ * TPOOL_HTTP_CONFIGURE, against the configured header and body limits.
+ * For your own routes, which otherwise see only evhttp's raised caps and
+ * any version libevent lets through. `h` may be NULL (the version and
+ * framing checks only).
+ * tpool's routes, tpool_http_handle() and the TPOOL_HTTP_NOT_FOUND
+ * callback make these checks themselves; a route you register with
+ * evhttp_set_cb() is reached before any of them (libevent 2.1 offers no
+ * hook in front of its dispatch), so it should call this first. Versions
+ * with a major number above 1 (HTTP/2.0) never reach a route: libevent
+ * refuses them itself with its own 400. libevent keeps the version as two
+ * chars, so HTTP/1.257 reads as 1.1.
+ * Returns: true when the request passes; false after answering 505 (the
+ * version, with Connection: close, on an HTTP/1.1 status line whatever
+ * the request said), 400 (framing) or 413 (limits) with a JSON body.
  * Thread: loop.
  */
 TPOOL_API bool tpool_http_check_limits(tpool_http_t *h,
@@ -226,7 +240,10 @@ TPOOL_API bool tpool_http_authorize(tpool_http_t *h,
 /*
  * Answers `req` with `status` and the JSON error body
  * {"error": {"status": N, "message": "..."}}, the message formatted
- * printf-style (at most 511 bytes).
+ * printf-style (at most 511 bytes; a character cut there is escaped).
+ * Bytes of the message that are not valid UTF-8 (a path or a name from
+ * the request, quoted) are written as the four characters \xNN, so the
+ * body is always valid JSON.
  * Thread: loop.
  */
 TPOOL_API void tpool_http_reply_error(struct evhttp_request *req, int status,
@@ -257,11 +274,13 @@ TPOOL_API bool tpool_http_check_method(struct evhttp_request *req,
                                        const char *allow);
 
 /*
- * Decodes the request's path (without the query string): %XX escapes
- * become their bytes; '+' stays '+'. An empty path is "/".
+ * Decodes the request's path (without the query string) strictly: every
+ * '%' must start a %XX escape of two hex digits, none may decode to a NUL
+ * byte, and the result must be valid UTF-8 (so must raw bytes above 0x7f).
+ * '+' stays '+'. An empty path is "/".
  * Returns: 0 and *out, a NUL-terminated string the caller frees with
- * free(); -EINVAL after answering 400 for a path with %00 in it; -ENOMEM
- * after answering 500. *out is NULL on failure.
+ * free(); -EINVAL after answering 400 with a JSON body that says what is
+ * wrong and where; -ENOMEM after answering 500. *out is NULL on failure.
  * Thread: loop.
  */
 TPOOL_API int tpool_http_path(struct evhttp_request *req, char **out);

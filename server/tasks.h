@@ -127,8 +127,8 @@ bool tasks_handle(task_route_t *d, struct evhttp_request *req,
                   const char *path);
 
 /*
- * Serves any request the way tpool-server does: the framing and size
- * checks, the path's decoding, the task routes, then tpool's routes,
+ * Serves any request the way tpool-server does: the version, framing and
+ * size checks, the path's decoding, the task routes, then tpool's routes,
  * else a JSON 404. The fuzz target routes through it too, so it fuzzes
  * what the server runs.
  */

@@ -8,7 +8,10 @@
  * routes with an admin token, then a JSON 404. libevent's parser, the
  * path and header handling, the JSON body parser and the route handlers
  * all see the input. Every answer that says it is JSON must parse back
- * with jansson; a crash, a sanitizer report or a leak is a finding.
+ * with jansson, and none may be the fixed 500 "out of memory" (memory is
+ * plentiful here: such an answer means a body could not be built, as when
+ * a message quoted bytes that are not UTF-8); a crash, a sanitizer report
+ * or a leak is a finding.
  *
  * One process-wide server is set up on the first input. The client is a
  * nonblocking socket driven by the same loop, so each input runs to its
@@ -157,6 +160,13 @@ static void check_answers(const char *buf, size_t len) {
       if (!j) {
         fprintf(stderr, "fuzz_http: a JSON answer does not parse (%s):\n%.*s\n",
                 err.text, (int)(clen < 2000 ? clen : 2000), buf + body);
+        abort();
+      }
+      json_t *msg = json_object_get(json_object_get(j, "error"), "message");
+      if (memcmp(buf + at + 8, " 500", 4) == 0 &&
+          strcmp(json_string_value(msg) ? json_string_value(msg) : "",
+                 "out of memory") == 0) {
+        fprintf(stderr, "fuzz_http: a 500 \"out of memory\" answer\n");
         abort();
       }
       json_decref(j);
