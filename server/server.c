@@ -12,7 +12,7 @@
  * on loop 0, so their handlers run on the main thread; the other loop
  * threads and tpool's workers block them.
  * Several loops: each has its own event_base, attached to the one
- * manager, its own evhttp with tpool's routes and the demo route, and its
+ * manager, its own evhttp with tpool's routes and the task routes, and its
  * own listening socket on the same address (SO_REUSEPORT), so the kernel
  * spreads connections over the loops. A request's task is submitted for
  * the base of its connection, so its completion, and the reply, run on
@@ -322,7 +322,7 @@ static int listen_http(server_t *s) {
 }
 
 /* Sets up loop l: its base, attached to the manager, its evhttp with
-   tpool's routes, /ping and the demo route, and the events through which
+   tpool's routes, /ping and the task routes, and the events through which
    loop 0 and the drain thread reach it. */
 static int loop_init(server_t *s, loop_t *l) {
   if (!l->base) /* loop 0's is made first, for the db hook's event */

@@ -2,10 +2,11 @@
  * fuzz_http.c — tpool's HTTP face on arbitrary bytes (libFuzzer target).
  *
  * Each input is sent as is, as one client's whole byte stream, to an
- * evhttp server on 127.0.0.1 that routes exactly as tpool-server does: the
- * request-framing and size checks, POST /tasks/{pool} (the demo route,
- * built here with tasks of at most a few milliseconds), tpool's health
- * routes with an admin token, then a JSON 404. libevent's parser, the
+ * evhttp server on 127.0.0.1 that routes exactly as tpool-server does
+ * (tasks_serve(), compiled in from server/): the version, framing and size
+ * checks, the path's decoding, the task routes (built here with tasks of
+ * at most a few milliseconds), tpool's health routes with an admin token,
+ * then a JSON 404. libevent's parser, the
  * path and header handling, the JSON body parser and the route handlers
  * all see the input. Every answer that says it is JSON must parse back
  * with jansson, and none may be the fixed 500 "out of memory" (memory is
