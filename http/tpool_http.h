@@ -105,6 +105,10 @@ TPOOL_API void tpool_http_options_init(tpool_http_options_t *o);
 TPOOL_API tpool_config_section_t
 tpool_http_config_section(tpool_http_options_t *o);
 
+/* ------------------------------------------------------------------------
+ * The routes
+ * ------------------------------------------------------------------------ */
+
 /* Flags of tpool_http_attach(). */
 enum {
   /* Enforce the header and body limits of the options with a JSON 413,
@@ -127,10 +131,6 @@ enum {
      own generic callback; call tpool_http_handle() from it instead. */
   TPOOL_HTTP_NOT_FOUND = 1u << 1,
 };
-
-/* ------------------------------------------------------------------------
- * The routes
- * ------------------------------------------------------------------------ */
 
 /*
  * Attaches the routes above to `http`, whose event_base must be attached
