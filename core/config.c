@@ -10,9 +10,11 @@
  * The handler then knows the current section and line from the reader, and
  * hands each value to the key tables of config_values.c.
  *
- * Parsing fills a heap copy of the caller's options; the copy replaces the
- * original only when the whole file and tpool_options_check() pass, so a
- * bad file changes nothing. The first error (by line) is the one reported.
+ * Parsing fills a heap copy of the caller's options, and of the data of
+ * every section of another layer (tpool_config_load_sections()); the
+ * copies replace the originals only when the whole file and the checks
+ * pass, so a bad file changes nothing. The first error (by line) is the
+ * one reported.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the GNU strerror_r() */
@@ -33,13 +35,10 @@
 _Static_assert(TPOOL__CONFIG_FILE_MAX == (size_t)1024 * 1024,
                "update TOO_LARGE");
 
-/* The longest key table: a section remembers where each of its keys was
-   set. */
+/* The longest key table of core: a section remembers where each of its
+   keys was set. */
 #define KEYS_MAX TPOOL__POOL_NKEYS
-_Static_assert(TPOOL__GENERAL_NKEYS <= KEYS_MAX &&
-                   TPOOL__HTTP_NKEYS <= KEYS_MAX &&
-                   TPOOL__DEMO_NKEYS <= KEYS_MAX,
-               "raise KEYS_MAX");
+_Static_assert(TPOOL__GENERAL_NKEYS <= KEYS_MAX, "raise KEYS_MAX");
 
 /* ------------------------------------------------------------------------
  * The parser: a reader that hands inih one checked line at a time, and a
@@ -49,11 +48,20 @@ _Static_assert(TPOOL__GENERAL_NKEYS <= KEYS_MAX &&
 typedef enum section {
   SEC_NONE,
   SEC_GENERAL,
-  SEC_HTTP,
-  SEC_DEMO,
   SEC_POOL,
-  SEC_ROUTES
+  SEC_ROUTES,
+  SEC_EXTRA /* a section of another layer */
 } section_t;
+
+/* A section of another layer, parsed into a copy of its data. */
+typedef struct extra {
+  const tpool_config_section_t *s;
+  tpool__keydef_t *keys; /* s->nkeys, converted */
+  int *key_line;         /* where each key was set, or 0 */
+  unsigned char *copy;   /* s->size bytes */
+  size_t group;          /* the first section of this name */
+  int first_line;        /* the group's first: where [name] was seen */
+} extra_t;
 
 typedef struct parser {
   tpool_options_t o; /* the copy being filled */
@@ -67,11 +75,13 @@ typedef struct parser {
   tpool_pool_options_t *pool;  /* the current [pool.NAME] */
   const tpool__keydef_t *keys; /* the current section's table */
   size_t nkeys;
-  int key_line[KEYS_MAX];      /* where each key of the section was set */
-  int general_line, http_line; /* where each section started, or 0 */
-  int demo_line;
+  int key_line[KEYS_MAX]; /* where each key of the section was set */
+  int general_line;       /* where each section started, or 0 */
   int routes_line;
   int pool_line[TPOOL_POOLS_MAX];
+  extra_t *extras; /* the sections of other layers */
+  size_t nextras;
+  size_t group; /* SEC_EXTRA: the current section's group */
 
   bool failed;
   int code; /* of the error: -EINVAL, or -ENOMEM */
@@ -125,6 +135,35 @@ static int *pool_section(parser_t *p, const char *s, size_t n) {
   return &p->pool_line[p->pool - p->o.pools];
 }
 
+/* The group of a section of another layer named s[0..n): sets p->group and
+   returns where the section was first seen; NULL if there is none. */
+static int *extra_section(parser_t *p, const char *s, size_t n) {
+  for (size_t i = 0; i < p->nextras; i++) {
+    const char *name = p->extras[i].s->name;
+    if (p->extras[i].group == i && strlen(name) == n &&
+        memcmp(name, s, n) == 0) {
+      p->group = i;
+      return &p->extras[i].first_line;
+    }
+  }
+  return NULL;
+}
+
+/* "unknown section (expected [general], [http], ..., [pool.NAME] or
+   [routes])": tpool's sections and those of the other layers. */
+static void fail_unknown_section(parser_t *p) {
+  char msg[sizeof(p->err.message)];
+  tpool__sbuf_t b;
+
+  tpool__sbuf_init(&b, msg, sizeof(msg));
+  tpool__sbuf_addf(&b, "unknown section (expected [general], ");
+  for (size_t i = 0; i < p->nextras; i++)
+    if (p->extras[i].group == i)
+      tpool__sbuf_addf(&b, "[%s], ", p->extras[i].s->name);
+  tpool__sbuf_addf(&b, "[pool.NAME] or [routes])");
+  fail(p, p->line, p->label, "%s", msg);
+}
+
 /* Starts the section named s[0..n) (trimmed), or fails. */
 static void section_start(parser_t *p, const char *s, size_t n) {
   tpool__sbuf_t b;
@@ -141,16 +180,6 @@ static void section_start(parser_t *p, const char *s, size_t n) {
     p->keys = tpool__general_keys;
     p->nkeys = TPOOL__GENERAL_NKEYS;
     first = &p->general_line;
-  } else if (n == 4 && memcmp(s, "http", 4) == 0) {
-    p->sec = SEC_HTTP;
-    p->keys = tpool__http_keys;
-    p->nkeys = TPOOL__HTTP_NKEYS;
-    first = &p->http_line;
-  } else if (n == 4 && memcmp(s, "demo", 4) == 0) {
-    p->sec = SEC_DEMO;
-    p->keys = tpool__demo_keys;
-    p->nkeys = TPOOL__DEMO_NKEYS;
-    first = &p->demo_line;
   } else if (n == 6 && memcmp(s, "routes", 6) == 0) {
     p->sec = SEC_ROUTES;
     p->keys = NULL;
@@ -163,10 +192,10 @@ static void section_start(parser_t *p, const char *s, size_t n) {
     first = pool_section(p, s + 5, n - 5);
     if (first == NULL)
       return;
+  } else if ((first = extra_section(p, s, n)) != NULL) {
+    p->sec = SEC_EXTRA;
   } else {
-    fail(p, p->line, p->label,
-         "unknown section (expected [general], [http], [demo], [pool.NAME] "
-         "or [routes])");
+    fail_unknown_section(p);
     return;
   }
 
@@ -328,28 +357,154 @@ static int handler(void *user, const char *section, const char *name,
   if (p->sec == SEC_ROUTES)
     return add_route(p, key, name, value);
 
-  for (i = 0; i < p->nkeys && strcmp(p->keys[i].name, name) != 0; i++)
-    ;
-  if (i == p->nkeys) {
+  const tpool__keydef_t *def = NULL;
+  int *line = NULL;
+  if (p->sec == SEC_EXTRA) {
+    /* The first section of the group that lists the key owns it. */
+    for (size_t e = p->group; e < p->nextras && def == NULL; e++) {
+      extra_t *x = &p->extras[e];
+      for (i = 0; x->group == p->group && i < x->s->nkeys; i++) {
+        if (strcmp(x->keys[i].name, name) == 0) {
+          def = &x->keys[i];
+          line = &x->key_line[i];
+          base = x->copy;
+          break;
+        }
+      }
+    }
+  } else {
+    for (i = 0; i < p->nkeys && strcmp(p->keys[i].name, name) != 0; i++)
+      ;
+    if (i < p->nkeys) {
+      def = &p->keys[i];
+      line = &p->key_line[i];
+    }
+  }
+  if (def == NULL) {
     fail(p, p->line, key, "unknown key");
     return 0;
   }
-  if (p->key_line[i] != 0) {
-    fail(p, p->line, key, "set twice (first at line %d)", p->key_line[i]);
+  if (*line != 0) {
+    fail(p, p->line, key, "set twice (first at line %d)", *line);
     return 0;
   }
-  p->key_line[i] = p->line;
+  *line = p->line;
 
   tpool__sbuf_init(&mb, msg, sizeof(msg));
-  if (!tpool__keydef_parse(&p->keys[i], value, base, &mb)) {
+  if (!tpool__keydef_parse(def, value, base, &mb)) {
     fail(p, p->line, key, "%s", msg);
     return 0;
   }
   return 1;
 }
 
-int tpool_config_parse(tpool_options_t *o, const char *text, size_t len,
-                       const char *name, tpool_config_error_t *err) {
+/* Frees what extras_prepare() made. */
+static void extras_free(parser_t *p) {
+  for (size_t i = 0; p->extras && i < p->nextras; i++) {
+    free(p->extras[i].keys);
+    free(p->extras[i].key_line);
+    free(p->extras[i].copy);
+  }
+  free(p->extras);
+}
+
+/* Checks sections[0..n) (see tpool_config_section_t) and makes the copies
+   they are parsed into. Returns 0, or -EINVAL or -ENOMEM with p->err. */
+static int extras_prepare(parser_t *p, const tpool_config_section_t *sections,
+                          size_t n) {
+  char why[sizeof(p->err.message)];
+  tpool__sbuf_t wb;
+
+  if (n == 0)
+    return 0;
+  if (sections == NULL) {
+    tpool__config_error_set(&p->err, p->name, 0, NULL,
+                            "invalid argument: no sections");
+    return -EINVAL;
+  }
+  tpool__sbuf_init(&wb, why, sizeof(why));
+  for (size_t i = 0; i < n; i++) {
+    if (!tpool__section_prepare(&sections[i], NULL, &wb)) {
+      char msg[sizeof(p->err.message)];
+      tpool__sbuf_t mb;
+      tpool__sbuf_init(&mb, msg, sizeof(msg));
+      tpool__sbuf_addf(&mb, "invalid argument: %s", why);
+      tpool__config_error_set(&p->err, p->name, 0, NULL, msg);
+      return -EINVAL;
+    }
+  }
+  p->extras = calloc(n, sizeof(*p->extras));
+  if (p->extras == NULL)
+    goto oom;
+  p->nextras = n;
+  for (size_t i = 0; i < n; i++) {
+    extra_t *x = &p->extras[i];
+    const tpool_config_section_t *s = &sections[i];
+    x->s = s;
+    x->group = i;
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(sections[j].name, s->name) == 0) {
+        x->group = p->extras[j].group;
+        break;
+      }
+    }
+    x->keys = calloc(s->nkeys + 1, sizeof(*x->keys));
+    x->key_line = calloc(s->nkeys + 1, sizeof(*x->key_line));
+    x->copy = malloc(s->size + 1);
+    if (x->keys == NULL || x->key_line == NULL || x->copy == NULL)
+      goto oom;
+    tpool__section_prepare(s, x->keys, &wb);
+    if (s->size > 0)
+      memcpy(x->copy, s->data, s->size);
+  }
+  return 0;
+oom:
+  tpool__config_error_set(&p->err, p->name, 0, NULL, "out of memory");
+  return -ENOMEM;
+}
+
+/* Writes back every field a key of each section fills: sections that share
+   their data (or parts of it) change only their own fields. */
+static void extras_commit(parser_t *p) {
+  for (size_t i = 0; i < p->nextras; i++) {
+    extra_t *x = &p->extras[i];
+    for (size_t k = 0; k < x->s->nkeys; k++) {
+      size_t off = x->keys[k].offset;
+      memcpy((unsigned char *)x->s->data + off, x->copy + off,
+             tpool__keydef_field_size(&x->keys[k]));
+    }
+  }
+}
+
+/* The checks of tpool_options_check() over the copies, the sections' fields
+   included. Returns 0 or -EINVAL (p->err), or -ENOMEM. */
+static int check_copies(parser_t *p) {
+  tpool__check_section_t *cs = NULL;
+  int rc;
+
+  if (p->nextras > 0) {
+    cs = calloc(p->nextras, sizeof(*cs));
+    if (cs == NULL) {
+      tpool__config_error_set(&p->err, p->name, 0, NULL, "out of memory");
+      return -ENOMEM;
+    }
+  }
+  for (size_t i = 0; i < p->nextras; i++) {
+    cs[i].name = p->extras[i].s->name;
+    cs[i].keys = p->extras[i].keys;
+    cs[i].nkeys = p->extras[i].s->nkeys;
+    cs[i].data = p->extras[i].copy;
+  }
+  rc = tpool__options_check(&p->o, cs, p->nextras, &p->err);
+  free(cs);
+  return rc;
+}
+
+/* Parses text into copies of *o and of the sections' data; on success
+   commits them all. */
+static int parse(tpool_options_t *o, const char *text, size_t len,
+                 const char *name, const tpool_config_section_t *sections,
+                 size_t n, tpool_config_error_t *err) {
   parser_t *p;
   int rc;
 
@@ -375,6 +530,14 @@ int tpool_config_parse(tpool_options_t *o, const char *text, size_t len,
   p->name = name;
   p->text = text;
   p->len = len;
+  rc = extras_prepare(p, sections, n);
+  if (rc != 0) {
+    if (err != NULL)
+      *err = p->err;
+    extras_free(p);
+    free(p);
+    return rc;
+  }
 
   rc = ini_parse_stream(reader, p, handler, p);
   /* inih's own complaints (a line it cannot split) come back as the line
@@ -389,9 +552,10 @@ int tpool_config_parse(tpool_options_t *o, const char *text, size_t len,
 
   if (!p->failed) {
     snprintf(p->o.config_path, sizeof(p->o.config_path), "%s", name);
-    if (tpool_options_check(&p->o, &p->err) != 0) {
+    rc = check_copies(p);
+    if (rc != 0) {
       p->failed = true;
-      p->code = -EINVAL;
+      p->code = rc;
     }
   }
   if (p->failed) {
@@ -401,11 +565,25 @@ int tpool_config_parse(tpool_options_t *o, const char *text, size_t len,
   } else {
     rc = 0;
     memcpy(o, &p->o, sizeof(*o));
+    extras_commit(p);
     if (err != NULL)
       memset(err, 0, sizeof(*err));
   }
+  extras_free(p);
   free(p);
   return rc;
+}
+
+int tpool_config_parse(tpool_options_t *o, const char *text, size_t len,
+                       const char *name, tpool_config_error_t *err) {
+  return parse(o, text, len, name, NULL, 0, err);
+}
+
+int tpool_config_parse_sections(tpool_options_t *o, const char *text,
+                                size_t len, const char *name,
+                                const tpool_config_section_t *sections,
+                                size_t n, tpool_config_error_t *err) {
+  return parse(o, text, len, name, sections, n, err);
 }
 
 /* ------------------------------------------------------------------------
@@ -477,8 +655,33 @@ static int read_file(const char *path, char **out, size_t *len,
   return 0;
 }
 
-int tpool_config_load(tpool_options_t *o, const char *path,
-                      tpool_config_error_t *err) {
+/* Checks the sections before the file is read, so that a mistake in them
+   is reported as such whatever the file. */
+static int check_sections(const char *file,
+                          const tpool_config_section_t *sections, size_t n,
+                          tpool_config_error_t *err) {
+  char why[sizeof(err->message)], msg[sizeof(err->message)];
+  tpool__sbuf_t wb;
+
+  tpool__sbuf_init(&wb, why, sizeof(why));
+  for (size_t i = 0; i < n; i++) {
+    if (sections == NULL || !tpool__section_prepare(&sections[i], NULL, &wb)) {
+      if (err != NULL) {
+        tpool__sbuf_t mb;
+        tpool__sbuf_init(&mb, msg, sizeof(msg));
+        tpool__sbuf_addf(&mb, "invalid argument: %s",
+                         sections ? why : "no sections");
+        tpool__config_error_set(err, file, 0, NULL, msg);
+      }
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
+static int load(tpool_options_t *o, const char *path,
+                const tpool_config_section_t *sections, size_t n,
+                tpool_config_error_t *err) {
   char *text = NULL;
   size_t len = 0;
   int rc;
@@ -489,10 +692,24 @@ int tpool_config_load(tpool_options_t *o, const char *path,
                               "invalid argument");
     return -EINVAL;
   }
+  rc = check_sections(path, sections, n, err);
+  if (rc != 0)
+    return rc;
   rc = read_file(path, &text, &len, err);
   if (rc != 0)
     return rc;
-  rc = tpool_config_parse(o, text, len, path, err);
+  rc = parse(o, text, len, path, sections, n, err);
   free(text);
   return rc;
+}
+
+int tpool_config_load(tpool_options_t *o, const char *path,
+                      tpool_config_error_t *err) {
+  return load(o, path, NULL, 0, err);
+}
+
+int tpool_config_load_sections(tpool_options_t *o, const char *path,
+                               const tpool_config_section_t *sections, size_t n,
+                               tpool_config_error_t *err) {
+  return load(o, path, sections, n, err);
 }

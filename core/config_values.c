@@ -23,7 +23,8 @@
 #define ECHO_MAX 40 /* bytes of a bad value quoted in a message */
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-_Static_assert(TPOOL__PORT_MAX <= UINT16_MAX, "listen_port is a uint16_t");
+_Static_assert(TPOOL__PORT_MAX <= UINT16_MAX,
+               "an address's port is a uint16_t");
 
 /* ------------------------------------------------------------------------
  * Bounded strings and errors
@@ -121,35 +122,12 @@ const tpool__keydef_t tpool__general_keys[] = {
      GENERAL(shutdown_timeout_s), 0},
 };
 
-const tpool__keydef_t tpool__http_keys[] = {
-    {"listen", TPOOL__KIND_LISTEN, 0, TPOOL__PORT_MAX, GENERAL(http), 0},
-    {"admin_token", TPOOL__KIND_TOKEN, 0, TPOOL_TOKEN_MAX - 1,
-     GENERAL(http.admin_token), 0},
-    {"max_header_size", TPOOL__KIND_SIZE, (double)TPOOL__HEADER_MIN,
-     (double)TPOOL__HEADER_MAX, GENERAL(http.max_header_size), 0},
-    {"max_body_size", TPOOL__KIND_SIZE, 0, (double)TPOOL__BODY_MAX,
-     GENERAL(http.max_body_size), 0},
-    {"timeout", TPOOL__KIND_SECONDS, TPOOL__HTTP_TIMEOUT_MIN,
-     TPOOL__HTTP_TIMEOUT_MAX, GENERAL(http.timeout_s), 0},
-    {"loop_threads", TPOOL__KIND_UINT, 1, TPOOL_BASES_MAX,
-     GENERAL(http.loop_threads), 0},
-};
-
-const tpool__keydef_t tpool__demo_keys[] = {
-    {"data_dir", TPOOL__KIND_PATH, 1, TPOOL_PATH_MAX - 1,
-     GENERAL(demo.data_dir), 0},
-    {"embedding_dim", TPOOL__KIND_UINT, 1, TPOOL_DEMO_EMBEDDING_DIM_MAX,
-     GENERAL(demo.embedding_dim), 0},
-    {"db_rows", TPOOL__KIND_COUNT, 1, (double)TPOOL_DEMO_DB_ROWS_MAX,
-     GENERAL(demo.db_rows), 0},
-};
-
 const tpool__keydef_t tpool__pool_keys[] = {
     {"enabled", TPOOL__KIND_BOOL, 0, 0, POOL(enabled), 0},
     {"workers", TPOOL__KIND_WORKERS, 1, TPOOL_WORKERS_MAX, POOL(max_workers),
      0},
     {"min_workers", TPOOL__KIND_UINT, 0, TPOOL_WORKERS_MAX, POOL(min_workers),
-     0},
+     TPOOL__KEY_CODE_UINT_MAX},
     {"queue_limit", TPOOL__KIND_COUNT, 1, (double)TPOOL__QUEUE_LIMIT_MAX,
      POOL(queue_limit), 0},
     {"idle_timeout", TPOOL__KIND_SECONDS, TPOOL__IDLE_TIMEOUT_MIN,
@@ -163,19 +141,19 @@ const tpool__keydef_t tpool__pool_keys[] = {
      POOL(thread_name), 0},
     {"cpu_affinity", TPOOL__KIND_AFFINITY, 0, TPOOL_CPUS_MAX - 1, 0, 0},
     {"retry_attempts", TPOOL__KIND_UINT, 1, TPOOL__ATTEMPTS_MAX,
-     POOL(retry_attempts), 0},
+     POOL(retry_attempts), TPOOL__KEY_CODE_UINT_MAX},
     {"retry_backoff", TPOOL__KIND_SECONDS, TPOOL__BACKOFF_MIN,
      TPOOL__BACKOFF_MAX, POOL(retry_backoff_s), 0},
     {"retry_backoff_max", TPOOL__KIND_SECONDS, TPOOL__BACKOFF_MIN,
      TPOOL__BACKOFF_MAX, POOL(retry_backoff_max_s), 0},
     {"breaker_window", TPOOL__KIND_UINT, 0, TPOOL_BREAKER_WINDOW_MAX,
-     POOL(breaker_window), 0},
+     POOL(breaker_window), TPOOL__KEY_CODE_UINT_MAX},
     {"breaker_threshold", TPOOL__KIND_RATIO, TPOOL__THRESHOLD_MIN, 1,
      POOL(breaker_threshold), 0},
     {"breaker_cooldown", TPOOL__KIND_SECONDS, TPOOL__COOLDOWN_MIN,
      TPOOL__SECONDS_MAX, POOL(breaker_cooldown_s), 0},
     {"breaker_trials", TPOOL__KIND_UINT, 1, TPOOL__TRIALS_MAX,
-     POOL(breaker_trials), 0},
+     POOL(breaker_trials), TPOOL__KEY_CODE_UINT_MAX},
     {"task_history", TPOOL__KIND_COUNT, 0, (double)TPOOL__HISTORY_MAX,
      POOL(task_history), 0},
 };
@@ -200,17 +178,27 @@ static void describe(tpool__sbuf_t *b, const tpool__keydef_t *k) {
                      TPOOL_PATH_MAX - 1);
     break;
   case TPOOL__KIND_PATH:
-    tpool__sbuf_addf(b, "expected a path of 1..%.0f bytes", k->max);
+    if (k->min > 0)
+      tpool__sbuf_addf(b, "expected a path of %.0f..%.0f bytes", k->min,
+                       k->max);
+    else
+      tpool__sbuf_addf(b, "expected a path of up to %.0f bytes", k->max);
     break;
-  case TPOOL__KIND_LISTEN:
+  case TPOOL__KIND_ADDRESS:
     tpool__sbuf_addf(b,
                      "expected HOST:PORT with a numeric IPv4 or [IPv6] "
-                     "address and a port in 0..%.0f",
-                     k->max);
+                     "address and a port in %.0f..%.0f",
+                     k->min, k->max);
     break;
   case TPOOL__KIND_TOKEN:
-    tpool__sbuf_addf(
-        b, "expected up to %.0f printable characters without spaces", k->max);
+    if (k->min > 0)
+      tpool__sbuf_addf(b,
+                       "expected %.0f..%.0f printable characters without "
+                       "spaces",
+                       k->min, k->max);
+    else
+      tpool__sbuf_addf(
+          b, "expected up to %.0f printable characters without spaces", k->max);
     break;
   case TPOOL__KIND_SIZE:
     tpool__sbuf_addf(b, "expected a size in ");
@@ -400,9 +388,10 @@ static bool host_is_numeric(const char *host) {
          inet_pton(AF_INET6, host, addr) == 1;
 }
 
-/* 1.2.3.4:80 or [::1]:80. */
-static bool parse_listen(const char *v, tpool_http_options_t *h) {
-  char host[sizeof(h->listen_host)];
+/* 1.2.3.4:80 or [::1]:80, the port in the key's range. */
+static bool parse_address(const tpool__keydef_t *k, const char *v,
+                          tpool_config_address_t *a) {
+  char host[sizeof(a->host)];
   const char *start = v, *end, *port;
   uint64_t p;
   int family = AF_INET;
@@ -426,10 +415,10 @@ static bool parse_listen(const char *v, tpool_http_options_t *h) {
   memset(host, 0, sizeof(host));
   memcpy(host, start, (size_t)(end - start));
   if (inet_pton(family, host, addr) != 1 || !parse_u64(port, &p) ||
-      p > TPOOL__PORT_MAX)
+      !in_range(k, p) || p > TPOOL__PORT_MAX)
     return false;
-  memcpy(h->listen_host, host, sizeof(host)); /* zero-padded, like init */
-  h->listen_port = (uint16_t)p;
+  memcpy(a->host, host, sizeof(host)); /* zero-padded, like init */
+  a->port = (uint16_t)p;
   return true;
 }
 
@@ -535,13 +524,17 @@ static bool parse_value(const tpool__keydef_t *k, const char *v, void *base) {
   case TPOOL__KIND_LEVEL:
     return parse_level(v, f);
   case TPOOL__KIND_LOG:
-  case TPOOL__KIND_PATH:
     if (len == 0 || len >= TPOOL_PATH_MAX)
       return false;
     set_string(f, TPOOL_PATH_MAX, v, len);
     return true;
-  case TPOOL__KIND_LISTEN:
-    return parse_listen(v, f);
+  case TPOOL__KIND_PATH:
+    if ((double)len < k->min || (double)len > k->max)
+      return false;
+    set_string(f, (size_t)k->max + 1, v, len);
+    return true;
+  case TPOOL__KIND_ADDRESS:
+    return parse_address(k, v, f);
   case TPOOL__KIND_TOKEN:
   case TPOOL__KIND_THREAD_NAME:
     if ((double)len < k->min ||
@@ -594,7 +587,7 @@ bool tpool__keydef_parse(const tpool__keydef_t *k, const char *v, void *base,
 static bool check_field(const tpool__keydef_t *k, const void *base,
                         tpool__sbuf_t *got) {
   const void *f = (const char *)base + k->offset;
-  const tpool_http_options_t *h = f;
+  const tpool_config_address_t *a = f;
   const tpool_pool_options_t *po = f;
   double d;
   size_t n, i;
@@ -616,19 +609,22 @@ static bool check_field(const tpool__keydef_t *k, const void *base,
     tpool__sbuf_addf(got, "%d", lv);
     return lv >= (int)TPOOL_LOG_DEBUG && lv <= (int)TPOOL_LOG_ERROR;
   case TPOOL__KIND_LOG:
-  case TPOOL__KIND_PATH:
     n = tpool__field_len(f, TPOOL_PATH_MAX);
     return n > 0 && n < TPOOL_PATH_MAX;
-  case TPOOL__KIND_LISTEN:
-    n = tpool__field_len(h->listen_host, sizeof(h->listen_host));
-    v6 = memchr(h->listen_host, ':', n) != NULL;
+  case TPOOL__KIND_PATH:
+    n = tpool__field_len(f, (size_t)k->max + 1);
+    return (double)n >= k->min && (double)n <= k->max;
+  case TPOOL__KIND_ADDRESS:
+    n = tpool__field_len(a->host, sizeof(a->host));
+    v6 = memchr(a->host, ':', n) != NULL;
     tpool__sbuf_addf(got, "%s", v6 ? "[" : "");
-    tpool__sbuf_echo(got, h->listen_host, n);
-    tpool__sbuf_addf(got, "%s:%u", v6 ? "]" : "", (unsigned)h->listen_port);
-    return n < sizeof(h->listen_host) && host_is_numeric(h->listen_host);
+    tpool__sbuf_echo(got, a->host, n);
+    tpool__sbuf_addf(got, "%s:%u", v6 ? "]" : "", (unsigned)a->port);
+    return n < sizeof(a->host) && host_is_numeric(a->host) &&
+           in_range(k, a->port);
   case TPOOL__KIND_TOKEN:
-    n = tpool__field_len(f, TPOOL_TOKEN_MAX);
-    return n < TPOOL_TOKEN_MAX && token_is_valid(f, n, (size_t)k->max);
+    n = tpool__field_len(f, (size_t)k->max + 1);
+    return (double)n >= k->min && token_is_valid(f, n, (size_t)k->max);
   case TPOOL__KIND_SIZE:
   case TPOOL__KIND_COUNT:
     tpool__sbuf_addf(got, "%zu", *(const size_t *)f);
@@ -637,7 +633,7 @@ static bool check_field(const tpool__keydef_t *k, const void *base,
   case TPOOL__KIND_UINT:
     tpool__sbuf_addf(got, "%u", *(const unsigned *)f);
     return in_range(k, *(const unsigned *)f) ||
-           (k->kind == TPOOL__KIND_UINT &&
+           ((k->flags & TPOOL__KEY_CODE_UINT_MAX) &&
             *(const unsigned *)f == TPOOL_MIN_EQUALS_MAX);
   case TPOOL__KIND_THREAD_NAME: /* "" means the default name */
     n = tpool__field_len(f, TPOOL_THREAD_NAME_MAX);

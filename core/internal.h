@@ -25,16 +25,11 @@
 #define TPOOL__STATUS_INTERVAL_MIN 0.1
 #define TPOOL__IDLE_TIMEOUT_MIN 0.01
 #define TPOOL__SPIN_MAX 0.01 /* an idle worker's poll before it sleeps */
-#define TPOOL__HTTP_TIMEOUT_MIN 0.1
-#define TPOOL__HTTP_TIMEOUT_MAX 3600.0
 #define TPOOL__STACK_MIN ((size_t)64 * 1024)
 #define TPOOL__STACK_MAX ((size_t)1024 * 1024 * 1024)
 #define TPOOL__STACK_DEFAULT ((size_t)512 * 1024)
 #define TPOOL__QUEUE_DEFAULT ((size_t)65536)
 #define TPOOL__PORT_MAX 65535u
-#define TPOOL__HEADER_MIN ((size_t)256)
-#define TPOOL__HEADER_MAX ((size_t)1024 * 1024)
-#define TPOOL__BODY_MAX ((size_t)64 * 1024 * 1024)
 #define TPOOL__BATCH_MAX 65536u
 #define TPOOL__CONFIG_LINE_MAX 198 /* bytes per line, newline excluded */
 #define TPOOL__CONFIG_FILE_MAX ((size_t)1024 * 1024)

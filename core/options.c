@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The built-in kinds of work and their default sizes (DESIGN.md). */
+/* The built-in kinds of work and their default sizes. */
 static const struct preset {
   const char *name;
   unsigned workers;
@@ -96,18 +96,6 @@ void tpool_options_init(tpool_options_t *o) {
   o->log_arg = NULL;
   o->completion_batch = 256;
   o->shutdown_timeout_s = 30.0;
-
-  strcpy(o->http.listen_host, "127.0.0.1");
-  o->http.listen_port = 8080;
-  o->http.admin_token[0] = '\0';
-  o->http.max_header_size = 8192;
-  o->http.max_body_size = (size_t)1024 * 1024;
-  o->http.timeout_s = 30.0;
-  o->http.loop_threads = 1;
-
-  strcpy(o->demo.data_dir, "tpool-data");
-  o->demo.embedding_dim = 384;
-  o->demo.db_rows = 10000;
 
   o->config_path[0] = '\0';
   for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
@@ -262,7 +250,9 @@ static void check_routes(checker_t *c, const tpool_options_t *o) {
   }
 }
 
-int tpool_options_check(const tpool_options_t *o, tpool_config_error_t *err) {
+int tpool__options_check(const tpool_options_t *o,
+                         const tpool__check_section_t *sections, size_t n,
+                         tpool_config_error_t *err) {
   checker_t c;
   size_t i;
   bool enabled = false;
@@ -284,8 +274,12 @@ int tpool_options_check(const tpool_options_t *o, tpool_config_error_t *err) {
     if (o->completion_batch < 1 || o->completion_batch > TPOOL__BATCH_MAX)
       check_fail(&c, 0, "completion_batch", "expected 1..%u, got \"%u\"",
                  TPOOL__BATCH_MAX, o->completion_batch);
-    check_keys(&c, tpool__http_keys, TPOOL__HTTP_NKEYS, o, "[http]", 0, false);
-    check_keys(&c, tpool__demo_keys, TPOOL__DEMO_NKEYS, o, "[demo]", 0, false);
+    for (i = 0; i < n; i++) {
+      char label[72];
+      snprintf(label, sizeof(label), "[%s]", sections[i].name);
+      check_keys(&c, sections[i].keys, sections[i].nkeys, sections[i].data,
+                 label, 0, false);
+    }
     check_pools(&c, o);
     check_routes(&c, o);
     for (i = 0; i < o->npools; i++)
@@ -294,6 +288,35 @@ int tpool_options_check(const tpool_options_t *o, tpool_config_error_t *err) {
       check_fail(&c, 0, NULL, "no pool is enabled");
   }
 
+  if (c.failed && err != NULL)
+    *err = c.err;
+  return c.failed ? -EINVAL : 0;
+}
+
+int tpool_options_check(const tpool_options_t *o, tpool_config_error_t *err) {
+  return tpool__options_check(o, NULL, 0, err);
+}
+
+int tpool_config_check_section(const tpool_config_section_t *s,
+                               const char *file, tpool_config_error_t *err) {
+  checker_t c;
+  char why[sizeof(c.err.message)], label[72];
+  tpool__sbuf_t wb;
+  tpool__keydef_t def;
+  size_t i;
+
+  memset(&c, 0, sizeof(c));
+  c.file = file ? file : "options";
+  tpool__sbuf_init(&wb, why, sizeof(why));
+  if (!tpool__section_prepare(s, NULL, &wb)) {
+    check_fail(&c, 0, NULL, "invalid argument: %s", why);
+  } else {
+    snprintf(label, sizeof(label), "[%s]", s->name);
+    for (i = 0; i < s->nkeys && !c.failed; i++) {
+      tpool__keydef_from_public(&s->keys[i], &def);
+      check_keys(&c, &def, 1, s->data, label, 0, false);
+    }
+  }
   if (c.failed && err != NULL)
     *err = c.err;
   return c.failed ? -EINVAL : 0;

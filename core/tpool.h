@@ -8,9 +8,12 @@
  * work function runs on a worker of that pool, and the done callback comes
  * back on the loop thread of the event_base the task was submitted for.
  *
- * Conventions (see STYLE.md):
+ * Conventions, for this header and tpool_http.h:
  *  - Functions return 0 or a negative errno code; constructors take an
  *    out-parameter. tpool_strerror() describes every code.
+ *  - Every function says what it returns, who owns what it hands out
+ *    ("caller frees with ...", "borrowed, valid until ...") and from which
+ *    thread it may be called ("Thread:").
  *  - A call that takes a callback and fails never calls that callback.
  *  - "Thread: any" may be called from any thread; "Thread: loop" only from
  *    the loop thread of an attached base (or before any loop runs);
@@ -50,7 +53,6 @@ struct event_base;
 #define TPOOL_TASK_NAME_MAX 48   /* task name; longer names are truncated */
 #define TPOOL_THREAD_NAME_MAX 16 /* Linux limit for thread names */
 #define TPOOL_PATH_MAX 256
-#define TPOOL_TOKEN_MAX 129 /* admin token: up to 128 chars */
 #define TPOOL_POOLS_MAX 64
 #define TPOOL_BASES_MAX 64 /* event_bases one manager can attach */
 #define TPOOL_WORKERS_MAX 4096
@@ -227,30 +229,6 @@ typedef struct tpool_pool_options {
   void *thread_arg;
 } tpool_pool_options_t;
 
-typedef struct tpool_http_options {
-  char listen_host[64];              /* numeric IPv4 or IPv6 address */
-  uint16_t listen_port;              /* 0 = any free port */
-  char admin_token[TPOOL_TOKEN_MAX]; /* "" = POST routes need no token */
-  size_t max_header_size;            /* bytes */
-  size_t max_body_size;              /* bytes */
-  double timeout_s;                  /* read/write timeout per connection */
-  /* tpool-server's event loops, each in its own thread and serving the
-     listen address: 1..TPOOL_BASES_MAX. The library only checks it. */
-  unsigned loop_threads;
-} tpool_http_options_t;
-
-/* [demo]: the demo work kinds of tpool-server (README, "Work kinds"). The
-   library only checks and stores these, as it does the http options. */
-#define TPOOL_DEMO_EMBEDDING_DIM_MAX 4096u
-#define TPOOL_DEMO_DB_ROWS_MAX ((size_t)10000000)
-typedef struct tpool_demo_options {
-  /* Where tpool-server keeps its demo database and read file; relative
-     paths are relative to its working directory. Created if missing. */
-  char data_dir[TPOOL_PATH_MAX];
-  unsigned embedding_dim; /* 1..TPOOL_DEMO_EMBEDDING_DIM_MAX */
-  size_t db_rows;         /* demo database rows, 1..TPOOL_DEMO_DB_ROWS_MAX */
-} tpool_demo_options_t;
-
 /* One line of [routes]: "pattern = pool". The pattern is a shell glob
    (fnmatch(3): `*`, `?`, `[...]`) over the whole task name, so
    "reports.*" matches "reports.daily" and "*" matches every name. In a
@@ -272,8 +250,6 @@ typedef struct tpool_options {
   void *log_arg;
   unsigned completion_batch; /* done callbacks per loop round, 1..65536 */
   double shutdown_timeout_s; /* how long a server's drain may take */
-  tpool_http_options_t http; /* read by the HTTP layer */
-  tpool_demo_options_t demo; /* read by tpool-server */
   char config_path[TPOOL_PATH_MAX]; /* file the options came from, or "" */
   size_t npools;
   tpool_pool_options_t pools[TPOOL_POOLS_MAX];
@@ -285,11 +261,9 @@ typedef struct tpool_options {
 
 /*
  * Fills *o with the defaults: verbose off, status table every 10 s, level
- * info to stderr, HTTP on 127.0.0.1:8080, and the five built-in pools
- * io 50, cpu 30, inference 20, embedding 15, db 25 workers (fixed size,
- * queue limit 65536, 512 KiB stacks, soft timeout 60 s), a 30 s
- * shutdown timeout, and [demo] data_dir "tpool-data", embedding_dim 384,
- * db_rows 10000.
+ * info to stderr, the five built-in pools io 50, cpu 30, inference 20,
+ * embedding 15, db 25 workers (fixed size, queue limit 65536, 512 KiB
+ * stacks, soft timeout 60 s), no routes and a 30 s shutdown timeout.
  * Thread: any.
  */
 TPOOL_API void tpool_options_init(tpool_options_t *o);
@@ -326,8 +300,17 @@ TPOOL_API int tpool_options_add_pool(tpool_options_t *o, const char *name,
 /* ------------------------------------------------------------------------
  * Configuration files (INI, read with libinih)
  *
- * Sections: [general], [http], [demo], [pool.NAME], [routes]. See
- * README.md for every key.
+ * tpool's own sections are [general], [pool.NAME] and [routes] (README.md,
+ * "Configuration reference", lists every key). Syntax: "[section]" headers
+ * and "key = value" lines; a line starting with ';' or '#' is a comment,
+ * and so is what follows a blank and ';' after a value. Lines are at most
+ * 198 bytes, files at most 1 MiB. Unknown sections or keys, a section or
+ * key given twice and values out of range are errors.
+ *
+ * The layers built on tpool keep their settings in the same file, in
+ * sections of their own, read through the same loader with
+ * tpool_config_load_sections(): same syntax, same limits, errors in the
+ * same words ("file:line: [section] key: message"), and all or nothing.
  * ------------------------------------------------------------------------ */
 
 typedef struct tpool_config_error {
@@ -343,6 +326,8 @@ typedef struct tpool_config_error {
  * filled, usually with tpool_options_init()). On success o->config_path is
  * set to `path`. On failure *o is left exactly as it was and *err (if not
  * NULL) holds the first error, naming file, line and key.
+ * Same as tpool_config_load_sections() with no sections of other layers:
+ * a section that is not tpool's is an error.
  * Returns: 0; -ENOENT missing file; -EACCES or -EIO unreadable file;
  * -EINVAL bad content; -ENOMEM.
  * Thread: any.
@@ -352,7 +337,7 @@ TPOOL_API int tpool_config_load(tpool_options_t *o, const char *path,
 
 /*
  * Like tpool_config_load() for `len` bytes of INI text in memory; `name` is
- * used as the file name in errors.
+ * used as the file name in errors (NULL: "config").
  * Returns: 0; -EINVAL bad content; -ENOMEM.
  * Thread: any.
  */
@@ -369,6 +354,122 @@ TPOOL_API int tpool_config_parse(tpool_options_t *o, const char *text,
  */
 TPOOL_API int tpool_options_check(const tpool_options_t *o,
                                   tpool_config_error_t *err);
+
+/* ---- Sections of other layers ------------------------------------------- */
+
+/*
+ * How a key's value is written in the file, and the type of the field it
+ * fills (at tpool_config_key_t.offset in the section's data). `min` and
+ * `max` bound the value as each type says; a value outside them is an
+ * error such as "expected 1..64, got \"65\"".
+ */
+typedef enum tpool_config_type {
+  /* bool. true, yes, on, 1 / false, no, off, 0, in any case. min, max:
+     unused. */
+  TPOOL_CONFIG_BOOL,
+  /* unsigned. Decimal digits only (no sign, no blanks), min..max; max at
+     most UINT_MAX. */
+  TPOOL_CONFIG_UINT,
+  /* size_t. Decimal digits only, min..max. */
+  TPOOL_CONFIG_COUNT,
+  /* size_t, bytes. Digits with an optional K, M or G suffix (powers of
+     1024, either case), min..max. */
+  TPOOL_CONFIG_SIZE,
+  /* double, seconds. DIGITS or DIGITS.DIGITS (no sign, no exponent, a '.'
+     whatever the locale), min..max. */
+  TPOOL_CONFIG_SECONDS,
+  /* double. Written as SECONDS; described as a fraction. */
+  TPOOL_CONFIG_RATIO,
+  /* char[max + 1], a file path: min..max bytes, stored NUL-terminated and
+     zero-padded. Never quoted back in a message. */
+  TPOOL_CONFIG_PATH,
+  /* char[max + 1], a secret: min..max printable ASCII characters without
+     blanks, stored NUL-terminated and zero-padded. Never quoted back in a
+     message. */
+  TPOOL_CONFIG_TOKEN,
+  /* tpool_config_address_t. HOST:PORT with a numeric IPv4 address, or
+     [IPV6]:PORT; the port in min..max (max at most 65535). */
+  TPOOL_CONFIG_ADDRESS
+} tpool_config_type_t;
+
+/* The field of a TPOOL_CONFIG_ADDRESS key. */
+#define TPOOL_CONFIG_HOST_MAX 64
+typedef struct tpool_config_address {
+  char host[TPOOL_CONFIG_HOST_MAX]; /* numeric, without brackets; zero-padded */
+  uint16_t port;
+} tpool_config_address_t;
+
+/* One key of a section: "name = value" fills the field at `offset` bytes
+   into the section's data, of the type `type` says. */
+typedef struct tpool_config_key {
+  const char *name; /* as written in the file; case matters */
+  tpool_config_type_t type;
+  double min, max; /* bounds, as the type describes */
+  size_t offset;   /* of the field in the section's data (offsetof()) */
+} tpool_config_key_t;
+
+/*
+ * A section of another layer: "[name]" and its keys, which fill fields of
+ * the caller's struct at `data` (`size` bytes). Several sections may have
+ * the same name, so that two layers share one section of the file (the
+ * HTTP layer and a server both read [http]): a key then belongs to the
+ * first of them that lists it. Every field a key names must lie inside
+ * data[0..size), aligned for its type.
+ * A name is 1..63 of A-Z a-z 0-9 _ . -, and not one of tpool's own:
+ * "general", "routes" or "pool." followed by anything.
+ */
+typedef struct tpool_config_section {
+  const char *name;
+  const tpool_config_key_t *keys;
+  size_t nkeys;
+  void *data;  /* the caller's; written only on success */
+  size_t size; /* bytes at data */
+} tpool_config_section_t;
+
+/*
+ * Reads the INI file at `path` as tpool_config_load() does, where the
+ * `n` sections of sections[] are known too and fill their data. Parsing
+ * fills copies: on success *o and every field the file sets are updated
+ * together, after tpool_options_check() and a check of every section's
+ * fields as tpool_config_check_section() does them (a value set in code
+ * that is out of range names the file, without a line); on failure
+ * neither *o nor any section's data changes, and *err holds the first
+ * error by line. An unknown section's message lists tpool's sections and
+ * these. `sections` is read during the call only.
+ * Returns: 0; -ENOENT missing file; -EACCES or -EIO unreadable file;
+ * -EINVAL bad content, or a section that breaks the rules above (*err
+ * says which); -ENOMEM.
+ * Thread: any (the caller keeps o and every section's data to itself
+ * meanwhile).
+ */
+TPOOL_API int tpool_config_load_sections(tpool_options_t *o, const char *path,
+                                         const tpool_config_section_t *sections,
+                                         size_t n, tpool_config_error_t *err);
+
+/*
+ * Like tpool_config_load_sections() for `len` bytes of INI text in memory;
+ * `name` is used as the file name in errors (NULL: "config").
+ * Returns: 0; -EINVAL bad content or sections; -ENOMEM.
+ * Thread: any (as tpool_config_load_sections()).
+ */
+TPOOL_API int
+tpool_config_parse_sections(tpool_options_t *o, const char *text, size_t len,
+                            const char *name,
+                            const tpool_config_section_t *sections, size_t n,
+                            tpool_config_error_t *err);
+
+/*
+ * Checks the fields of section *s as they are (set in code) against the
+ * bounds of its keys, with the loader's words: "FILE: [name] key:
+ * expected 1..64, got \"0\"". `file` names where they came from (NULL:
+ * "options"). The first key that fails is reported.
+ * Returns: 0; -EINVAL with *err filled (if not NULL): a field out of
+ * range, or a section that breaks the rules of tpool_config_section_t.
+ * Thread: any.
+ */
+TPOOL_API int tpool_config_check_section(const tpool_config_section_t *s,
+                                         const char *file,
+                                         tpool_config_error_t *err);
 
 /* ------------------------------------------------------------------------
  * Tasks
@@ -777,9 +878,8 @@ TPOOL_API void tpool_manager_set_verbose(tpool_manager_t *m, bool verbose,
  * closed, with an empty window). Fixed until a restart, and logged as a
  * warning when *o differs: pools added, removed, enabled or disabled; a
  * pool's stack_size, thread_name, cpu_affinity and task_history;
- * log_path; completion_batch; [routes].
- * The http options are stored for the HTTP layer to read and apply; the
- * demo options are not (tpool-server reads them once, at start).
+ * log_path; completion_batch; [routes]. The sections of other layers
+ * (tpool_config_load_sections()) are theirs to apply.
  * Returns: 0; -EINVAL invalid options (*err filled if not NULL), with
  * nothing changed; -ESHUTDOWN once shutdown has begun.
  * Thread: any.
@@ -912,8 +1012,15 @@ TPOOL_API const tpool_pool_stats_t *tpool_stats_pool(const tpool_stats_t *s,
                                                      const char *name);
 
 /*
- * Formats a snapshot as the status table of DESIGN.md (without the
- * "ThreadPoolManager Current Status:" heading line).
+ * Formats a snapshot as the status table that the verbose log prints
+ * (without its "ThreadPoolManager Current Status:" heading line): a rule
+ * of '=', a line per pool with its busy and maximum workers, busy ÷
+ * maximum and the queued tasks, such as
+ *   "  cpu          | Workers:   8/ 30 ( 26.7%) | Queued:   2",
+ * each followed by a line per running task ("    └─ Task #45: NAME
+ * (running for 1.2s)", ", stuck" added past the soft timeout), a rule of
+ * '-', a "  Total: N active threads, N queued tasks" line and a rule of
+ * '='. Every line ends with "\n".
  * Returns: a NUL-terminated string (caller frees with free()), or NULL if
  * out of memory. Thread: any.
  */

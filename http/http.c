@@ -1,7 +1,7 @@
 /*
- * http.c — attaching tpool's routes to an evhttp, and the request plumbing
- * they share: path and method dispatch, the admin token, JSON replies and
- * JSON errors.
+ * http.c — attaching tpool's routes to an evhttp: path and method
+ * dispatch, the admin token and the request limits. (The replies, and the
+ * checks of a request's version, method and path, are in reply.c.)
  *
  * Exact paths are registered with evhttp_set_cb() — /health,
  * /health/thread-pools, its log-status action, /metrics and one path per
@@ -38,7 +38,7 @@ struct tpool_http {
   struct evhttp *http;
   tpool_manager_t *m;
   unsigned flags;
-  char token[TPOOL_TOKEN_MAX];
+  char token[TPOOL_HTTP_TOKEN_MAX];
   size_t token_len;
   tpool__deadlines_t *deadlines; /* with TPOOL_HTTP_CONFIGURE */
   bool draining;                 /* answers carry Connection: close */
@@ -47,158 +47,6 @@ struct tpool_http {
   size_t npaths;
   char **paths; /* the exact paths registered, for detach */
 };
-
-/* ---- replies ------------------------------------------------------------ */
-
-static int add_to_evbuffer(const char *buf, size_t size, void *data) {
-  return evbuffer_add(data, buf, size);
-}
-
-/* Adds the JSON headers and sends the request's output buffer as the body.
-   The body goes straight into that buffer, so no reply needs an evbuffer
-   of its own. */
-static void send_json(struct evhttp_request *req, int status) {
-  struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-  evhttp_add_header(headers, "Content-Type", "application/json");
-  evhttp_add_header(headers, "Cache-Control", "no-store");
-  /* libevent 2.1 knows no phrase for 429 (RFC 6585). */
-  evhttp_send_reply(req, status, status == 429 ? "Too Many Requests" : NULL,
-                    NULL);
-}
-
-/* Out of memory: a fixed body still tells the client what happened. */
-static void send_oom(struct evhttp_request *req) {
-  static const char oom[] =
-      "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}\n";
-  struct evbuffer *out = evhttp_request_get_output_buffer(req);
-  evbuffer_drain(out, evbuffer_get_length(out));
-  if (evbuffer_add_reference(out, oom, sizeof(oom) - 1, NULL, NULL) != 0) {
-    evhttp_send_error(req, 500, NULL);
-    return;
-  }
-  send_json(req, 500);
-}
-
-bool tpool__http_wants_pretty(struct evhttp_request *req) {
-  /* ?pretty indents the body for people reading it in a terminal. */
-  const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-  return query && strstr(query, "pretty");
-}
-
-void tpool__http_reply_json(struct evhttp_request *req, int status,
-                            json_t *body) {
-  struct evbuffer *out = evhttp_request_get_output_buffer(req);
-  size_t flags = JSON_REAL_PRECISION(9) | JSON_ENSURE_ASCII;
-  flags |= tpool__http_wants_pretty(req) ? JSON_INDENT(2) : JSON_COMPACT;
-  bool ok = body &&
-            json_dump_callback(body, add_to_evbuffer, out, flags) == 0 &&
-            evbuffer_add(out, "\n", 1) == 0;
-  json_decref(body);
-  if (ok)
-    send_json(req, status);
-  else
-    send_oom(req);
-}
-
-static void free_text(const void *data, size_t len, void *arg) {
-  (void)len;
-  (void)arg;
-  free((void *)data);
-}
-
-void tpool__http_reply_json_out(struct evhttp_request *req, int status,
-                                tpool__json_out_t *w) {
-  char *text;
-  size_t len;
-  int rc = tpool__json_out_take(w, "\n", &text, &len);
-  if (rc == -ENOMEM) {
-    send_oom(req);
-    return;
-  }
-  if (rc != 0) { /* a builder wrote something that is not JSON: a bug */
-    tpool_http_reply_error(req, 500, "cannot write the body: %s",
-                           tpool_strerror(rc));
-    return;
-  }
-  /* The buffer becomes the body as it is; libevent frees it once sent. */
-  if (evbuffer_add_reference(evhttp_request_get_output_buffer(req), text, len,
-                             free_text, NULL) != 0) {
-    free(text);
-    send_oom(req);
-    return;
-  }
-  send_json(req, status);
-}
-
-static void vreply_error(struct evhttp_request *req, int status,
-                         const char *fmt, va_list ap) TPOOL_PRINTF(3, 0);
-
-static void vreply_error(struct evhttp_request *req, int status,
-                         const char *fmt, va_list ap) {
-  char msg[512];
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  json_t *body =
-      json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg);
-  tpool__http_reply_json(req, status, body);
-}
-
-void tpool_http_reply_error(struct evhttp_request *req, int status,
-                            const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vreply_error(req, status, fmt, ap);
-  va_end(ap);
-}
-
-void tpool__http_reply_405(struct evhttp_request *req, const char *allow) {
-  evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-  tpool_http_reply_error(req, 405, "method %s not allowed here; allowed: %s",
-                         tpool__http_method_name(req), allow);
-}
-
-const char *tpool__http_method_name(struct evhttp_request *req) {
-  switch (evhttp_request_get_command(req)) {
-  case EVHTTP_REQ_GET:
-    return "GET";
-  case EVHTTP_REQ_POST:
-    return "POST";
-  case EVHTTP_REQ_HEAD:
-    return "HEAD";
-  case EVHTTP_REQ_PUT:
-    return "PUT";
-  case EVHTTP_REQ_DELETE:
-    return "DELETE";
-  case EVHTTP_REQ_OPTIONS:
-    return "OPTIONS";
-  case EVHTTP_REQ_TRACE:
-    return "TRACE";
-  case EVHTTP_REQ_CONNECT:
-    return "CONNECT";
-  case EVHTTP_REQ_PATCH:
-    return "PATCH";
-  }
-  return "?";
-}
-
-bool tpool__http_method_is(struct evhttp_request *req, bool post) {
-  enum evhttp_cmd_type c = evhttp_request_get_command(req);
-  if (post)
-    return c == EVHTTP_REQ_POST;
-  return c == EVHTTP_REQ_GET || c == EVHTTP_REQ_HEAD;
-}
-
-char *tpool__http_path(struct evhttp_request *req) {
-  const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-  if (!raw || !*raw)
-    raw = "/";
-  size_t len = 0;
-  char *path = evhttp_uridecode(raw, 0, &len);
-  if (path && strlen(path) != len) { /* a %00 inside */
-    free(path);
-    return NULL;
-  }
-  return path;
-}
 
 /* ---- the admin token ---------------------------------------------------- */
 
@@ -310,6 +158,8 @@ static const char *framing_problem(struct evhttp_request *req) {
 }
 
 bool tpool_http_check_limits(tpool_http_t *h, struct evhttp_request *req) {
+  if (!tpool__http_version_ok(req))
+    return false;
   const char *framing = framing_problem(req);
   if (framing) {
     /* Where this request ends is in doubt, so nothing after it on this
@@ -354,12 +204,19 @@ static const struct {
 };
 #define NFIXED (sizeof(fixed_routes) / sizeof(fixed_routes[0]))
 
+/* True for POST when `post`, else for GET or HEAD. */
+static bool method_is(struct evhttp_request *req, bool post) {
+  enum evhttp_cmd_type c = evhttp_request_get_command(req);
+  if (post)
+    return c == EVHTTP_REQ_POST;
+  return c == EVHTTP_REQ_GET || c == EVHTTP_REQ_HEAD;
+}
+
 /* Checks the method, then serves: GET and HEAD, or POST with the token. */
 static void serve(tpool_http_t *h, struct evhttp_request *req, bool post,
                   tpool__route_fn fn, const char *pool) {
-  if (!tpool__http_method_is(req, post))
-    tpool__http_reply_405(req, post ? ALLOW_POST : ALLOW_GET);
-  else if (!post || tpool_http_authorize(h, req))
+  if (tpool_http_check_method(req, post ? ALLOW_POST : ALLOW_GET) &&
+      (!post || tpool_http_authorize(h, req)))
     fn(h->m, req, pool);
 }
 
@@ -392,7 +249,7 @@ static void ready(tpool_http_t *h, struct evhttp_request *req) {
   if (!draining && tpool_manager_stats(h->m, &s) == 0)
     draining = s->shutting_down;
   tpool_stats_free(s);
-  tpool__http_reply_json(
+  tpool_http_reply_json(
       req, draining ? 503 : 200,
       json_pack("{s:s}", "status", draining ? "draining" : "ready"));
 }
@@ -401,9 +258,7 @@ static void ready(tpool_http_t *h, struct evhttp_request *req) {
 static void route(tpool_http_t *h, struct evhttp_request *req,
                   const char *path) {
   if (strcmp(path, PATH_READY) == 0) {
-    if (!tpool__http_method_is(req, false))
-      tpool__http_reply_405(req, ALLOW_GET);
-    else
+    if (tpool_http_check_method(req, ALLOW_GET))
       ready(h, req);
     return;
   }
@@ -424,8 +279,7 @@ static void route(tpool_http_t *h, struct evhttp_request *req,
   }
   /* "log-status" is also a valid pool name: GET reads such a pool. */
   bool is_pool = tpool_manager_pool(h->m, name) != NULL;
-  if (strcmp(path, PATH_LOG_STATUS) == 0 &&
-      (tpool__http_method_is(req, true) || !is_pool))
+  if (strcmp(path, PATH_LOG_STATUS) == 0 && (method_is(req, true) || !is_pool))
     serve(h, req, true, tpool__route_log_status, NULL);
   else if (!is_pool)
     tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", name);
@@ -441,11 +295,9 @@ void tpool_http_set_draining(tpool_http_t *h, bool draining) {
 bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req) {
   if (!h || !req)
     return false;
-  char *path = tpool__http_path(req);
-  if (!path) {
-    tpool_http_reply_error(req, 400, "malformed path");
-    return true;
-  }
+  char *path;
+  if (!tpool__http_version_ok(req) || tpool_http_path(req, &path) != 0)
+    return true; /* answered: 505, 400 or 500 */
   if (!owns(path)) {
     free(path);
     return false;
@@ -465,10 +317,9 @@ static void on_route(struct evhttp_request *req, void *arg) {
 }
 
 static void on_unknown(struct evhttp_request *req, void *arg) {
-  if (!tpool_http_handle(arg, req)) {
-    char *path = tpool__http_path(req);
-    tpool_http_reply_error(req, 404, "no route for %.200s",
-                           path ? path : "this path");
+  char *path;
+  if (!tpool_http_handle(arg, req) && tpool_http_path(req, &path) == 0) {
+    tpool_http_reply_error(req, 404, "no route for %.200s", path);
     free(path);
   }
 }
@@ -488,7 +339,8 @@ static int add_path(tpool_http_t *h, const char *path) {
   return 0;
 }
 
-void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
+/* With TPOOL_HTTP_CONFIGURE, applies the limits and timeout of *o. */
+static void apply_limits(tpool_http_t *h, const tpool_http_options_t *o) {
   if (!(h->flags & TPOOL_HTTP_CONFIGURE))
     return;
   h->limits = true;
@@ -549,7 +401,7 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
     return rc;
   }
   if (o && (flags & TPOOL_HTTP_CONFIGURE)) {
-    tpool__http_apply_limits(h, o);
+    apply_limits(h, o);
     /* Every method reaches the routes, so a wrong one gets 405 and Allow
        rather than libevent's bare 501. */
     evhttp_set_allowed_methods(
@@ -560,6 +412,16 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
   if (flags & TPOOL_HTTP_NOT_FOUND)
     evhttp_set_gencb(http, on_unknown, h);
   *out = h;
+  return 0;
+}
+
+int tpool_http_configure(tpool_http_t *h, const tpool_http_options_t *o) {
+  if (!h || !o || !tpool__http_options_valid(o))
+    return -EINVAL;
+  int rc = tpool_http_set_token(h, o->admin_token);
+  if (rc != 0)
+    return rc;
+  apply_limits(h, o);
   return 0;
 }
 

@@ -48,32 +48,25 @@ void tpool__deadlines_set(tpool__deadlines_t *d, double timeout_s);
 /* Removes the hook and lets go of every connection. NULL is a no-op. */
 void tpool__deadlines_free(tpool__deadlines_t *d);
 
-/* ---- http.c: request plumbing ----------------------------------------- */
+/* ---- reply.c: requests and replies ------------------------------------- */
 
-/* Answers with `status` and body, which it takes over (NULL: out of
-   memory, answered with a fixed 500 body). JSON, Cache-Control: no-store;
-   indented when the query string asks for "pretty". */
-void tpool__http_reply_json(struct evhttp_request *req, int status,
-                            json_t *body);
-/* The same for a body written with json_out.h: answers with `status` and
-   the text of *w, which it takes (w is left empty), or with the fixed 500
-   body if any write to w failed. */
+/* The same as tpool_http_reply_json() for a body written with json_out.h:
+   answers with `status` and the text of *w, which it takes (w is left
+   empty), or with the fixed 500 body if any write to w failed. */
 void tpool__http_reply_json_out(struct evhttp_request *req, int status,
                                 tpool__json_out_t *w);
 /* True when the query string asks for indented JSON ("pretty"). */
 bool tpool__http_wants_pretty(struct evhttp_request *req);
-/* 405 with an Allow header listing `allow`. */
-void tpool__http_reply_405(struct evhttp_request *req, const char *allow);
 /* The request method as text ("GET"). */
 const char *tpool__http_method_name(struct evhttp_request *req);
-/* True for POST when `post`, else for GET or HEAD. */
-bool tpool__http_method_is(struct evhttp_request *req, bool post);
-/* The request's path, percent-decoded ("/" when empty). Returns a string
-   the caller frees with free(), or NULL if it is malformed. */
-char *tpool__http_path(struct evhttp_request *req);
-/* With TPOOL_HTTP_CONFIGURE, applies the limits and timeout of *o again
-   (a config reload); new connections get them. */
-void tpool__http_apply_limits(tpool_http_t *h, const tpool_http_options_t *o);
+/* True for HTTP/1.0 and HTTP/1.1; otherwise false after answering 505
+   (see tpool_http_check_limits()). */
+bool tpool__http_version_ok(struct evhttp_request *req);
+
+/* ---- options.c ----------------------------------------------------------- */
+
+/* True when every field of *o is within the bounds of its [http] key. */
+bool tpool__http_options_valid(const tpool_http_options_t *o);
 
 /* ---- routes_health.c: bodies of the health routes ------------------------ */
 

@@ -166,10 +166,7 @@ static inline bool begin_value(tpool__json_out_t *w, size_t n) {
 
 /* ---- strings ------------------------------------------------------------- */
 
-/* The length of the valid UTF-8 sequence at s (n bytes available), and its
-   code point in *cp; 0 if the bytes there are not one. The rules are those
-   of RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
+size_t tpool__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
   unsigned char c = s[0];
   size_t len;
   uint32_t v;
@@ -266,7 +263,7 @@ static void put_string(tpool__json_out_t *w, const char *str, size_t n) {
       continue;
     }
     uint32_t cp;
-    size_t len = utf8_decode(s + i, n - i, &cp);
+    size_t len = tpool__utf8_decode(s + i, n - i, &cp);
     if (len == 0) {
       put_u16_escape(w, 0xFFFD);
       i++;

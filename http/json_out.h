@@ -74,6 +74,13 @@ void tpool__json_out_string(tpool__json_out_t *w, const char *s);
 /* The same for `len` bytes, which may hold NUL (written as \u0000). */
 void tpool__json_out_string_n(tpool__json_out_t *w, const char *s, size_t len);
 
+/* The length of the valid UTF-8 sequence at s (n >= 1 bytes available),
+   and its code point in *cp; 0 if the bytes there are not one. The rules
+   are those of RFC 3629: no overlong forms, no surrogates, nothing past
+   U+10FFFF. (The writer mends strings with it; the HTTP layer checks
+   paths and messages with it.) */
+size_t tpool__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
 void tpool__json_out_bool(tpool__json_out_t *w, bool v);
 void tpool__json_out_null(tpool__json_out_t *w);
 void tpool__json_out_uint(tpool__json_out_t *w, uint64_t v);

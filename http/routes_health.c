@@ -323,9 +323,9 @@ void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
     tpool_http_reply_error(req, 500, "out of memory writing the status table");
     return;
   }
-  tpool__http_reply_json(req, 200,
-                         json_pack("{s:s,s:s}", "status", "ok", "message",
-                                   "status table written to the log"));
+  tpool_http_reply_json(req, 200,
+                        json_pack("{s:s,s:s}", "status", "ok", "message",
+                                  "status table written to the log"));
 }
 
 void tpool__route_reset_breaker(tpool_manager_t *m, struct evhttp_request *req,
@@ -348,10 +348,10 @@ void tpool__route_reset_breaker(tpool_manager_t *m, struct evhttp_request *req,
     return;
   }
   tpool_stats_free(s);
-  tpool__http_reply_json(req, 200,
-                         json_pack("{s:s,s:s,s:s}", "pool", pool, "state",
-                                   "closed", "was",
-                                   tpool_breaker_state_name(was)));
+  tpool_http_reply_json(req, 200,
+                        json_pack("{s:s,s:s,s:s}", "pool", pool, "state",
+                                  "closed", "was",
+                                  tpool_breaker_state_name(was)));
 }
 
 void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req,

@@ -23,13 +23,24 @@
  *
  * Every body is built from a stats snapshot (tpool_manager_stats()), never
  * from live pool fields. Errors are JSON: {"error": {"status": 404,
- * "message": "..."}}. A known path with the wrong method gets 405 and an
+ * "message": "..."}}, and a message that quotes the request (a path, a
+ * pool name) is valid UTF-8 whatever the client sent: bytes that are not
+ * are written as \xNN. A known path with the wrong method gets 405 and an
  * Allow header. When an admin token is set, POST routes need
- * "Authorization: Bearer <token>" and answer 401 without it.
+ * "Authorization: Bearer <token>" and answer 401 without it. A path that
+ * cannot be decoded (a '%' not followed by two hex digits, %00, bytes that
+ * are not UTF-8 once decoded) gets 400, and a request whose HTTP version
+ * is not 1.0 or 1.1 gets 505 on an HTTP/1.1 status line (see
+ * tpool_http_check_limits() for which requests these checks reach).
+ *
+ * The functions below that answer a request (tpool_http_reply_json(),
+ * tpool_http_reply_error(), and the checks that answer when they fail)
+ * are there for your own routes too, so they answer the way tpool's do.
  *
  * Link with libtpool_http (pkg-config: tpool-http), which needs jansson
  * and libevent_extra. All functions here run on the loop thread of the
- * evhttp's event_base unless marked otherwise.
+ * evhttp's event_base unless marked otherwise. The conventions are those
+ * of tpool.h.
  */
 #ifndef TPOOL_HTTP_H
 #define TPOOL_HTTP_H
@@ -42,8 +53,61 @@ extern "C" {
 
 struct evhttp;
 struct evhttp_request;
+struct json_t; /* jansson's json_t */
 
 typedef struct tpool_http tpool_http_t;
+
+/* ------------------------------------------------------------------------
+ * Options: the [http] settings of the routes
+ * ------------------------------------------------------------------------ */
+
+/* Bounds of the options below (what tpool_http_configure() and the
+   [http] keys accept). */
+#define TPOOL_HTTP_TOKEN_MAX 129 /* admin token: up to 128 characters */
+#define TPOOL_HTTP_HEADER_MIN ((size_t)256)
+#define TPOOL_HTTP_HEADER_MAX ((size_t)1024 * 1024)
+#define TPOOL_HTTP_BODY_MAX ((size_t)64 * 1024 * 1024)
+#define TPOOL_HTTP_TIMEOUT_MIN 0.1
+#define TPOOL_HTTP_TIMEOUT_MAX 3600.0
+
+typedef struct tpool_http_options {
+  /* "" = POST routes need no token; else up to TPOOL_HTTP_TOKEN_MAX - 1
+     printable ASCII characters without blanks. [http] admin_token */
+  char admin_token[TPOOL_HTTP_TOKEN_MAX];
+  /* Request line and headers, TPOOL_HTTP_HEADER_MIN..MAX bytes.
+     [http] max_header_size */
+  size_t max_header_size;
+  /* Request body, 0..TPOOL_HTTP_BODY_MAX bytes. [http] max_body_size */
+  size_t max_body_size;
+  /* Seconds (TPOOL_HTTP_TIMEOUT_MIN..MAX) a request may take to arrive,
+     from the connection opening or the previous response, and a
+     connection may sit idle. [http] timeout */
+  double timeout_s;
+} tpool_http_options_t;
+
+/*
+ * Fills *o with the defaults: no admin token, 8 KiB of headers, a 1 MiB
+ * body, a 30 s timeout.
+ * Thread: any.
+ */
+TPOOL_API void tpool_http_options_init(tpool_http_options_t *o);
+
+/*
+ * The [http] keys of these options (admin_token, max_header_size,
+ * max_body_size, timeout), as a section for tpool_config_load_sections(),
+ * which fills *o from a config file; the limits and messages are the
+ * ones above. A program that has [http] keys of its own (a listen
+ * address, say) passes another section named "http" beside this one.
+ * The result points into *o (its data) and at a static key table: o must
+ * outlive its use.
+ * Thread: any.
+ */
+TPOOL_API tpool_config_section_t
+tpool_http_config_section(tpool_http_options_t *o);
+
+/* ------------------------------------------------------------------------
+ * The routes
+ * ------------------------------------------------------------------------ */
 
 /* Flags of tpool_http_attach(). */
 enum {
@@ -72,7 +136,7 @@ enum {
  * Attaches the routes above to `http`, whose event_base must be attached
  * to `m` or at least run by the same loop. `o` gives the admin token and,
  * with TPOOL_HTTP_CONFIGURE, the limits; NULL means no token and no
- * limits. The token is copied.
+ * limits. *o is copied.
  * Returns: 0 and *out (caller frees with tpool_http_detach(), before
  * evhttp_free(); `m` must stay alive while the loop may still run the
  * routes); -EINVAL if http, m or out is
@@ -94,11 +158,24 @@ TPOOL_API void tpool_http_detach(tpool_http_t *h);
 /*
  * Replaces the admin token: "" or NULL turns the check off. Used by a
  * config reload. The token is copied.
- * Returns: 0; -EINVAL for a token longer than TPOOL_TOKEN_MAX - 1 bytes
- * or holding a blank or control character (the token stays as it was).
+ * Returns: 0; -EINVAL for a token longer than TPOOL_HTTP_TOKEN_MAX - 1
+ * bytes or holding a blank or control character (the token stays as it
+ * was).
  * Thread: loop.
  */
 TPOOL_API int tpool_http_set_token(tpool_http_t *h, const char *token);
+
+/*
+ * Applies new options to attached routes, as a config reload does: the
+ * admin token, and with TPOOL_HTTP_CONFIGURE the header and body limits
+ * and the timeout (connections opened from then on get the timeout;
+ * requests from then on are held to the limits). *o is copied.
+ * Returns: 0; -EINVAL if h or o is NULL or a field of *o is out of the
+ * bounds above (nothing changes).
+ * Thread: loop.
+ */
+TPOOL_API int tpool_http_configure(tpool_http_t *h,
+                                   const tpool_http_options_t *o);
 
 /*
  * Marks the server as draining (or not): every response of tpool's routes,
@@ -113,8 +190,10 @@ TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
 
 /*
  * Serves `req` if its path belongs to tpool (/health, /health/...,
- * /metrics), for servers with their own generic callback. Unknown pools
- * under /health/thread-pools/ get the JSON 404 here.
+ * /metrics, /dashboard), for servers with their own generic callback.
+ * Unknown pools under /health/thread-pools/ get the JSON 404 here. A
+ * request that is not HTTP/1.0 or 1.1 (505) or whose path cannot be
+ * decoded (400, see tpool_http_path()) is answered whatever its path.
  * Returns: true if it answered the request; false if the path is not
  * tpool's (the request is untouched and still yours to answer).
  * Thread: loop.
@@ -122,14 +201,23 @@ TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
 TPOOL_API bool tpool_http_handle(tpool_http_t *h, struct evhttp_request *req);
 
 /*
- * Checks that `req` is framed plainly (at most one Content-Length, all
- * digits, and not beside Transfer-Encoding: anything else could be read
- * differently by a proxy in front); and, with TPOOL_HTTP_CONFIGURE,
- * against the configured header and body limits. For your own routes,
- * which otherwise see only evhttp's raised caps. `h` may be NULL (the
- * framing check only).
- * Returns: true when the request passes; false after answering 400
- * (framing) or 413 (limits) with a JSON body.
+ * Checks that `req` is HTTP/1.0 or HTTP/1.1; that it is framed plainly (at
+ * most one Content-Length, all digits, and not beside Transfer-Encoding:
+ * anything else could be read differently by a proxy in front); and, with
+ * TPOOL_HTTP_CONFIGURE, against the configured header and body limits.
+ * For your own routes, which otherwise see only evhttp's raised caps and
+ * any version libevent lets through. `h` may be NULL (the version and
+ * framing checks only).
+ * tpool's routes, tpool_http_handle() and the TPOOL_HTTP_NOT_FOUND
+ * callback make these checks themselves; a route you register with
+ * evhttp_set_cb() is reached before any of them (libevent 2.1 offers no
+ * hook in front of its dispatch), so it should call this first. Versions
+ * with a major number above 1 (HTTP/2.0) never reach a route: libevent
+ * refuses them itself with its own 400. libevent keeps the version as two
+ * chars, so HTTP/1.257 reads as 1.1.
+ * Returns: true when the request passes; false after answering 505 (the
+ * version, with Connection: close, on an HTTP/1.1 status line whatever
+ * the request said), 400 (framing) or 413 (limits) with a JSON body.
  * Thread: loop.
  */
 TPOOL_API bool tpool_http_check_limits(tpool_http_t *h,
@@ -145,14 +233,57 @@ TPOOL_API bool tpool_http_check_limits(tpool_http_t *h,
 TPOOL_API bool tpool_http_authorize(tpool_http_t *h,
                                     struct evhttp_request *req);
 
+/* ------------------------------------------------------------------------
+ * Helpers for your own routes
+ * ------------------------------------------------------------------------ */
+
 /*
  * Answers `req` with `status` and the JSON error body
  * {"error": {"status": N, "message": "..."}}, the message formatted
- * printf-style. Useful so your own routes fail the way tpool's do.
+ * printf-style (at most 511 bytes; a character cut there is escaped).
+ * Bytes of the message that are not valid UTF-8 (a path or a name from
+ * the request, quoted) are written as the four characters \xNN, so the
+ * body is always valid JSON.
  * Thread: loop.
  */
 TPOOL_API void tpool_http_reply_error(struct evhttp_request *req, int status,
                                       const char *fmt, ...) TPOOL_PRINTF(3, 4);
+
+/*
+ * Answers `req` with `status` and `body` as JSON (Content-Type
+ * application/json, Cache-Control: no-store), written in ASCII, compact,
+ * or indented by two spaces when the query string holds "pretty"
+ * (?pretty). Takes over the reference to `body` (it is released here,
+ * whatever happens), so a json_pack() result may be passed as is: NULL
+ * (a json_pack() that failed for want of memory) answers a fixed 500
+ * {"error": {"status": 500, "message": "out of memory"}}. `body` is a
+ * jansson json_t; include <jansson.h> to build one.
+ * Thread: loop.
+ */
+TPOOL_API void tpool_http_reply_json(struct evhttp_request *req, int status,
+                                     struct json_t *body);
+
+/*
+ * Checks the request's method against `allow`, a list of methods as the
+ * Allow header writes it ("GET, HEAD", "POST").
+ * Returns: true if the method is in the list; false after answering 405
+ * with `allow` as the Allow header and a JSON error body.
+ * Thread: loop.
+ */
+TPOOL_API bool tpool_http_check_method(struct evhttp_request *req,
+                                       const char *allow);
+
+/*
+ * Decodes the request's path (without the query string) strictly: every
+ * '%' must start a %XX escape of two hex digits, none may decode to a NUL
+ * byte, and the result must be valid UTF-8 (so must raw bytes above 0x7f).
+ * '+' stays '+'. An empty path is "/".
+ * Returns: 0 and *out, a NUL-terminated string the caller frees with
+ * free(); -EINVAL after answering 400 with a JSON body that says what is
+ * wrong and where; -ENOMEM after answering 500. *out is NULL on failure.
+ * Thread: loop.
+ */
+TPOOL_API int tpool_http_path(struct evhttp_request *req, char **out);
 
 #ifdef __cplusplus
 }

@@ -92,7 +92,6 @@ int tpool_manager_reconfigure(tpool_manager_t *m, const tpool_options_t *o,
   cur->status_interval_s = o->status_interval_s;
   cur->log_level = o->log_level;
   cur->shutdown_timeout_s = o->shutdown_timeout_s;
-  cur->http = o->http; /* the HTTP layer reads what it can apply */
 
   for (size_t i = 0; i < o->npools; i++) {
     const tpool_pool_options_t *next = &o->pools[i];

@@ -226,14 +226,21 @@ static ssize_t parse_response(const char *buf, size_t len, bool eof,
   if (!end)
     return 0;
   size_t head = (size_t)(end - buf) + 4;
-  if (head < 14 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ')
+  /* "HTTP/" DIGITS "." DIGITS, a blank, three digits. */
+  size_t major = head > 5 ? strspn(buf + 5, "0123456789") : 0;
+  size_t minor = major ? strspn(buf + 6 + major, "0123456789") : 0;
+  size_t sp = 6 + major + minor; /* where the blank is */
+  if (memcmp(buf, "HTTP/", 5) != 0 || !major || buf[5 + major] != '.' ||
+      !minor || sp >= sizeof(r->version) || head < sp + 6 || buf[sp] != ' ')
     return -1;
   int status = 0;
-  for (int i = 9; i < 12; i++) {
+  for (size_t i = sp + 1; i < sp + 4; i++) {
     if (buf[i] < '0' || buf[i] > '9')
       return -1;
     status = status * 10 + (buf[i] - '0');
   }
+  memcpy(r->version, buf, sp);
+  r->version[sp] = '\0';
   bool has_length = false, chunked = false;
   unsigned long long content_length = 0;
   const char *p = (const char *)memmem(buf, head, "\r\n", 2) + 2;
@@ -640,6 +647,79 @@ int th_raw_http(uint16_t port, const void *request, size_t len,
     /* The server may have answered and closed before taking it all. */
     rc = th_raw_read_response(fd, 1.0, r);
   }
+  close(fd);
+  return rc;
+}
+
+int th_raw_http_on(struct event_base *base, uint16_t port, const void *request,
+                   size_t len, double timeout_s, th_response_t *r) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  memset(r, 0, sizeof(*r));
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+                 errno != EINPROGRESS)) {
+    if (fd >= 0)
+      close(fd);
+    response_empty(r);
+    return 0;
+  }
+  double deadline = now_s() + timeout_s;
+  size_t sent = 0, got = 0, cap = 4096;
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  int rc = -1; /* a timeout, unless an answer or the end comes first */
+  bool answered = false;
+  while (now_s() < deadline) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    bool progress = false;
+    if (sent < len) {
+      ssize_t n =
+          send(fd, (const char *)request + sent, len - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += (size_t)n;
+        progress = true;
+      } else if (n < 0 && errno != EAGAIN && errno != EINPROGRESS &&
+                 errno != ENOTCONN) {
+        sent = len; /* the server hung up: read what it said */
+      }
+    }
+    if (got == cap) {
+      cap *= 2;
+      char *bigger = realloc(buf, cap);
+      assert_non_null(bigger);
+      buf = bigger;
+    }
+    ssize_t n = recv(fd, buf + got, cap - got, 0);
+    bool eof = n == 0 || (n < 0 && errno != EAGAIN && errno != ENOTCONN &&
+                          errno != EINTR);
+    if (n > 0) {
+      got += (size_t)n;
+      progress = true;
+    }
+    if (n > 0 || eof) {
+      ssize_t used = parse_response(buf, got, eof, r);
+      if (used > 0) {
+        rc = 0;
+        answered = true;
+        break;
+      }
+      if (used < 0 || eof) { /* garbage; or cut off: no answer */
+        rc = used < 0 ? -1 : 0;
+        break;
+      }
+    }
+    if (!progress) {
+      struct timespec pause = {0, 200000};
+      nanosleep(&pause, NULL);
+    }
+  }
+  if (!answered)
+    response_empty(r);
+  free(buf);
   close(fd);
   return rc;
 }

@@ -24,6 +24,9 @@
 typedef struct th_response {
   int status; /* HTTP status; 0 if the connection failed or closed without
                  an answer */
+  /* The status line's version, "HTTP/1.1" (raw sockets only: th_raw_*;
+     "" otherwise). */
+  char version[16];
   char *body; /* NUL-terminated copy of the body (malloc'd, "" when empty) */
   size_t body_len;
   size_t nheaders;
@@ -159,5 +162,14 @@ int th_raw_read_response(int fd, double timeout_s, th_response_t *r);
    could not be made or the request not sent. */
 int th_raw_http(uint16_t port, const void *request, size_t len,
                 double timeout_s, th_response_t *r);
+
+/*
+ * th_raw_http() for a server that runs on `base` in this process: the
+ * request is sent, and the answer read, on a nonblocking socket while the
+ * loop runs (with EVLOOP_NONBLOCK), so the server answers meanwhile.
+ * Returns as th_raw_http().
+ */
+int th_raw_http_on(struct event_base *base, uint16_t port, const void *request,
+                   size_t len, double timeout_s, th_response_t *r);
 
 #endif

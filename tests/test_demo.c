@@ -3,7 +3,7 @@
  * HTTP on 127.0.0.1, with a small [demo] (embedding_dim 16, db_rows 100)
  * and two workers per pool: "query" reads its row on the db pool (404 for
  * a key with no row, 400 on another pool); "dense", "embed", "hash" and
- * "read" answer what http/demo_work.c computes in this process for the
+ * "read" answer what server/demo_work.c computes in this process for the
  * same input; every out-of-range value, a field of another kind and an
  * unknown kind answer 400 naming the field; the data directory is made on
  * the first start and reused, not rebuilt, on the second; and the db pool
@@ -69,8 +69,8 @@ static void hex64(char out[17], uint64_t v) {
 
 static void check_query(fixture_t *fx, server_t *s) {
   json_t *r = run_ok(fx, s, "db", "{\"work\":\"query\",\"key\":42}");
-  char want[TPOOL__DEMO_VALUE_MAX];
-  tpool__demo_db_value(42, want, sizeof(want));
+  char want[DEMO_VALUE_MAX];
+  demo_db_value(42, want, sizeof(want));
   assert_int_equal(jint(r, "key"), 42);
   assert_string_equal(jstr(r, "value"), want);
   assert_true(jint(r, "weight") >= 0 && jint(r, "weight") < 1000);
@@ -87,8 +87,8 @@ static void check_query(fixture_t *fx, server_t *s) {
 }
 
 static void check_dense(fixture_t *fx, server_t *s) {
-  tpool__demo_dense_t want;
-  assert_int_equal(tpool__demo_dense(200, &want), 0);
+  demo_dense_t want;
+  assert_int_equal(demo_dense(200, &want), 0);
   char fnv[17];
   hex64(fnv, want.fnv1a);
   for (int i = 0; i < 2; i++) { /* the same answer twice */
@@ -111,7 +111,7 @@ static void check_embed(fixture_t *fx, server_t *s) {
   static const char text[] = "Thread pools keep the loop free";
   double want[16];
   size_t ntok;
-  assert_int_equal(tpool__demo_embed(text, strlen(text), 16, want, &ntok), 0);
+  assert_int_equal(demo_embed(text, strlen(text), 16, want, &ntok), 0);
   char body[128];
   snprintf(body, sizeof(body), "{\"work\":\"embed\",\"text\":\"%s\"}", text);
   json_t *r = run_ok(fx, s, "embedding", body);
@@ -138,7 +138,7 @@ static void check_hash(fixture_t *fx, server_t *s) {
       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   json_decref(r);
   char want[65];
-  assert_int_equal(tpool__demo_hash(100000, want), 0);
+  assert_int_equal(demo_hash(100000, want), 0);
   r = run_ok(fx, s, "cpu", "{\"work\":\"hash\",\"bytes\":100000}");
   assert_int_equal(jint(r, "bytes"), 100000);
   assert_string_equal(jstr(r, "sha256"), want);
@@ -148,9 +148,9 @@ static void check_hash(fixture_t *fx, server_t *s) {
 static void check_read(fixture_t *fx, server_t *s) {
   unsigned char *bytes = malloc(65536);
   assert_non_null(bytes);
-  tpool__demo_bytes(0, bytes, 65536);
+  demo_bytes(0, bytes, 65536);
   char want[17];
-  hex64(want, tpool__demo_fnv1a(TPOOL__DEMO_FNV_INIT, bytes, 65536));
+  hex64(want, demo_fnv1a(DEMO_FNV_INIT, bytes, 65536));
   free(bytes);
   json_t *r = run_ok(fx, s, "io", "{\"work\":\"read\",\"bytes\":65536}");
   assert_int_equal(jint(r, "bytes"), 65536);
@@ -162,9 +162,9 @@ static void check_read(fixture_t *fx, server_t *s) {
   json_decref(r);
   char body[64];
   snprintf(body, sizeof(body), "{\"work\":\"read\",\"bytes\":%zu}",
-           TPOOL__DEMO_READ_FILE_SIZE);
+           DEMO_READ_FILE_SIZE);
   r = run_ok(fx, s, "io", body);
-  assert_int_equal(jint(r, "bytes"), (json_int_t)TPOOL__DEMO_READ_FILE_SIZE);
+  assert_int_equal(jint(r, "bytes"), (json_int_t)DEMO_READ_FILE_SIZE);
   json_decref(r);
 }
 
@@ -206,7 +206,7 @@ static void check_bad_bodies(fixture_t *fx, server_t *s) {
     call_error(fx, s, "POST", path, NULL, bad[i].body, 400, bad[i].needle);
   }
   /* 65537 bytes of text: one too many. */
-  size_t n = TPOOL__DEMO_TEXT_MAX + 1;
+  size_t n = DEMO_TEXT_MAX + 1;
   char *body = malloc(n + 64);
   assert_non_null(body);
   int at = snprintf(body, 64, "{\"work\":\"embed\",\"text\":\"");
@@ -276,7 +276,7 @@ static void test_demo_data_made_once_then_reused(void **state) {
   struct stat db1, rd1, db2, rd2;
   stat_file(fx, "items.db", &db1);
   stat_file(fx, "read.bin", &rd1);
-  assert_int_equal(rd1.st_size, (off_t)TPOOL__DEMO_READ_FILE_SIZE);
+  assert_int_equal(rd1.st_size, (off_t)DEMO_READ_FILE_SIZE);
 
   s = server_start(fx);
   wait_log(s,

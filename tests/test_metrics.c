@@ -223,7 +223,7 @@ static uint64_t as_u64(const char *value) {
 
 /* A sample that must occur once; returns its value text. */
 static const char *one(const parsed_t *p, const char *name, const char *pool) {
-  const sample_t *sm;
+  const sample_t *sm = NULL; /* set when n == 1; fail_msg() does not return */
   size_t n = find(p, name, pool, &sm, 1);
   if (n != 1)
     fail_msg("%s{pool=\"%s\"}: %zu samples, want 1", name, pool, n);

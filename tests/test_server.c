@@ -289,6 +289,82 @@ static void test_server_ping_route(void **state) {
   server_stop_ok(s);
 }
 
+/* Sends `request` as is on a raw socket; returns the answer. */
+static th_response_t raw_request(server_t *s, const char *request) {
+  th_response_t r;
+  if (th_raw_http(s->port, request, strlen(request), WAIT_S, &r) != 0 ||
+      r.status == 0) {
+    print_log(s);
+    fail_msg("no answer to %s", request);
+  }
+  return r;
+}
+
+/* Paths that cannot be decoded get a JSON 400 that says why, and versions
+   other than HTTP/1.0 and 1.1 a JSON 505 on an HTTP/1.1 status line, on
+   every route of the server: the task routes, /ping, tpool's routes and
+   the 404 of no route. */
+static void test_server_bad_paths_and_versions(void **state) {
+  fixture_t *fx = *state;
+  write_small_config(fx, "");
+  server_t *s = server_start(fx);
+  char request[512];
+
+  static const struct {
+    const char *method, *path, *needle;
+  } paths[] = {
+      {"GET", "/tasks/%ff", "not valid UTF-8"},
+      {"POST", "/tasks/cpu%zz", "bad percent-encoding at byte 10"},
+      {"POST", "/tasks/%c3", "not valid UTF-8"},
+      {"GET", "/tasks/1%00", "%00 (a NUL byte) at byte 8"},
+      {"GET", "/ping%ff", "not valid UTF-8"},
+      {"GET", "/ping%", "bad percent-encoding"},
+      {"GET", "/\xff\xfe", "not valid UTF-8 at byte 1"},
+      {"GET", "/nowhere/%e2%82", "not valid UTF-8"},
+      {"GET", "/health/thread-pools/%c3", "not valid UTF-8"},
+      {"GET", "/health%00", "%00"},
+  };
+  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+    snprintf(request, sizeof(request),
+             "%s %s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+             paths[i].method, paths[i].path);
+    th_response_t r = raw_request(s, request);
+    expect_error(&r, 400, paths[i].needle);
+    th_response_free(&r);
+  }
+
+  static const char *const routes[] = {
+      "GET /ping",       "GET /health", "GET /tasks/1",
+      "GET /nowhere",    "GET /%zz",    "GET /metrics",
+      "POST /tasks/cpu", "POST /tasks", "POST /health/thread-pools/log-status"};
+  static const char *const versions[] = {"HTTP/1.19", "HTTP/1.2", "HTTP/0.9"};
+  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    for (size_t v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
+      snprintf(request, sizeof(request),
+               "%s %s\r\nHost: a\r\nContent-Length: 23\r\n\r\n"
+               "{\"work\":\"sleep\",\"ms\":0}",
+               routes[i], versions[v]);
+      th_response_t r = raw_request(s, request);
+      if (strcmp(r.version, "HTTP/1.1") != 0)
+        fail_msg("%s %s: answered on %s", routes[i], versions[v], r.version);
+      assert_string_equal(th_response_header(&r, "Connection"), "close");
+      expect_error(&r, 505, "is not supported");
+      th_response_free(&r);
+    }
+  }
+
+  /* No task ran, and the server serves on. */
+  json_t *all = get_json(fx, s, "/health/thread-pools");
+  json_t *summary = jobj(all, "summary");
+  assert_int_equal(jint(summary, "total_active"), 0);
+  json_decref(all);
+  th_response_t r = raw_request(s, "GET /ping HTTP/1.0\r\n\r\n");
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.version, "HTTP/1.0");
+  th_response_free(&r);
+  server_stop_ok(s);
+}
+
 static void test_server_error_statuses(void **state) {
   fixture_t *fx = *state;
   write_small_config(fx, "max_header_size = 1K\nmax_body_size = 1K\n");
@@ -1107,6 +1183,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_server_health_routes, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_ping_route, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_bad_paths_and_versions, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_server_error_statuses, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_task_route, setup, teardown),

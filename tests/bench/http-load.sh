@@ -78,7 +78,7 @@ done
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-server=$build/http/tpool-server
+server=$build/server/tpool-server
 [ -x "$server" ] || die "$server: not found; build first (meson setup $build && ninja -C $build)"
 command -v wrk >/dev/null || die "wrk: not found (Debian: apt-get install wrk)"
 command -v curl >/dev/null || die "curl: not found (Debian: apt-get install curl)"

@@ -2,18 +2,25 @@
  * fuzz_config.c — the config loader on arbitrary bytes (libFuzzer target).
  *
  * Any input up to 64 KiB goes through tpool_config_parse() over the
- * defaults. Whatever it is (over-long lines, NUL bytes, byte order marks,
- * duplicate sections), the loader must not crash or leak, and:
- *   - when it refuses the text, the options are exactly as they were and
- *     the error is one line naming the file, with a line number inside the
- *     text;
+ * defaults, and again through tpool_config_parse_sections() with sections
+ * of another layer: one key of every type, two sections sharing the name
+ * [app] (a key belongs to the first that lists it) and an [app.extra]
+ * filling the same struct as the second. Whatever the input is (over-long
+ * lines, NUL bytes, byte order marks, duplicate sections), the loader must
+ * not crash or leak, and:
+ *   - when it refuses the text, the options and every section's data are
+ *     exactly as they were, and the error is one line naming the file,
+ *     with a line number inside the text;
  *   - when it accepts it, tpool_options_check() gives a verdict, and a
- *     refusal there is named the same way.
+ *     refusal there is named the same way; with sections, every section's
+ *     fields pass tpool_config_check_section(), and a key the second
+ *     [app] shares with the first never reaches the second.
  * A broken promise aborts, which libFuzzer reports as a crash.
  */
 #include "tpool.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,9 +57,98 @@ static void expect_named(const tpool_config_error_t *err, int lines,
   expect(err->line >= 0 && err->line <= lines, "error line out of range");
 }
 
+/* The other layer's settings: a field of every type. */
+typedef struct app {
+  bool on;
+  unsigned count;
+  size_t items, bytes;
+  double wait_s, share;
+  char dir[65];
+  char secret[33];
+  tpool_config_address_t addr;
+} app_t;
+
+typedef struct app2 {
+  unsigned count; /* shadowed by the first [app] */
+  unsigned level;
+  size_t extra; /* [app.extra] */
+} app2_t;
+
+#define A(f) offsetof(app_t, f)
+#define B(f) offsetof(app2_t, f)
+static const tpool_config_key_t app_keys[] = {
+    {"on", TPOOL_CONFIG_BOOL, 0, 0, A(on)},
+    {"count", TPOOL_CONFIG_UINT, 1, 64, A(count)},
+    {"items", TPOOL_CONFIG_COUNT, 0, 1000000, A(items)},
+    {"bytes", TPOOL_CONFIG_SIZE, 1024, 1073741824, A(bytes)},
+    {"wait", TPOOL_CONFIG_SECONDS, 0.001, 3600, A(wait_s)},
+    {"share", TPOOL_CONFIG_RATIO, 0, 1, A(share)},
+    {"dir", TPOOL_CONFIG_PATH, 1, 64, A(dir)},
+    {"secret", TPOOL_CONFIG_TOKEN, 0, 32, A(secret)},
+    {"addr", TPOOL_CONFIG_ADDRESS, 0, 65535, A(addr)},
+};
+static const tpool_config_key_t app2_keys[] = {
+    {"count", TPOOL_CONFIG_UINT, 0, 3, B(count)},
+    {"level", TPOOL_CONFIG_UINT, 0, 9, B(level)},
+};
+static const tpool_config_key_t extra_keys[] = {
+    {"extra", TPOOL_CONFIG_COUNT, 0, 100, B(extra)},
+};
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+static void app_init(app_t *a, app2_t *b) {
+  memset(a, 0, sizeof(*a));
+  memset(b, 0, sizeof(*b));
+  a->count = 1;
+  a->bytes = 4096;
+  a->wait_s = 1;
+  strcpy(a->dir, "/tmp");
+  strcpy(a->addr.host, "127.0.0.1");
+  b->count = 3;
+}
+
+/* The same input through tpool_config_parse_sections(). */
+static void fuzz_sections(const uint8_t *data, size_t size, int lines) {
+  static tpool_options_t o, before;
+  static app_t a, a0;
+  static app2_t b, b0;
+  tpool_config_section_t s[3] = {
+      {"app", app_keys, NELEMS(app_keys), &a, sizeof(a)},
+      {"app", app2_keys, NELEMS(app2_keys), &b, sizeof(b)},
+      {"app.extra", extra_keys, NELEMS(extra_keys), &b, sizeof(b)},
+  };
+  tpool_options_init(&o);
+  memcpy(&before, &o, sizeof(o));
+  app_init(&a, &b);
+  memcpy(&a0, &a, sizeof(a));
+  memcpy(&b0, &b, sizeof(b));
+  tpool_config_error_t err;
+  memset(&err, 0, sizeof(err));
+  int rc = tpool_config_parse_sections(&o, (const char *)data, size, "fuzz.ini",
+                                       s, 3, &err);
+  if (rc != 0) {
+    expect(rc == -22 /* -EINVAL */ || rc == -12 /* -ENOMEM */,
+           "unexpected return code (sections)");
+    expect(memcmp(&o, &before, sizeof(o)) == 0 &&
+               memcmp(&a, &a0, sizeof(a)) == 0 &&
+               memcmp(&b, &b0, sizeof(b)) == 0,
+           "a refusal changed options or a section's data");
+    expect_named(&err, lines, true);
+    return;
+  }
+  for (size_t i = 0; i < 3; i++)
+    expect(tpool_config_check_section(&s[i], "fuzz.ini", &err) == 0,
+           "an accepted file left a field out of range");
+  expect(b.count == 3, "a key of the first [app] reached the second");
+  memset(&err, 0, sizeof(err));
+  if (tpool_options_check(&o, &err) != 0)
+    expect_named(&err, lines, false);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > MAX_INPUT)
     return 0;
+  fuzz_sections(data, size, count_lines(data, size));
   static tpool_options_t o, before;
   tpool_options_init(&o);
   memcpy(&before, &o, sizeof(o));

@@ -2,20 +2,24 @@
  * fuzz_http.c — tpool's HTTP face on arbitrary bytes (libFuzzer target).
  *
  * Each input is sent as is, as one client's whole byte stream, to an
- * evhttp server on 127.0.0.1 that routes exactly as tpool-server does: the
- * request-framing and size checks, POST /tasks/{pool} (the demo route,
- * built here with tasks of at most a few milliseconds), tpool's health
- * routes with an admin token, then a JSON 404. libevent's parser, the
+ * evhttp server on 127.0.0.1 that routes exactly as tpool-server does
+ * (tasks_serve(), compiled in from server/): the version, framing and size
+ * checks, the path's decoding, the task routes (built here with tasks of
+ * at most a few milliseconds), tpool's health routes with an admin token,
+ * then a JSON 404. libevent's parser, the
  * path and header handling, the JSON body parser and the route handlers
  * all see the input. Every answer that says it is JSON must parse back
- * with jansson; a crash, a sanitizer report or a leak is a finding.
+ * with jansson, and none may be the fixed 500 "out of memory" (memory is
+ * plentiful here: such an answer means a body could not be built, as when
+ * a message quoted bytes that are not UTF-8); a crash, a sanitizer report
+ * or a leak is a finding.
  *
  * One process-wide server is set up on the first input. The client is a
  * nonblocking socket driven by the same loop, so each input runs to its
  * answer (or the server closing) without threads; a task it started is
  * waited for before the next input.
  */
-#include "server.h"
+#include "tasks.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -41,7 +45,7 @@ typedef struct {
   tpool_manager_t *m;
   struct evhttp *http;
   tpool_http_t *routes;
-  tpool__demo_t demo;
+  task_route_t demo;
   uint16_t port;
 } fuzz_server_t;
 
@@ -53,10 +57,10 @@ static void quiet(tpool_log_level_t level, const char *msg, void *arg) {
   (void)arg;
 }
 
-/* Routed exactly as tpool-server routes (tpool__demo_serve()). */
+/* Routed exactly as tpool-server routes (tasks_serve()). */
 static void on_request(struct evhttp_request *req, void *arg) {
   fuzz_server_t *s = arg;
-  tpool__demo_serve(&s->demo, req);
+  tasks_serve(&s->demo, req);
 }
 
 static void die(const char *what) {
@@ -77,16 +81,18 @@ static void server_setup(void) {
     o->pools[i].min_workers = TPOOL_MIN_EQUALS_MAX;
     o->pools[i].queue_limit = 4;
   }
-  o->http.max_header_size = 4096;
-  o->http.max_body_size = 16384;
-  snprintf(o->http.admin_token, sizeof(o->http.admin_token), "fuzz-token");
+  tpool_http_options_t ho;
+  tpool_http_options_init(&ho);
+  ho.max_header_size = 4096;
+  ho.max_body_size = 16384;
+  snprintf(ho.admin_token, sizeof(ho.admin_token), "fuzz-token");
   if (tpool_manager_new(o, &srv.m) != 0 ||
       tpool_manager_attach(srv.m, srv.base) != 0 ||
       tpool_manager_start(srv.m) != 0)
     die("no manager");
   srv.http = evhttp_new(srv.base);
-  if (!srv.http || tpool_http_attach(srv.http, srv.m, &o->http,
-                                     TPOOL_HTTP_CONFIGURE, &srv.routes) != 0)
+  if (!srv.http || tpool_http_attach(srv.http, srv.m, &ho, TPOOL_HTTP_CONFIGURE,
+                                     &srv.routes) != 0)
     die("no HTTP routes");
   free(o);
   srv.demo.m = srv.m;
@@ -155,6 +161,13 @@ static void check_answers(const char *buf, size_t len) {
       if (!j) {
         fprintf(stderr, "fuzz_http: a JSON answer does not parse (%s):\n%.*s\n",
                 err.text, (int)(clen < 2000 ? clen : 2000), buf + body);
+        abort();
+      }
+      json_t *msg = json_object_get(json_object_get(j, "error"), "message");
+      if (memcmp(buf + at + 8, " 500", 4) == 0 &&
+          strcmp(json_string_value(msg) ? json_string_value(msg) : "",
+                 "out of memory") == 0) {
+        fprintf(stderr, "fuzz_http: a 500 \"out of memory\" answer\n");
         abort();
       }
       json_decref(j);

@@ -1,5 +1,5 @@
 /*
- * routes_tasks.c — tpool-server's demo route, POST /tasks/{pool}: the
+ * tasks.c — tpool-server's task routes, POST /tasks/{pool}: the
  * embedding pattern end to end. The loop parses the request, offloads the
  * work to the named pool and returns at once; the reply is sent from the
  * task's done callback, back on the loop thread, so a slow task never
@@ -12,12 +12,12 @@
  * write frees the request and its connection. Nothing else refers to the
  * request afterwards.
  *
- * A task carries its input, copied from the request, to the worker, and
- * its output back to the done callback, which turns it into JSON: the
- * worker never touches the request, the JSON or the route's state.
+ * A task carries its input, copied from the request (task_body.c reads
+ * it), to the worker, and its output back to the done callback, which
+ * turns it into JSON: the worker never touches the request, the JSON or
+ * the route's state.
  */
-#include "demo_work.h"
-#include "server.h"
+#include "tasks.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -28,85 +28,21 @@
 #include <time.h>
 
 #define PREFIX_TASKS "/tasks"
-
-enum work_kind {
-  WORK_SLEEP,
-  WORK_SPIN,
-  WORK_FAIL,
-  WORK_QUERY,
-  WORK_DENSE,
-  WORK_EMBED,
-  WORK_HASH,
-  WORK_READ,
-  WORK_FLAKY
-};
-static const char *const work_names[] = {"sleep", "spin",  "fail",
-                                         "query", "dense", "embed",
-                                         "hash",  "read",  "flaky"};
-#define NWORK (sizeof(work_names) / sizeof(work_names[0]))
-#define WORK_LIST                                                              \
-  "\"sleep\", \"spin\", \"fail\", \"query\", \"dense\", \"embed\", "           \
-  "\"hash\", \"read\" or \"flaky\""
-/* The one field each kind takes besides name, work and start_timeout_s. */
-static const char *const work_fields[NWORK] = {
-    "ms", "ms", "ms", "key", "size", "text", "bytes", "bytes", "failures"};
-/* Every field of a body, for the message about an unknown one. */
-#define FIELD_LIST                                                             \
-  "name, work, start_timeout_s, attempts, count, concurrency, ms, key, "       \
-  "size, text, bytes, failures"
-/* Limits of the fields every kind takes. */
-#define ATTEMPTS_MAX 100
-#define FAILURES_MAX 100
-#define COUNT_MAX 1000
+#define ALLOW_GET "GET, HEAD"
+#define ALLOW_POST "POST"
 /* The pool whose workers hold the database connections. */
 #define DB_POOL "db"
-
-struct tpool__demo_task {
-  TAILQ_ENTRY(tpool__demo_task) link; /* on d->waiting until answered */
-  tpool__demo_t *d;
-  int64_t id;
-  struct evhttp_request *req; /* NULL once answered without the task */
-  enum work_kind kind;
-  /* The input, for the worker. */
-  unsigned ms;       /* sleep, spin, fail */
-  int64_t key;       /* query */
-  uint64_t n;        /* dense: size; hash, read: bytes */
-  char *text;        /* embed: text_len bytes, not NUL-terminated */
-  size_t text_len;   /* embed */
-  unsigned dim;      /* embed */
-  int fd;            /* read */
-  unsigned failures; /* flaky: runs that ask for a retry before success */
-  unsigned runs;     /* flaky: runs so far (one worker at a time) */
-  /* A batch ("count" > 1): copies of this task run with at most
-     `concurrency` in flight, and the request is answered once. */
-  unsigned count, concurrency;
-  unsigned max_attempts; /* "attempts"; 0: the pool's retry_attempts */
-  uint64_t start_ns;
-  const char *pool_name; /* a batch's, for its reply */
-  char name[TPOOL_TASK_NAME_MAX];
-  tpool__demo_task_t **copies;
-  /* The output, written by the worker, read by on_done() on the loop. */
-  const char *why; /* what went wrong, when tpool_strerror() would not say */
-  union {
-    tpool__demo_row_t row;
-    tpool__demo_dense_t dense;
-    char sha256[65];
-    uint64_t fnv1a; /* read */
-  } out;
-  double *vector; /* embed: dim values */
-  size_t ntokens; /* embed */
-};
 
 /* The index of the tpool-server loop the calling thread runs, set as each
    loop thread starts (0 on any other thread). Replies carry it as "loop":
    the loop that answered, which is the one the request came in on. */
 static _Thread_local unsigned current_loop;
 
-void tpool__demo_enter_loop(unsigned index) {
+void tasks_enter_loop(unsigned index) {
   current_loop = index;
 }
 
-static void task_free(tpool__demo_task_t *t) {
+static void task_free(task_t *t) {
   for (unsigned i = 0; t->copies && i < t->count; i++)
     task_free(t->copies[i]);
   free(t->copies);
@@ -125,9 +61,9 @@ static void sleep_ms(unsigned ms) {
 
 /* Burns CPU for ms milliseconds of wall time. */
 static void spin_ms(unsigned ms) {
-  uint64_t end = tpool__http_now_ns() + (uint64_t)ms * 1000000u;
+  uint64_t end = server_now_ns() + (uint64_t)ms * 1000000u;
   volatile uint64_t x = 0;
-  while (tpool__http_now_ns() < end)
+  while (server_now_ns() < end)
     for (int i = 0; i < 1000; i++)
       x += (uint64_t)i;
   (void)x; /* read once: the stores are the point */
@@ -135,25 +71,24 @@ static void spin_ms(unsigned ms) {
 
 /* The row of t->key, through this worker's connection (the db pool's
    thread_start hook opened it). */
-static int run_query(tpool__demo_task_t *t) {
+static int run_query(task_t *t) {
   void *db = tpool_thread_context();
   if (!db) {
     t->why = "no database connection on this worker";
     return -EIO;
   }
-  return tpool__demo_db_query(db, t->key, &t->out.row);
+  return demo_db_query(db, t->key, &t->out.row);
 }
 
-static int run_embed(tpool__demo_task_t *t) {
+static int run_embed(task_t *t) {
   t->vector = malloc(t->dim * sizeof(*t->vector));
   if (!t->vector)
     return -ENOMEM;
-  return tpool__demo_embed(t->text, t->text_len, t->dim, t->vector,
-                           &t->ntokens);
+  return demo_embed(t->text, t->text_len, t->dim, t->vector, &t->ntokens);
 }
 
 static int run_work(void *arg) {
-  tpool__demo_task_t *t = arg;
+  task_t *t = arg;
   switch (t->kind) {
   case WORK_SPIN:
     spin_ms(t->ms);
@@ -164,13 +99,13 @@ static int run_work(void *arg) {
   case WORK_QUERY:
     return run_query(t);
   case WORK_DENSE:
-    return tpool__demo_dense((unsigned)t->n, &t->out.dense);
+    return demo_dense((unsigned)t->n, &t->out.dense);
   case WORK_EMBED:
     return run_embed(t);
   case WORK_HASH:
-    return tpool__demo_hash(t->n, t->out.sha256);
+    return demo_hash(t->n, t->out.sha256);
   case WORK_READ:
-    return tpool__demo_read(t->fd, (size_t)t->n, &t->out.fnv1a);
+    return demo_read(t->fd, (size_t)t->n, &t->out.fnv1a);
   case WORK_FLAKY: /* the runs of one task never overlap */
     return ++t->runs <= t->failures ? -TPOOL_ERETRY : 0;
   case WORK_SLEEP:
@@ -210,7 +145,7 @@ static void hex64(char out[17], uint64_t v) {
 
 /* The "result" object of a task that succeeded, or NULL for the kinds
    without one (sleep, spin, fail) and when out of memory. */
-static json_t *result_json(const tpool__demo_task_t *t) {
+static json_t *result_json(const task_t *t) {
   char hex[17];
   switch (t->kind) {
   case WORK_QUERY:
@@ -250,7 +185,7 @@ static json_t *result_json(const tpool__demo_task_t *t) {
 }
 
 /* The reply to a task that ran (or was given up on by the pool). */
-static json_t *task_json(const tpool__demo_task_t *t, int status,
+static json_t *task_json(const task_t *t, int status,
                          const tpool_task_info_t *info, int *http) {
   const char *word = outcome(status, http);
   json_t *body = json_pack(
@@ -272,7 +207,7 @@ static json_t *task_json(const tpool__demo_task_t *t, int status,
 }
 
 /* Removes an answered request from the waiting list. */
-static void answered(tpool__demo_t *d, tpool__demo_task_t *t) {
+static void answered(task_route_t *d, task_t *t) {
   TAILQ_REMOVE(&d->waiting, t, link);
   d->nwaiting--;
   struct evkeyvalq *h = evhttp_request_get_output_headers(t->req);
@@ -283,8 +218,8 @@ static void answered(tpool__demo_t *d, tpool__demo_task_t *t) {
 }
 
 static void on_done(int status, const tpool_task_info_t *info, void *arg) {
-  tpool__demo_task_t *t = arg;
-  tpool__demo_t *d = t->d;
+  task_t *t = arg;
+  task_route_t *d = t->d;
   struct evhttp_request *req = t->req;
   if (req) {
     answered(d, t);
@@ -293,7 +228,7 @@ static void on_done(int status, const tpool_task_info_t *info, void *arg) {
     } else {
       int http;
       json_t *body = task_json(t, status, info, &http);
-      tpool__http_reply_json(req, http, body);
+      tpool_http_reply_json(req, http, body);
     }
   }
   task_free(t);
@@ -310,14 +245,14 @@ static bool is_running(const tpool_stats_t *s, int64_t id) {
   return false;
 }
 
-void tpool__demo_abandon(tpool__demo_t *d) {
+void tasks_abandon(task_route_t *d) {
   /* Only tasks still running are given up on: one that finished or was
      cancelled at the deadline has its completion on the way to this loop
      and is answered with its real outcome. */
   tpool_stats_t *s = NULL;
   if (tpool_manager_stats(d->m, &s) != 0)
     return; /* out of memory: wait for the completions instead */
-  tpool__demo_task_t *t, *next;
+  task_t *t, *next;
   for (t = TAILQ_FIRST(&d->waiting); t; t = next) {
     next = TAILQ_NEXT(t, link);
     if (t->count <= 1 && !is_running(s, t->id))
@@ -335,232 +270,17 @@ void tpool__demo_abandon(tpool__demo_t *d) {
 
 /* ---- the request -------------------------------------------------------- */
 
-/* Reads the value of "work" into t->kind; false after answering 400. */
-static bool parse_work(struct evhttp_request *req, json_t *v,
-                       tpool__demo_task_t *t) {
-  const char *w = json_string_value(v);
-  size_t k = 0;
-  while (w && k < NWORK && strcmp(w, work_names[k]) != 0)
-    k++;
-  if (!w || k == NWORK) {
-    tpool_http_reply_error(req, 400, "work: expected " WORK_LIST);
-    return false;
-  }
-  t->kind = (enum work_kind)k;
-  return true;
-}
-
-/* An integer in lo..hi, or false. */
-static bool int_in(const json_t *v, json_int_t lo, json_int_t hi,
-                   json_int_t *out) {
-  if (!json_is_integer(v) || json_integer_value(v) < lo ||
-      json_integer_value(v) > hi)
-    return false;
-  *out = json_integer_value(v);
-  return true;
-}
-
-/* Reads the field of t->kind (work_fields) into t; false after answering
-   400. */
-static bool parse_param(tpool__demo_t *d, struct evhttp_request *req, json_t *v,
-                        tpool__demo_task_t *t) {
-  json_int_t n;
-  switch (t->kind) {
-  case WORK_SLEEP:
-  case WORK_SPIN:
-  case WORK_FAIL:
-    if (!int_in(v, 0, TPOOL__DEMO_MS_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "ms: expected an integer 0..%d",
-                             TPOOL__DEMO_MS_MAX);
-      return false;
-    }
-    t->ms = (unsigned)n;
-    return true;
-  case WORK_QUERY:
-    if (!json_is_integer(v)) {
-      tpool_http_reply_error(req, 400, "key: expected an integer");
-      return false;
-    }
-    t->key = (int64_t)json_integer_value(v);
-    return true;
-  case WORK_DENSE:
-    if (!int_in(v, 1, TPOOL__DEMO_DENSE_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "size: expected an integer 1..%u",
-                             TPOOL__DEMO_DENSE_MAX);
-      return false;
-    }
-    t->n = (uint64_t)n;
-    return true;
-  case WORK_EMBED:
-    t->text_len = json_string_length(v);
-    if (!json_is_string(v) || t->text_len < 1 ||
-        t->text_len > TPOOL__DEMO_TEXT_MAX) {
-      tpool_http_reply_error(req, 400, "text: expected a string of 1..%u bytes",
-                             TPOOL__DEMO_TEXT_MAX);
-      return false;
-    }
-    t->text = malloc(t->text_len);
-    if (!t->text) {
-      tpool_http_reply_error(req, 500, "out of memory");
-      return false;
-    }
-    memcpy(t->text, json_string_value(v), t->text_len);
-    return true;
-  case WORK_HASH:
-    if (!int_in(v, 0, (json_int_t)TPOOL__DEMO_HASH_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "bytes: expected an integer 0..%" PRIu64,
-                             (uint64_t)TPOOL__DEMO_HASH_MAX);
-      return false;
-    }
-    t->n = (uint64_t)n;
-    return true;
-  case WORK_FLAKY:
-    if (!int_in(v, 0, FAILURES_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "failures: expected an integer 0..%d",
-                             FAILURES_MAX);
-      return false;
-    }
-    t->failures = (unsigned)n;
-    return true;
-  case WORK_READ:
-    if (!int_in(v, 0, (json_int_t)d->read_size, &n)) {
-      tpool_http_reply_error(req, 400, "bytes: expected an integer 0..%zu",
-                             d->read_size);
-      return false;
-    }
-    t->n = (uint64_t)n;
-    return true;
-  }
-  return false;
-}
-
-/* True for the fields some kind of work takes. */
-static bool is_work_field(const char *key) {
-  for (size_t k = 0; k < NWORK; k++)
-    if (strcmp(key, work_fields[k]) == 0)
-      return true;
-  return false;
-}
-
-/* Reads "attempts", "count" and "concurrency", which every kind takes,
-   into t; true for any other key; false after answering 400. */
-static bool parse_common(struct evhttp_request *req, const char *key,
-                         const json_t *v, tpool__demo_task_t *t) {
-  static const struct {
-    const char *key;
-    json_int_t max;
-    size_t offset;
-  } fields[] = {
-      {"attempts", ATTEMPTS_MAX, offsetof(tpool__demo_task_t, max_attempts)},
-      {"count", COUNT_MAX, offsetof(tpool__demo_task_t, count)},
-      {"concurrency", COUNT_MAX, offsetof(tpool__demo_task_t, concurrency)},
-  };
-  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-    if (strcmp(key, fields[i].key) != 0)
-      continue;
-    json_int_t n;
-    if (!int_in(v, 1, fields[i].max, &n)) {
-      tpool_http_reply_error(req, 400, "%s: expected an integer 1..%lld", key,
-                             (long long)fields[i].max);
-      return false;
-    }
-    *(unsigned *)(void *)((char *)t + fields[i].offset) = (unsigned)n;
-  }
-  return true;
-}
-
-/* Checks the body and fills *t and *name; false after answering 400.
-   "work" is read first: the other fields are checked against its kind. */
-static bool parse_body(tpool__demo_t *d, struct evhttp_request *req,
-                       tpool__demo_task_t *t, const char **name,
-                       double *start_timeout_s, json_t **doc) {
-  struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  size_t len = evbuffer_get_length(in);
-  const char *data = (const char *)evbuffer_pullup(in, -1);
-  json_error_t err;
-  json_t *o = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES, &err);
-  *doc = o;
-  if (!o) {
-    tpool_http_reply_error(req, 400,
-                           "body: invalid JSON at line %d, column %d: %s",
-                           err.line, err.column, err.text);
-    return false;
-  }
-  if (!json_is_object(o)) {
-    tpool_http_reply_error(req, 400, "body: expected a JSON object");
-    return false;
-  }
-  json_t *work = json_object_get(o, "work");
-  if (!work) {
-    tpool_http_reply_error(req, 400, "work: missing (" WORK_LIST ")");
-    return false;
-  }
-  if (!parse_work(req, work, t))
-    return false;
-  const char *own = work_fields[t->kind];
-  bool has_own = false;
-  const char *key;
-  json_t *v;
-  json_object_foreach(o, key, v) {
-    if (strcmp(key, "work") == 0) {
-      continue;
-    } else if (strcmp(key, "name") == 0) {
-      size_t n = json_string_length(v);
-      if (!json_is_string(v) || n == 0 || n >= TPOOL_TASK_NAME_MAX ||
-          strlen(json_string_value(v)) != n) {
-        tpool_http_reply_error(req, 400,
-                               "name: expected a string of 1..%d characters",
-                               TPOOL_TASK_NAME_MAX - 1);
-        return false;
-      }
-      *name = json_string_value(v);
-    } else if (strcmp(key, "start_timeout_s") == 0) {
-      double s = json_number_value(v);
-      if (!json_is_number(v) || !(s > 0 && s <= 86400)) {
-        tpool_http_reply_error(
-            req, 400, "start_timeout_s: expected seconds above 0, up to 86400");
-        return false;
-      }
-      *start_timeout_s = s;
-    } else if (!parse_common(req, key, v, t)) {
-      return false;
-    } else if (strcmp(key, "attempts") == 0 || strcmp(key, "count") == 0 ||
-               strcmp(key, "concurrency") == 0) {
-      continue; /* read by parse_common() */
-    } else if (!is_work_field(key)) {
-      tpool_http_reply_error(
-          req, 400, "%.64s: unknown field (expected " FIELD_LIST ")", key);
-      return false;
-    } else if (strcmp(key, own) != 0) {
-      tpool_http_reply_error(req, 400,
-                             "%s: not a field of \"%s\" work (it takes %s)",
-                             key, work_names[t->kind], own);
-      return false;
-    } else {
-      if (!parse_param(d, req, v, t))
-        return false;
-      has_own = true;
-    }
-  }
-  if (!has_own && t->kind > WORK_FAIL) { /* ms alone has a default */
-    tpool_http_reply_error(req, 400, "%s: missing (\"%s\" work needs it)", own,
-                           work_names[t->kind]);
-    return false;
-  }
-  return true;
-}
-
-static void reply_refused(tpool__demo_t *d, struct evhttp_request *req,
+static void reply_refused(task_route_t *d, struct evhttp_request *req,
                           const char *pool, int rc);
-static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
-                         tpool_pool_t *pool, const char *name,
-                         tpool__demo_task_t *t, const tpool_task_opts_t *opts);
+static void submit_batch(task_route_t *d, struct evhttp_request *req,
+                         tpool_pool_t *pool, const char *name, task_t *t,
+                         const tpool_task_opts_t *opts);
 
 /* Submits the request's task to `pool`, or, when `pool` is NULL, to the
    pool [routes] give its name. */
-static void submit(tpool__demo_t *d, struct evhttp_request *req,
+static void submit(task_route_t *d, struct evhttp_request *req,
                    const char *pool) {
-  tpool__demo_task_t *t = calloc(1, sizeof(*t));
+  task_t *t = calloc(1, sizeof(*t));
   if (!t) {
     tpool_http_reply_error(req, 500, "out of memory");
     return;
@@ -568,7 +288,7 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
   const char *name = NULL;
   double start_timeout_s = 0;
   json_t *doc = NULL;
-  if (!parse_body(d, req, t, &name, &start_timeout_s, &doc)) {
+  if (!task_parse_body(d, req, t, &name, &start_timeout_s, &doc)) {
     json_decref(doc);
     task_free(t);
     return;
@@ -627,7 +347,7 @@ static void submit(tpool__demo_t *d, struct evhttp_request *req,
 }
 
 /* Answers a submit the pool refused with `rc`. */
-static void reply_refused(tpool__demo_t *d, struct evhttp_request *req,
+static void reply_refused(task_route_t *d, struct evhttp_request *req,
                           const char *pool, int rc) {
   struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
   switch (rc) {
@@ -665,8 +385,8 @@ static void reply_refused(tpool__demo_t *d, struct evhttp_request *req,
 /* ---- a batch: "count" copies, "concurrency" at a time, one reply ------- */
 
 static void on_batch_done(const int *statuses, size_t n, void *arg) {
-  tpool__demo_task_t *t = arg;
-  tpool__demo_t *d = t->d;
+  task_t *t = arg;
+  task_route_t *d = t->d;
   struct evhttp_request *req = t->req;
   if (req) {
     answered(d, t);
@@ -677,13 +397,13 @@ static void on_batch_done(const int *statuses, size_t n, void *arg) {
       if (each != 200)
         http = 500;
     }
-    tpool__http_reply_json(
+    tpool_http_reply_json(
         req, http,
         json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:f,s:I}", "pool", t->pool_name,
                   "name", t->name, "status", http == 200 ? "ok" : "failed",
                   "count", (json_int_t)t->count, "concurrency",
                   (json_int_t)t->concurrency, "statuses", words, "elapsed_s",
-                  (double)(tpool__http_now_ns() - t->start_ns) / 1e9, "loop",
+                  (double)(server_now_ns() - t->start_ns) / 1e9, "loop",
                   (json_int_t)current_loop));
   }
   task_free(t);
@@ -693,13 +413,13 @@ static void on_batch_done(const int *statuses, size_t n, void *arg) {
 
 /* Runs t->count copies of t as a tpool batch and answers once, when all
    have ended, with each one's outcome. */
-static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
-                         tpool_pool_t *pool, const char *name,
-                         tpool__demo_task_t *t, const tpool_task_opts_t *opts) {
+static void submit_batch(task_route_t *d, struct evhttp_request *req,
+                         tpool_pool_t *pool, const char *name, task_t *t,
+                         const tpool_task_opts_t *opts) {
   unsigned k = t->concurrency ? t->concurrency : t->count;
   bool whole = (t->copies = calloc(t->count, sizeof(*t->copies))) != NULL;
   for (unsigned i = 0; whole && i < t->count; i++) {
-    tpool__demo_task_t *c = malloc(sizeof(*c));
+    task_t *c = malloc(sizeof(*c));
     if (c) {
       memcpy(c, t, sizeof(*c));
       c->copies = NULL;
@@ -729,7 +449,7 @@ static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
     tpool_batch_add(b, name, run_work, t->copies[i]);
   t->d = d;
   t->req = req;
-  t->start_ns = tpool__http_now_ns();
+  t->start_ns = server_now_ns();
   TAILQ_INSERT_TAIL(&d->waiting, t, link);
   d->nwaiting++;
   tpool_batch_close(b);
@@ -737,7 +457,7 @@ static void submit_batch(tpool__demo_t *d, struct evhttp_request *req,
 
 /* ---- GET /tasks/{id} ---------------------------------------------------- */
 
-static void lookup(tpool__demo_t *d, struct evhttp_request *req,
+static void lookup(task_route_t *d, struct evhttp_request *req,
                    const char *idtext) {
   char *end = NULL;
   errno = 0;
@@ -771,7 +491,7 @@ static void lookup(tpool__demo_t *d, struct evhttp_request *req,
       json_object_set_new(o, "error", json_string(tpool_strerror(r.status)));
     json_object_set_new(o, "ended_ago_s", json_real(r.ended_ago_s));
   }
-  tpool__http_reply_json(req, 200, o);
+  tpool_http_reply_json(req, 200, o);
 }
 
 /* True for a path segment that can only be a task id: all digits. (Pool
@@ -780,49 +500,43 @@ static bool looks_like_id(const char *s) {
   return *s && strspn(s, "0123456789") == strlen(s);
 }
 
-bool tpool__demo_handle(tpool__demo_t *d, struct evhttp_request *req) {
-  char *path = tpool__http_path(req);
-  if (!path)
-    return false;
+bool tasks_handle(task_route_t *d, struct evhttp_request *req,
+                  const char *path) {
   size_t n = sizeof(PREFIX_TASKS) - 1;
   if (strncmp(path, PREFIX_TASKS, n) != 0 ||
-      (path[n] != '\0' && path[n] != '/')) {
-    free(path);
+      (path[n] != '\0' && path[n] != '/'))
     return false;
-  }
   const char *pool = path[n] ? path + n + 1 : "";
-  bool is_get = tpool__http_method_is(req, false);
+  enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+  bool is_get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
   if (path[n] && *pool && !strchr(pool, '/') &&
       !tpool_manager_pool(d->m, pool) && (is_get || looks_like_id(pool))) {
     /* GET /tasks/{id}, for any segment that is not a pool's name; another
        method on an id is refused. */
-    if (!is_get)
-      tpool__http_reply_405(req, "GET, HEAD");
-    else
+    if (tpool_http_check_method(req, ALLOW_GET))
       lookup(d, req, pool);
-  } else if (!tpool__http_method_is(req, true))
-    tpool__http_reply_405(req, "POST");
-  else if (!tpool_http_authorize(d->routes, req))
-    ;                /* answered 401 */
-  else if (!path[n]) /* POST /tasks: routed by name */
+  } else if (!tpool_http_check_method(req, ALLOW_POST) ||
+             !tpool_http_authorize(d->routes, req)) {
+    ;                    /* answered 405 or 401 */
+  } else if (!path[n]) { /* POST /tasks: routed by name */
     submit(d, req, NULL);
-  else if (!*pool || strchr(pool, '/'))
+  } else if (!*pool || strchr(pool, '/')) {
     tpool_http_reply_error(req, 404,
                            "expected POST /tasks or POST /tasks/{pool}");
-  else if (!tpool_manager_pool(d->m, pool))
+  } else if (!tpool_manager_pool(d->m, pool)) {
     tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", pool);
-  else
+  } else {
     submit(d, req, pool);
-  free(path);
+  }
   return true;
 }
 
-void tpool__demo_serve(tpool__demo_t *d, struct evhttp_request *req) {
-  if (!tpool_http_check_limits(d->routes, req) || tpool__demo_handle(d, req) ||
-      tpool_http_handle(d->routes, req))
-    return;
-  char *path = tpool__http_path(req);
-  tpool_http_reply_error(req, 404, "no route for %.200s",
-                         path ? path : "this path");
+void tasks_serve(task_route_t *d, struct evhttp_request *req) {
+  char *path;
+  if (!tpool_http_check_limits(d->routes, req) ||
+      tpool_http_path(req, &path) != 0)
+    return; /* answered */
+  if (!tasks_handle(d, req, path) && !tpool_http_handle(d->routes, req))
+    tpool_http_reply_error(req, 404, "no route for %.200s", path);
   free(path);
 }

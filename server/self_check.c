@@ -6,7 +6,6 @@
  * request finds it. A pool that does not answer within SELF_CHECK_S is
  * logged and left to go on trying.
  */
-#include "demo_work.h"
 #include "server.h"
 
 #include <errno.h>
@@ -21,21 +20,21 @@ static int probe(void *arg, void **result) {
   if (!arg)
     return 0;
   void *db = tpool_thread_context();
-  tpool__demo_row_t row;
-  return db ? tpool__demo_db_query(db, 1, &row) : -EIO;
+  demo_row_t row;
+  return db ? demo_db_query(db, 1, &row) : -EIO;
 }
 
 /* Seconds since t0_ns. */
 static double since(uint64_t t0_ns) {
-  return (double)(tpool__http_now_ns() - t0_ns) / 1e9;
+  return (double)(server_now_ns() - t0_ns) / 1e9;
 }
 
-void tpool__server_self_check(tpool_manager_t *m, bool db_connections) {
+void server_self_check(tpool_manager_t *m, bool db_connections) {
   tpool_stats_t *st = NULL;
   if (tpool_manager_stats(m, &st) != 0)
     return;
   tpool_future_t *f[TPOOL_POOLS_MAX] = {0};
-  uint64_t t0 = tpool__http_now_ns();
+  uint64_t t0 = server_now_ns();
   for (size_t i = 0; i < st->npools; i++) {
     tpool_pool_t *p = tpool_manager_pool(m, st->pools[i].name);
     bool db = db_connections && strcmp(st->pools[i].name, "db") == 0;

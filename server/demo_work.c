@@ -55,7 +55,7 @@ static float unit(uint64_t u) {
   return (float)(u >> 40) * (1.0f / 8388608.0f) - 1.0f;
 }
 
-uint64_t tpool__demo_fnv1a(uint64_t h, const void *p, size_t n) {
+uint64_t demo_fnv1a(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
   for (size_t i = 0; i < n; i++) {
     h ^= b[i];
@@ -64,7 +64,7 @@ uint64_t tpool__demo_fnv1a(uint64_t h, const void *p, size_t n) {
   return h;
 }
 
-void tpool__demo_bytes(uint64_t offset, void *buf, size_t len) {
+void demo_bytes(uint64_t offset, void *buf, size_t len) {
   unsigned char *p = buf;
   while (len > 0) {
     uint64_t w = splitmix(SEED_BYTES, offset / 8);
@@ -80,8 +80,8 @@ void tpool__demo_bytes(uint64_t offset, void *buf, size_t len) {
 
 /* ---- dense --------------------------------------------------------------- */
 
-int tpool__demo_dense(unsigned size, tpool__demo_dense_t *out) {
-  if (size < 1 || size > TPOOL__DEMO_DENSE_MAX)
+int demo_dense(unsigned size, demo_dense_t *out) {
+  if (size < 1 || size > DEMO_DENSE_MAX)
     return -EINVAL;
   float *x = malloc(size * sizeof(*x));
   float *w = malloc(size * sizeof(*w)); /* one row of W at a time */
@@ -95,7 +95,7 @@ int tpool__demo_dense(unsigned size, tpool__demo_dense_t *out) {
   float scale = 1.0f / sqrtf((float)size);
   memset(out, 0, sizeof(*out));
   out->size = size;
-  out->fnv1a = TPOOL__DEMO_FNV_INIT;
+  out->fnv1a = DEMO_FNV_INIT;
   for (unsigned i = 0; i < size; i++) {
     uint64_t row = (uint64_t)i * size;
     for (unsigned j = 0; j < size; j++)
@@ -109,7 +109,7 @@ int tpool__demo_dense(unsigned size, tpool__demo_dense_t *out) {
     unsigned char le[4] = {(unsigned char)bits, (unsigned char)(bits >> 8),
                            (unsigned char)(bits >> 16),
                            (unsigned char)(bits >> 24)};
-    out->fnv1a = tpool__demo_fnv1a(out->fnv1a, le, sizeof(le));
+    out->fnv1a = demo_fnv1a(out->fnv1a, le, sizeof(le));
     out->sum += y;
     out->nonzero += y > 0;
   }
@@ -139,10 +139,10 @@ static void add_feature(double *out, unsigned dim, uint64_t h, double weight) {
 static void add_token(double *out, unsigned dim, const unsigned char *t,
                       size_t n) {
   unsigned char tag = TAG_WORD;
-  uint64_t h = tpool__demo_fnv1a(TPOOL__DEMO_FNV_INIT, &tag, 1);
+  uint64_t h = demo_fnv1a(DEMO_FNV_INIT, &tag, 1);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = lower(t[i]);
-    h = tpool__demo_fnv1a(h, &c, 1);
+    h = demo_fnv1a(h, &c, 1);
   }
   add_feature(out, dim, h, 1.0);
   /* The trigrams of "<token>": n of them, as the padding adds two. */
@@ -152,14 +152,13 @@ static void add_token(double *out, unsigned dim, const unsigned char *t,
       size_t at = k + q; /* in "<token>" */
       g[1 + q] = at == 0 ? '<' : at == n + 1 ? '>' : lower(t[at - 1]);
     }
-    add_feature(out, dim, tpool__demo_fnv1a(TPOOL__DEMO_FNV_INIT, g, 4), 0.5);
+    add_feature(out, dim, demo_fnv1a(DEMO_FNV_INIT, g, 4), 0.5);
   }
 }
 
-int tpool__demo_embed(const char *text, size_t len, unsigned dim, double *out,
-                      size_t *ntokens) {
-  if (dim < 1 || dim > TPOOL_DEMO_EMBEDDING_DIM_MAX ||
-      len > TPOOL__DEMO_TEXT_MAX)
+int demo_embed(const char *text, size_t len, unsigned dim, double *out,
+               size_t *ntokens) {
+  if (dim < 1 || dim > DEMO_EMBEDDING_DIM_MAX || len > DEMO_TEXT_MAX)
     return -EINVAL;
   const unsigned char *s = (const unsigned char *)text;
   memset(out, 0, dim * sizeof(*out));
@@ -187,8 +186,8 @@ int tpool__demo_embed(const char *text, size_t len, unsigned dim, double *out,
 
 /* ---- hash ---------------------------------------------------------------- */
 
-int tpool__demo_hash(uint64_t nbytes, char hex[65]) {
-  if (nbytes > TPOOL__DEMO_HASH_MAX)
+int demo_hash(uint64_t nbytes, char hex[65]) {
+  if (nbytes > DEMO_HASH_MAX)
     return -EINVAL;
   unsigned char *buf = malloc(CHUNK);
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -197,7 +196,7 @@ int tpool__demo_hash(uint64_t nbytes, char hex[65]) {
     rc = -EIO;
   for (uint64_t at = 0; rc == 0 && at < nbytes; at += CHUNK) {
     size_t n = nbytes - at < CHUNK ? (size_t)(nbytes - at) : CHUNK;
-    tpool__demo_bytes(at, buf, n);
+    demo_bytes(at, buf, n);
     if (EVP_DigestUpdate(ctx, buf, n) != 1)
       rc = -EIO;
   }
@@ -273,7 +272,7 @@ static int write_all(int fd, const unsigned char *p, size_t n) {
   return 0;
 }
 
-int tpool__demo_file_prepare(const char *path, size_t size, bool *created) {
+int demo_file_prepare(const char *path, size_t size, bool *created) {
   *created = false;
   struct stat st;
   if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
@@ -290,7 +289,7 @@ int tpool__demo_file_prepare(const char *path, size_t size, bool *created) {
   rc = buf ? 0 : -ENOMEM;
   for (size_t at = 0; rc == 0 && at < size; at += CHUNK) {
     size_t n = size - at < CHUNK ? size - at : CHUNK;
-    tpool__demo_bytes(at, buf, n);
+    demo_bytes(at, buf, n);
     rc = write_all(fd, buf, n);
   }
   free(buf);
@@ -301,8 +300,8 @@ int tpool__demo_file_prepare(const char *path, size_t size, bool *created) {
   return rc;
 }
 
-int tpool__demo_read(int fd, size_t nbytes, uint64_t *fnv1a) {
-  uint64_t h = TPOOL__DEMO_FNV_INIT;
+int demo_read(int fd, size_t nbytes, uint64_t *fnv1a) {
+  uint64_t h = DEMO_FNV_INIT;
   if (nbytes == 0) {
     *fnv1a = h;
     return 0;
@@ -320,7 +319,7 @@ int tpool__demo_read(int fd, size_t nbytes, uint64_t *fnv1a) {
       rc = r < 0 ? -errno : -EIO; /* 0: the file ends early */
       break;
     }
-    h = tpool__demo_fnv1a(h, buf, (size_t)r);
+    h = demo_fnv1a(h, buf, (size_t)r);
     at += (size_t)r;
   }
   free(buf);
@@ -345,7 +344,7 @@ static int sqlite_errno(int rc) {
   return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 }
 
-void tpool__demo_db_value(int64_t key, char *buf, size_t size) {
+void demo_db_value(int64_t key, char *buf, size_t size) {
   static const char *const adjectives[16] = {
       "amber", "brisk", "calm", "dusky", "eager",  "fierce", "gentle", "hazy",
       "icy",   "jolly", "keen", "lucid", "mellow", "noble",  "odd",    "proud"};
@@ -409,8 +408,8 @@ static int db_build(const char *tmp, size_t rows) {
     rc = sqlite3_prepare_v2(db, "INSERT INTO items VALUES (?1, ?2, ?3)", -1,
                             &ins, NULL);
   for (size_t k = 1; rc == SQLITE_OK && k <= rows; k++) {
-    char value[TPOOL__DEMO_VALUE_MAX];
-    tpool__demo_db_value((int64_t)k, value, sizeof(value));
+    char value[DEMO_VALUE_MAX];
+    demo_db_value((int64_t)k, value, sizeof(value));
     sqlite3_bind_int64(ins, 1, (sqlite3_int64)k);
     sqlite3_bind_text(ins, 2, value, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(ins, 3, db_weight((int64_t)k));
@@ -426,9 +425,9 @@ static int db_build(const char *tmp, size_t rows) {
   return rc == SQLITE_OK ? 0 : sqlite_errno(rc);
 }
 
-int tpool__demo_db_prepare(const char *path, size_t rows, bool *created) {
+int demo_db_prepare(const char *path, size_t rows, bool *created) {
   *created = false;
-  if (rows < 1 || rows > TPOOL_DEMO_DB_ROWS_MAX)
+  if (rows < 1 || rows > DEMO_DB_ROWS_MAX)
     return -EINVAL;
   if (db_is_ready(path, rows))
     return 0;
@@ -443,9 +442,9 @@ int tpool__demo_db_prepare(const char *path, size_t rows, bool *created) {
   return rc;
 }
 
-int tpool__demo_db_open(const char *pool, void **ctx, void *arg) {
+int demo_db_open(const char *pool, void **ctx, void *arg) {
   (void)pool;
-  const tpool__demo_db_hook_t *h = arg;
+  const demo_db_hook_t *h = arg;
   demo_db_t *c = calloc(1, sizeof(*c));
   if (!c)
     return -ENOMEM;
@@ -468,7 +467,7 @@ int tpool__demo_db_open(const char *pool, void **ctx, void *arg) {
   return 0;
 }
 
-void tpool__demo_db_close(const char *pool, void *ctx, void *arg) {
+void demo_db_close(const char *pool, void *ctx, void *arg) {
   (void)pool;
   (void)arg;
   demo_db_t *c = ctx;
@@ -479,7 +478,7 @@ void tpool__demo_db_close(const char *pool, void *ctx, void *arg) {
   free(c);
 }
 
-int tpool__demo_db_query(void *ctx, int64_t key, tpool__demo_row_t *row) {
+int demo_db_query(void *ctx, int64_t key, demo_row_t *row) {
   demo_db_t *c = ctx;
   if (!c)
     return -EINVAL;

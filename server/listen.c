@@ -76,7 +76,7 @@ static uint16_t address_of(int fd, char *url, size_t size) {
   return port;
 }
 
-int tpool__listen(const char *host, uint16_t port, unsigned n, int *fds,
+int server_listen(const char *host, uint16_t port, unsigned n, int *fds,
                   char *url, size_t url_size) {
   bool group = n > 1;
   if (group) {

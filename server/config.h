@@ -1,0 +1,65 @@
+/*
+ * config.h — tpool-server's settings: tpool's own sections ([general],
+ * [pool.NAME], [routes]), the HTTP layer's part of [http] (admin_token,
+ * the limits, timeout) and the server's own keys ([http] listen and
+ * loop_threads, all of [demo]), read from one file in one pass through
+ * tpool's config loader (tpool_config_load_sections()), so every section
+ * gets the same syntax, limits and messages, and a bad file changes
+ * nothing.
+ */
+#ifndef TPOOL_SERVER_CONFIG_H
+#define TPOOL_SERVER_CONFIG_H
+
+#include "tpool.h"
+#include "tpool_http.h"
+
+#include <stddef.h>
+
+/* Bounds of the server's keys. */
+#define LOOP_THREADS_MAX TPOOL_BASES_MAX    /* [http] loop_threads */
+#define DEMO_EMBEDDING_DIM_MAX 4096u        /* [demo] embedding_dim */
+#define DEMO_DB_ROWS_MAX ((size_t)10000000) /* [demo] db_rows */
+
+/* [demo]: the demo work kinds (README, "Work kinds"). Read at start only. */
+typedef struct demo_options {
+  /* Where the demo database and read file are kept; relative paths are
+     relative to the working directory. Created if missing. */
+  char data_dir[TPOOL_PATH_MAX];
+  unsigned embedding_dim; /* 1..DEMO_EMBEDDING_DIM_MAX */
+  size_t db_rows;         /* demo database rows, 1..DEMO_DB_ROWS_MAX */
+} demo_options_t;
+
+/* The server's own keys. */
+typedef struct server_options {
+  tpool_config_address_t listen; /* [http] listen; port 0: any free port */
+  /* [http] loop_threads: event loops, each in its own thread and serving
+     the listen address, 1..LOOP_THREADS_MAX. Restart only. */
+  unsigned loop_threads;
+  demo_options_t demo;
+} server_options_t;
+
+typedef struct server_config {
+  tpool_options_t core;      /* [general], [pool.NAME], [routes] */
+  tpool_http_options_t http; /* [http]: the routes' token and limits */
+  server_options_t server;   /* [http] listen, loop_threads; [demo] */
+} server_config_t;
+
+/* The defaults of all three: tpool_options_init(),
+   tpool_http_options_init(), listen 127.0.0.1:8080, one loop, [demo]
+   data_dir "tpool-data", embedding_dim 384, db_rows 10000. */
+void server_config_init(server_config_t *c);
+
+/* Overlays the file at `path` (or `len` bytes of `text`, called `name` in
+   errors) on *c, as tpool_config_load_sections() does: 0, or a negative
+   errno with *err filled and *c unchanged. */
+int server_config_load(server_config_t *c, const char *path,
+                       tpool_config_error_t *err);
+int server_config_parse(server_config_t *c, const char *text, size_t len,
+                        const char *name, tpool_config_error_t *err);
+
+/* Checks *c as set in code: tpool_options_check(), then every section's
+   fields, named as the loader names them ("options: [http] listen: ..."
+   when c came from no file). Returns 0, or -EINVAL with *err filled. */
+int server_config_check(const server_config_t *c, tpool_config_error_t *err);
+
+#endif /* TPOOL_SERVER_CONFIG_H */
