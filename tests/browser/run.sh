@@ -1,37 +1,59 @@
 #!/bin/sh
 # run.sh — the dashboard's browser test (meson test "dashboard"): starts
 # tpool-server on 127.0.0.1 with an admin token and small pools, runs
-# dashboard.mjs in headless Chromium against it, stops and restarts the
-# server when the script asks (through a control file), and leaves the
-# screenshot at BUILD/tests/browser/dashboard.png.
+# dashboard.py (Selenium driving Debian's headless Chromium through
+# chromedriver) against it, stops and restarts the server when the script
+# asks (through a control file), and leaves the screenshot at
+# BUILD/tests/browser/dashboard.png.
 #
 #   run.sh SERVER BUILD SANITIZE
 #
-# Runs in the plain build only (exit 77, skipped, under a sanitizer: the
-# browser adds nothing there). Needs node, /usr/bin/chromium and
-# playwright-core in BUILD/tests/browser/node_modules, which
-# `./setup.sh test` installs.
+# Runs in the plain build only. Needs /usr/bin/chromium and
+# /usr/bin/chromedriver (Debian's chromium and chromium-driver) and a
+# python3 with Selenium (Debian's python3-selenium, for /usr/bin/python3),
+# which `./setup.sh test` installs, best effort. Exits 77 (skipped), saying
+# why, under a sanitizer (the browser adds nothing there) or when one of
+# them is missing.
 set -eu
 server=$1
 build=$2
-[ "$3" = none ] || exit 77
+if [ "$3" != none ]; then
+  echo "dashboard test: skipped: plain build only (b_sanitize=$3)"
+  exit 77
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$build/tests/browser
-if ! command -v node >/dev/null || [ ! -x /usr/bin/chromium ] ||
-  [ ! -d "$dir/node_modules/playwright-core" ]; then
-  echo "run.sh: needs node, chromium and playwright-core: run ./setup.sh test" >&2
-  exit 1
-fi
+skip() {
+  echo "dashboard test: skipped: $* is not installed (./setup.sh test" \
+    "installs chromium, chromium-driver and python3-selenium)"
+  exit 77
+}
+[ -x /usr/bin/chromium ] || skip "/usr/bin/chromium (Debian's chromium)"
+[ -x /usr/bin/chromedriver ] ||
+  skip "/usr/bin/chromedriver (Debian's chromium-driver)"
+# Debian's python3-selenium is for Debian's python3, which may not be the
+# first python3 in PATH (pyenv, a venv).
+python=""
+for p in /usr/bin/python3 python3; do
+  if command -v "$p" >/dev/null 2>&1 &&
+    "$p" -c 'import selenium.webdriver' >/dev/null 2>&1; then
+    python=$p
+    break
+  fi
+done
+[ -n "$python" ] || skip "Selenium for python3 (Debian's python3-selenium)"
+mkdir -p "$dir"
 work=$(mktemp -d)
 pid=""
+browser=""
 cleanup() {
+  [ -z "$browser" ] || kill "$browser" 2>/dev/null || true
   [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
-
-# ESM finds packages next to the script: run a copy beside node_modules.
-cp "$here/dashboard.mjs" "$dir/dashboard.mjs"
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 config() { # $1: the listen port
   cat >"$work/config.ini" <<EOF
@@ -81,10 +103,10 @@ start
 config "$port" # a restart comes back on the same address
 control=$work/control
 : >"$control"
-node "$dir/dashboard.mjs" "http://127.0.0.1:$port/" browser-test-token \
+"$python" "$here/dashboard.py" "http://127.0.0.1:$port/" browser-test-token \
   "$dir/dashboard.png" "$control" &
-node=$!
-while kill -0 "$node" 2>/dev/null; do
+browser=$!
+while kill -0 "$browser" 2>/dev/null; do
   case $(cat "$control") in
   stop)
     stop
@@ -98,7 +120,8 @@ while kill -0 "$node" 2>/dev/null; do
   sleep 0.05
 done
 status=0
-wait "$node" || status=$?
+wait "$browser" || status=$?
+browser=""
 [ -z "$pid" ] || stop
 # The button wrote the status table into the log of the first server.
 if [ "$status" -eq 0 ] &&
