@@ -208,7 +208,7 @@ multiplier=1
 [ "$sanitize" = none ] || multiplier=4
 
 case $cmd in
-run) exec "$build/http/tpool-server" -c config.ini ;;
+run) exec "$build/server/tpool-server" -c config.ini ;;
 test) exec meson test -C "$build" --print-errorlogs \
   --timeout-multiplier "$multiplier" ;;
 fuzz) exec meson test -C "$build" --suite fuzz --print-errorlogs ;;

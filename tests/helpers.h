@@ -131,8 +131,16 @@ void th_tally_done(int status, const tpool_task_info_t *info, void *arg);
 /* A work function: arg is a th_tally_t; waits in its gate. */
 int th_tally_held(void *arg);
 
-/* Runs `promtool check metrics` on text; fails the test on any complaint,
-   or if promtool (Debian package prometheus) is missing. */
+/* promtool (Debian package prometheus) checks run in tests of their own
+   (metrics_promtool, server_promtool), which skip, exit 77 with the
+   reason, on a machine without promtool; the other tests never need it.
+   A test program's main calls th_promtool_mode(): true when its
+   arguments ask for the promtool run ("promtool"), which then has
+   promtool (or the process has exited 77); false otherwise.
+   th_assert_promtool_accepts() runs `promtool check metrics` on text and
+   fails the test on any complaint in the promtool run, and does nothing
+   in the others. */
+bool th_promtool_mode(int argc, char **argv);
 void th_assert_promtool_accepts(const char *text);
 
 /* Tiny work functions. */

@@ -498,10 +498,37 @@ static void check_doc(void **state) {
   doc_free(&d);
 }
 
+/* How many check markers `path` holds; -1 if it cannot be read. */
+static long count_checks(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  long n = 0;
+  char line[4096];
+  while (fgets(line, sizeof(line), f))
+    n += strncmp(line, "<!-- check:", 11) == 0;
+  fclose(f);
+  return n;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: test_docs FILE.md...\n");
     return 2;
+  }
+  /* Docs that lost every marker would pass here unchecked. */
+  long total = 0;
+  for (int i = 1; i < argc; i++) {
+    long n = count_checks(argv[i]);
+    if (n < 0) {
+      fprintf(stderr, "test_docs: cannot read %s\n", argv[i]);
+      return 1;
+    }
+    total += n;
+  }
+  if (total == 0) {
+    fprintf(stderr, "test_docs: no <!-- check: --> marker in any file\n");
+    return 1;
   }
   size_t n = (size_t)argc - 1;
   struct CMUnitTest *tests = calloc(n, sizeof(*tests));

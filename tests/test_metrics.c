@@ -552,7 +552,16 @@ static void test_metrics_failed_write_returns_enomem(void **state) {
   evbuffer_free(buf);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  /* "promtool": the cases whose text promtool checks (metrics_promtool). */
+  if (th_promtool_mode(argc, argv)) {
+    const struct CMUnitTest promtool[] = {
+        cmocka_unit_test(test_metrics_workload_passes_promtool),
+        cmocka_unit_test(test_metrics_empty_snapshot_passes_promtool),
+        cmocka_unit_test(test_metrics_label_values_are_escaped),
+    };
+    return cmocka_run_group_tests(promtool, NULL, NULL);
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_metrics_text_matches_snapshot),
       cmocka_unit_test(test_metrics_workload_passes_promtool),

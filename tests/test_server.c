@@ -1174,7 +1174,15 @@ static void test_server_check_config_and_ready(void **state) {
   server_stop_ok(s);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  /* "promtool": /metrics under load through promtool (server_promtool). */
+  if (th_promtool_mode(argc, argv)) {
+    const struct CMUnitTest promtool[] = {
+        cmocka_unit_test_setup_teardown(
+            test_server_promtool_accepts_metrics_under_load, setup, teardown),
+    };
+    return cmocka_run_group_tests(promtool, NULL, NULL);
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_server_bad_config_exits_2, setup,
                                       teardown),
@@ -1199,8 +1207,6 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_server_admin_token, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_load_counters_match, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(
-          test_server_promtool_accepts_metrics_under_load, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_sighup_reloads_config, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(
