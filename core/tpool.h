@@ -300,8 +300,8 @@ TPOOL_API int tpool_options_add_pool(tpool_options_t *o, const char *name,
 /* ------------------------------------------------------------------------
  * Configuration files (INI, read with libinih)
  *
- * tpool's own sections are [general], [pool.NAME] and [routes] (README.md,
- * "Configuration reference", lists every key). Syntax: "[section]" headers
+ * tpool's own sections are [general], [pool.NAME] and [routes]
+ * (docs/server.md, "Configuration reference", lists every key). Syntax: "[section]" headers
  * and "key = value" lines; a line starting with ';' or '#' is a comment,
  * and so is what follows a blank and ';' after a value. Lines are at most
  * 198 bytes, files at most 1 MiB. Unknown sections or keys, a section or

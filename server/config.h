@@ -20,7 +20,8 @@
 #define DEMO_EMBEDDING_DIM_MAX 4096u        /* [demo] embedding_dim */
 #define DEMO_DB_ROWS_MAX ((size_t)10000000) /* [demo] db_rows */
 
-/* [demo]: the demo work kinds (README, "Work kinds"). Read at start only. */
+/* [demo]: the demo work kinds (docs/server.md, "Work kinds"). Read at start
+   only. */
 typedef struct demo_options {
   /* Where the demo database and read file are kept; relative paths are
      relative to the working directory. Created if missing. */

@@ -2,7 +2,7 @@
  * helpers.h — what the tests share: a gate that holds tasks inside their
  * work function until the test opens it, a log sink that captures
  * messages, running a loop until a condition holds (bounded in time), and
- * the accounting invariant of DESIGN.md.
+ * the accounting invariant (docs/design.md).
  */
 #ifndef TPOOL_TESTS_HELPERS_H
 #define TPOOL_TESTS_HELPERS_H

@@ -673,7 +673,7 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
   tpool__json_out_init(&w, false);
   tpool__json_thread_pools(&w, &s);
   char *text = written(&w);
-  /* Field names, order and nesting as DESIGN.md and README.md show them;
+  /* Field names, order and nesting as docs/server.md shows them;
      integers without a point, reals with one, never an exponent. */
   static const char want[] =
       "{\"summary\":{\"total_workers\":3,\"total_active\":1,"

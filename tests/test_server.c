@@ -2,10 +2,10 @@
  * test_server.c — the real tpool-server binary, driven over HTTP on
  * 127.0.0.1 as a user would: a bad config file stops it with exit status
  * 2; it logs every pool it starts; every route (GET /ping too) and every
- * error status answers as DESIGN.md says, with and without an admin token; 5000
- * requests over the five pools leave counters that match what the client
- * saw, in the JSON and in /metrics; promtool accepts /metrics taken under
- * load; SIGHUP reloads the file (or keeps the running configuration when
+ * error status answers as docs/server.md says, with and without an admin
+ * token; 5000 requests over the five pools leave counters that match what
+ * the client saw, in the JSON and in /metrics; promtool accepts /metrics
+ * taken under load (the promtool run: server_promtool); SIGHUP reloads the file (or keeps the running configuration when
  * it is bad); SIGTERM during load answers every accepted request, also
  * those of keep-alive clients that go on sending through the drain, and
  * exits 0; clients that send slowly harm nothing (clients that hang up
