@@ -142,9 +142,15 @@ class Test:
                   " getComputedStyle(e).visibility !== 'hidden'; })()",
                   selector)
 
+    def text_or_none(self, selector):
+        """The element's text, or None when the page gave none: no such
+        element, or a dialog opened just as the script ran (chromedriver,
+        ignoring prompts, then returns nothing)."""
+        return self.js("const e = document.querySelector(arguments[0]);"
+                       "return e ? e.textContent : null;", selector)
+
     def text(self, selector):
-        t = self.js("const e = document.querySelector(arguments[0]);"
-                    "return e ? e.textContent : null;", selector)
+        t = self.text_or_none(selector)
         if t is None:
             raise Failure("no element " + selector)
         return t
@@ -250,7 +256,9 @@ class Test:
             except NoAlertPresentException:
                 pass
             try:
-                if self.text("#state") == "status written to the log":
+                # None: the token's prompt opened meanwhile; it is answered
+                # at the top of the loop.
+                if self.text_or_none("#state") == "status written to the log":
                     break
             except UnexpectedAlertPresentException:
                 continue  # answered at the top of the loop
