@@ -186,7 +186,7 @@ void tpool__breaker_stats(tpool__breaker_t *b, uint64_t now,
   out->refused = b->refused;
 }
 
-void tpool__breaker_log(tpool_pool_t *p, const tpool__breaker_news_t *n) {
+void tpool__breaker_log_move(tpool_pool_t *p, const tpool__breaker_news_t *n) {
   tpool__log_t *log = &p->m->log;
   switch (n->why) {
   case TPOOL__BREAKER_QUIET:

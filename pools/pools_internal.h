@@ -295,9 +295,19 @@ struct tpool_manager {
 /* Wakes a shutdown waiting on state_cv, if one may be. Thread: any, with no
    pool lock held. */
 void tpool__manager_notify(tpool_manager_t *m);
-/* Makes the monitor look again by time `when_ns` at the latest. Thread:
-   any, with no pool lock held. */
-void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns);
+/* Wakes the monitor to look again now. Thread: any, with no pool lock
+   held. */
+void tpool__monitor_wake(tpool_manager_t *m);
+/* Makes the monitor look again by time `when_ns` at the latest: wakes it
+   unless it will look by then anyway, which costs one atomic load (a
+   worker kicks it for every task under a soft timeout). Thread: any,
+   with no pool lock held. */
+static inline void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns) {
+  /* `mon_next_ns`: the monitor's next look; 0 while it scans. */
+  uint64_t next = atomic_load_explicit(&m->mon_next_ns, memory_order_acquire);
+  if (next == 0 || when_ns < next)
+    tpool__monitor_wake(m);
+}
 /* The bridge for `base` (NULL = the first one), or NULL. Thread: any. */
 tpool__bridge_t *tpool__manager_bridge(tpool_manager_t *m,
                                        struct event_base *base);
@@ -360,8 +370,14 @@ void tpool__breaker_reset(tpool__breaker_t *b, uint64_t now,
 void tpool__breaker_stats(tpool__breaker_t *b, uint64_t now,
                           tpool_breaker_stats_t *out,
                           tpool__breaker_news_t *news);
-/* Logs a move, if there was one. Without mu. */
-void tpool__breaker_log(tpool_pool_t *p, const tpool__breaker_news_t *n);
+/* Logs a move, if there was one. Without mu. Inline: every submit that
+   takes the lock calls it, and there is rarely a move. */
+void tpool__breaker_log_move(tpool_pool_t *p, const tpool__breaker_news_t *n);
+static inline void tpool__breaker_log(tpool_pool_t *p,
+                                      const tpool__breaker_news_t *n) {
+  if (n->why != TPOOL__BREAKER_QUIET)
+    tpool__breaker_log_move(p, n);
+}
 
 /* ---- task.c ------------------------------------------------------------- */
 

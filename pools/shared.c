@@ -20,11 +20,8 @@ void tpool__manager_notify(tpool_manager_t *m) {
   pthread_mutex_unlock(&m->mu);
 }
 
-void tpool__monitor_kick(tpool_manager_t *m, uint64_t when_ns) {
-  /* `mon_next_ns`, `mon_mu`, `mon_kicked`, `mon_cv` (monitor.c). */
-  uint64_t next = atomic_load_explicit(&m->mon_next_ns, memory_order_acquire);
-  if (next != 0 && when_ns >= next)
-    return; /* it will look by then anyway */
+void tpool__monitor_wake(tpool_manager_t *m) {
+  /* `mon_mu`, `mon_kicked`, `mon_cv` (monitor.c). */
   pthread_mutex_lock(&m->mon_mu);
   m->mon_kicked = true;
   pthread_cond_signal(&m->mon_cv);
