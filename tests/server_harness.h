@@ -36,7 +36,7 @@ typedef struct server {
   size_t len, cap;
 } server_t;
 
-#define MAX_SERVERS 8
+#define MAX_SERVERS 16
 
 typedef struct fixture {
   struct event_base *base; /* the client's loop */
