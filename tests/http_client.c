@@ -723,3 +723,15 @@ int th_raw_http_on(struct event_base *base, uint16_t port, const void *request,
   close(fd);
   return rc;
 }
+
+uint16_t th_evhttp_listen_local(struct evhttp *http) {
+  struct evhttp_bound_socket *bs =
+      evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+  assert_non_null(bs);
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  assert_int_equal(
+      getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &len),
+      0);
+  return ntohs(sa.sin_port);
+}

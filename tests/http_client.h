@@ -172,4 +172,9 @@ int th_raw_http(uint16_t port, const void *request, size_t len,
 int th_raw_http_on(struct event_base *base, uint16_t port, const void *request,
                    size_t len, double timeout_s, th_response_t *r);
 
+/* Binds `http` (a server under test) to 127.0.0.1 on a free port and
+   returns the port; fails the test if it cannot. */
+struct evhttp;
+uint16_t th_evhttp_listen_local(struct evhttp *http);
+
 #endif

@@ -23,8 +23,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 /* One manager with pools "w" (2 workers) and "q" (1 worker, queue of 1,
    soft timeout 0.2 s), a user's evhttp on a free port, and tpool's routes. */
@@ -56,15 +54,6 @@ static void user_gencb(struct evhttp_request *req, void *arg) {
   evhttp_send_reply(req, 418, "Teapot", NULL);
 }
 
-static uint16_t bound_port(struct evhttp_bound_socket *bs) {
-  struct sockaddr_in sa;
-  socklen_t len = sizeof(sa);
-  assert_int_equal(
-      getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &len),
-      0);
-  return ntohs(sa.sin_port);
-}
-
 static fixture_t *setup(const tpool_http_options_t *ho, unsigned flags,
                         bool user_gen) {
   fixture_t *f = calloc(1, sizeof(*f));
@@ -83,10 +72,7 @@ static fixture_t *setup(const tpool_http_options_t *ho, unsigned flags,
   assert_int_equal(tpool_http_attach(f->http, f->m, ho, flags, &f->routes), 0);
   if (user_gen)
     evhttp_set_gencb(f->http, user_gencb, f);
-  struct evhttp_bound_socket *bs =
-      evhttp_bind_socket_with_handle(f->http, "127.0.0.1", 0);
-  assert_non_null(bs);
-  f->port = bound_port(bs);
+  f->port = th_evhttp_listen_local(f->http);
   return f;
 }
 

@@ -31,8 +31,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #define WAIT_S 10.0
 
@@ -90,15 +88,7 @@ static fixture_t *setup(unsigned flags, bool user_gen) {
   assert_int_equal(evhttp_set_cb(f->http, "/null", user_null, f), 0);
   if (user_gen)
     evhttp_set_gencb(f->http, user_gencb, f);
-  struct evhttp_bound_socket *bs =
-      evhttp_bind_socket_with_handle(f->http, "127.0.0.1", 0);
-  assert_non_null(bs);
-  struct sockaddr_in sa;
-  socklen_t len = sizeof(sa);
-  assert_int_equal(
-      getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &len),
-      0);
-  f->port = ntohs(sa.sin_port);
+  f->port = th_evhttp_listen_local(f->http);
   return f;
 }
 
