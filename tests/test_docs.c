@@ -267,12 +267,17 @@ static void line_pattern(const char *line, char *out, size_t size) {
   out[o] = '\0';
 }
 
-static bool line_matches(const char *want, const char *got) {
+/* Compiles the pattern of doc line `want` into *re. */
+static void line_compile(const char *want, regex_t *re) {
   char pattern[4096];
   line_pattern(want, pattern, sizeof(pattern));
-  regex_t re;
-  if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
+  if (regcomp(re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
     fail_msg("cannot make a pattern of \"%s\"", want);
+}
+
+static bool line_matches(const char *want, const char *got) {
+  regex_t re;
+  line_compile(want, &re);
   bool ok = regexec(&re, got, 0, NULL, 0) == 0;
   regfree(&re);
   return ok;
@@ -280,8 +285,11 @@ static bool line_matches(const char *want, const char *got) {
 
 /* True if some line of `text` matches the doc line `want`. */
 static bool has_line(const char *text, const char *want) {
+  regex_t re;
+  line_compile(want, &re); /* once, not per line of a long log */
+  bool found = false;
   char line[8192];
-  for (const char *p = text; *p;) {
+  for (const char *p = text; *p && !found;) {
     const char *nl = strchr(p, '\n');
     size_t n = nl ? (size_t)(nl - p) : strlen(p);
     if (n < sizeof(line)) {
@@ -289,12 +297,12 @@ static bool has_line(const char *text, const char *want) {
       line[n] = '\0';
       if (n > 0 && line[n - 1] == '\r')
         line[n - 1] = '\0';
-      if (line_matches(want, line))
-        return true;
+      found = regexec(&re, line, 0, NULL, 0) == 0;
     }
     p += n + (nl != NULL);
   }
-  return false;
+  regfree(&re);
+  return found;
 }
 
 static const char *type_name(const json_t *v) {
