@@ -1,0 +1,212 @@
+#!/bin/bash
+# tests/bench/redis/run.sh BUILD_DIR [N] — end-to-end throughput of empty
+# tasks through Redis: tpool-server's Redis Streams consumer against a
+# Celery 5 worker, on this machine, in one run, against one redis-server
+# that the script starts itself (127.0.0.1, a free port, no persistence)
+# and stops at exit, with every other process it started.
+#
+# 1. Ceiling: redis-benchmark's XADD, 50 clients, unpipelined and -P 32.
+# 2. tpool-server: N entries (default 100000) are preloaded into the stream
+#    tpool:tasks (task = {"work":"sleep","ms":0}, pool = cpu) with the group
+#    tpool created at its start; then tpool-server starts with the repo's
+#    config.ini plus a [redis] section. XINFO GROUPS is polled every 50 ms:
+#    the time counted runs from the first poll that sees the group's
+#    entries-read > 0 (the server has connected and read: its start-up is
+#    left out) to the first that sees lag == 0 and pending == 0 (every entry
+#    read, run, its result record written and acknowledged). tasks/s = N /
+#    that time. SCAN then checks N result records tpool:result:*, all "ok".
+#    Latency: the server still running, entries are added at half that rate
+#    (BENCH_LAT_RATE) for 10 s; each one's latency is its result's
+#    finished_at minus its id's ms part (Redis's clock at the XADD).
+# 3. Celery: N_CELERY noop() tasks (default min(N, 20000)) are queued once
+#    (broker db 1) and kept (COPY to db 3), to be put back before each
+#    setting: pool prefork or threads (concurrency 2), or solo (one task at
+#    a time, in the worker's process: no concurrency, no IPC), times
+#    prefetch multiplier 1, 4, 16 or 64; task_acks_late. The time counted runs from the first
+#    poll that sees the queue shorter than N_CELERY to the first that sees
+#    N_CELERY results in db 2, the queue empty and nothing unacknowledged.
+#    A run still going after BENCH_TIMEOUT s is reported as stalled, with
+#    what it did so far.
+# 4. One table, with the best Celery setting and tpool-server's ratio to it.
+#
+# Polling at 50 ms: each window may be up to 50 ms long or short at each
+# end. Everything shares the 2 cores: redis-server, the server or worker,
+# and the pollers (light). Needs redis-server, redis-benchmark, redis-cli,
+# and Debian's python3-redis and python3-celery for /usr/bin/python3.
+#
+# Environment: BENCH_N (N, when not given), BENCH_CELERY_N,
+# BENCH_CELERY_POOLS ("prefork threads solo"), BENCH_CELERY_PREFETCH
+# ("1 4 16 64"), BENCH_TIMEOUT (120, per run), BENCH_LAT_SECONDS (10),
+# BENCH_LAT_RATE (half the measured rate), BENCH_SKIP ("ceiling", "tpool",
+# "celery", blank-separated), BENCH_TPOOL_REDIS ("KEY=VALUE ..." added to
+# the server's [redis] section, e.g. "batch=256").
+set -eu
+
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -d "$1" ]; then
+  echo "usage: $0 BUILD_DIR [N]" >&2
+  exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+N=${2:-${BENCH_N:-100000}}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+PY=/usr/bin/python3
+TOOLS="$HERE/bench_tools.py"
+SERVER=$BUILD/server/tpool-server
+N_CELERY=${BENCH_CELERY_N:-$((N < 20000 ? N : 20000))}
+CELERY_POOLS=${BENCH_CELERY_POOLS:-prefork threads solo}
+CELERY_PREFETCH=${BENCH_CELERY_PREFETCH:-1 4 16 64}
+RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
+LAT_SECONDS=${BENCH_LAT_SECONDS:-10}
+SKIP=" ${BENCH_SKIP:-} "
+export PYTHONDONTWRITEBYTECODE=1
+
+for p in redis-server redis-benchmark redis-cli; do
+  command -v $p >/dev/null || { echo "run.sh: $p not found" >&2; exit 2; }
+done
+$PY -c 'import redis, celery' 2>/dev/null ||
+  { echo "run.sh: $PY lacks redis or celery (python3-redis, python3-celery)" >&2; exit 2; }
+
+TMP=$(mktemp -d /tmp/tpool-bench-redis.XXXXXX)
+OUT=$TMP/results.tsv
+: >"$OUT"
+PIDS=""
+
+# stop PID: SIGTERM to its process group (each is started by setsid, so
+# the group is its own and holds only its children), SIGKILL after 15 s.
+stop() {
+  local pid=$1 i=0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  PIDS=$(echo " $PIDS " | sed "s/ $pid / /")
+}
+cleanup() {
+  local rc=$?
+  for pid in $PIDS; do stop "$pid"; done
+  rm -rf "$TMP"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# start LOG CMD...: CMD in the background, in its own session; sets PID.
+start() {
+  local log=$1
+  shift
+  setsid "$@" >"$log" 2>&1 &
+  PID=$!
+  PIDS="$PID $PIDS"
+}
+tools() { "$PY" "$TOOLS" "$@"; }
+now() { date +%s.%N; }
+log() { echo "== $*" >&2; }
+
+# ---- redis-server --------------------------------------------------------
+PORT=$(tools freeport)
+start "$TMP/redis.out" redis-server --bind 127.0.0.1 --port "$PORT" \
+  --save '' --appendonly no --daemonize no --dir "$TMP"
+REDIS_PID=$PID
+cli() { redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
+for _ in $(seq 100); do
+  [ "$(cli ping 2>/dev/null)" = PONG ] && break
+  sleep 0.05
+done
+[ "$(cli ping)" = PONG ] || { cat "$TMP/redis.out" >&2; exit 1; }
+log "redis-server $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/') on 127.0.0.1:$PORT"
+
+# ---- 1. ceiling ----------------------------------------------------------
+if [[ $SKIP != *" ceiling "* ]]; then
+  for pipe in 1 32; do
+    log "ceiling: redis-benchmark XADD, -c 50 -P $pipe"
+    rps=$(redis-benchmark -h 127.0.0.1 -p "$PORT" -n 200000 -c 50 -P $pipe \
+      --csv XADD benchstream '*' f v | awk -F'"' 'NR == 2 { print $4 }')
+    setting="-n 200000 -c 50, unpipelined"
+    [ $pipe = 1 ] || setting="-n 200000 -c 50 -P $pipe"
+    printf 'ceiling\tredis\t%s\t200000\t0\t%s\t\n' "$setting" "$rps" >>"$OUT"
+  done
+  cli del benchstream >/dev/null
+fi
+
+# ---- 2. tpool-server -----------------------------------------------------
+if [[ $SKIP != *" tpool "* ]]; then
+  [ -x "$SERVER" ] || { echo "run.sh: no $SERVER (build first)" >&2; exit 2; }
+  cfg=$TMP/tpool.ini
+  extra=()
+  for kv in ${BENCH_TPOOL_REDIS:-}; do extra+=(--redis "$kv"); done
+  tools config --src "$ROOT/config.ini" --dst "$cfg" --port "$PORT" \
+    --dir "$TMP" ${extra[@]+"${extra[@]}"}
+  if ! "$SERVER" --check-config "$cfg" >"$TMP/check.out" 2>&1; then
+    echo "run.sh: $SERVER does not take the [redis] section:" >&2
+    cat "$TMP/check.out" >&2
+    printf 'run\ttpool-server\tno [redis] support in this build\t%s\t0\t0\tNOT RUN\n' \
+      "$N" >>"$OUT"
+  else
+    setting="shipped config.ini"
+    [ -z "${BENCH_TPOOL_REDIS:-}" ] || setting="$setting + $BENCH_TPOOL_REDIS"
+    cli flushdb >/dev/null
+    log "tpool: preloading $N entries"
+    tools preload --port "$PORT" --n "$N"
+    log "tpool: tpool-server, until every entry is acknowledged"
+    t0=$(now)
+    start "$TMP/server.out" "$SERVER" --config "$cfg"
+    SERVER_PID=$PID
+    ok=1
+    tools poll-stream --port "$PORT" --n "$N" --out "$OUT" --t-start "$t0" \
+      --timeout "$RUN_TIMEOUT" --setting "$setting" || ok=0
+    if [ $ok = 1 ]; then
+      rate=$(awk -F'\t' '$1 == "run" && $2 == "tpool-server" { r = $6 }
+                         END { print int(r / 2) }' "$OUT")
+      rate=${BENCH_LAT_RATE:-$rate}
+      log "tpool: latency, $rate entries/s for $LAT_SECONDS s"
+      tools latency --port "$PORT" --rate "$rate" --seconds "$LAT_SECONDS" \
+        --out "$OUT" --timeout "$RUN_TIMEOUT" || ok=0
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || ok=0
+    stop "$SERVER_PID"
+    if [ $ok = 0 ]; then
+      echo "run.sh: tpool-server's part failed; its log:" >&2
+      tail -n 30 "$TMP/server.out" "$TMP/server.log" 2>/dev/null >&2 || true
+    fi
+  fi
+fi
+
+# ---- 3. Celery -----------------------------------------------------------
+if [[ $SKIP != *" celery "* ]]; then
+  for db in 1 2 3; do cli -n $db flushdb >/dev/null; done
+  log "celery: queueing $N_CELERY noop tasks (once, kept in db 3)"
+  tools celery-preload --port "$PORT" --n "$N_CELERY"
+  for key in celery _kombu.binding.celery; do
+    cli -n 1 copy "$key" "$key" db 3 >/dev/null
+  done
+  for pool in $CELERY_POOLS; do
+    for pf in $CELERY_PREFETCH; do
+      setting="--pool $pool, prefetch $pf"
+      [ "$pool" != solo ] || setting="--pool solo (1 process), prefetch $pf"
+      for db in 1 2; do cli -n $db flushdb >/dev/null; done
+      for key in celery _kombu.binding.celery; do
+        cli -n 3 copy "$key" "$key" db 1 >/dev/null
+      done
+      log "celery: $setting"
+      t0=$(now)
+      start "$TMP/celery.out" env BENCH_REDIS_PORT="$PORT" PYTHONPATH="$HERE" \
+        "$PY" -m celery -A celery_app worker --concurrency 2 --pool "$pool" \
+        --prefetch-multiplier "$pf" --without-gossip --without-mingle \
+        --without-heartbeat -Q celery --loglevel WARNING
+      WORKER_PID=$PID
+      tools poll-celery --port "$PORT" --n "$N_CELERY" --setting "$setting" \
+        --out "$OUT" --t-start "$t0" --timeout "$RUN_TIMEOUT" ||
+        tail -n 20 "$TMP/celery.out" >&2
+      stop "$WORKER_PID"
+    done
+  done
+fi
+
+# ---- 4. the table --------------------------------------------------------
+echo
+echo "tpool-server vs Celery through Redis ($(nproc) cores, $(date -u +%F))"
+tools report "$OUT"
