@@ -140,6 +140,19 @@ def result_records(r, keys_or_ids, fields, prefix=RESULT_PREFIX):
     return out
 
 
+def stalled(a, now, t_first, done):
+    """Why a run is given up, or "": it has gone on for a.timeout seconds,
+    or, past a.check seconds, its rate so far would need more than that."""
+    el = now - (t_first or a.t_start)
+    if el > a.timeout:
+        return f"STALLED: {done} of {a.n} done in {el:.0f} s"
+    if el > a.check and (done <= 0 or a.n / (done / el) > a.timeout):
+        need = f"{a.n / (done / el):.0f} s" if done > 0 else "forever"
+        return (f"STALLED: {done} of {a.n} done in {el:.0f} s; at that rate "
+                f"all would take {need}, more than the {a.timeout:.0f} s bound")
+    return ""
+
+
 def cmd_poll_stream(a):
     """Waits, polling XINFO GROUPS every 50 ms, for the group to have read
     every entry and to have nothing pending. The measured window starts at
@@ -148,7 +161,6 @@ def cmd_poll_stream(a):
     the result records with SCAN: they must be N, every one "ok"."""
     r = client(a.port)
     t_first = None
-    deadline = time.time() + a.timeout
     while True:
         now = time.time()
         g = group_info(r, a.stream, a.group)
@@ -158,18 +170,18 @@ def cmd_poll_stream(a):
                 t_first = now
             if t_first is not None and group_drained(r, a.stream, g):
                 break
-        if now > deadline:
-            done = 0
-            if g is not None:
-                done = (g.get("entries-read") or 0) - g["pending"]
+        done = 0
+        if g is not None:
+            done = (g.get("entries-read") or 0) - g["pending"]
+        why = stalled(a, now, t_first, done)
+        if why:
             el = now - (t_first or a.t_start)
             row(a.out, "run", "tpool-server", a.setting, a.n, el,
-                done / el if el > 0 else 0,
-                f"STALLED after {a.timeout:.0f} s: {done} of {a.n} acked")
-            print(f"tpool: stalled, {done} of {a.n} acked", file=sys.stderr)
+                done / el if el > 0 else 0, why)
+            print(f"tpool: {why}", file=sys.stderr)
             return 1
         time.sleep(POLL_S)
-    t_end = time.time()
+    t_end = now
     keys = [k[len(RESULT_PREFIX):]
             for k in r.scan_iter(match=RESULT_PREFIX + "*", count=CHUNK)]
     recs = result_records(r, keys, ["status", "finished_at"])
@@ -264,7 +276,6 @@ def cmd_poll_celery(a):
     `unacked`, db 1)."""
     b, res = client(a.port, 1), client(a.port, 2)
     t_first = None
-    deadline = time.time() + a.timeout
     while True:
         now = time.time()
         p = b.pipeline(transaction=False)
@@ -277,13 +288,12 @@ def cmd_poll_celery(a):
         if t_first is not None and done >= a.n and queued == 0 \
                 and unacked == 0:
             break
-        if now > deadline:
+        why = stalled(a, now, t_first, done)
+        if why:
             el = now - (t_first or a.t_start)
             row(a.out, "run", "celery", a.setting, a.n, el,
-                done / el if el > 0 else 0,
-                f"STALLED after {a.timeout:.0f} s: {done} of {a.n} done")
-            print(f"celery {a.setting}: stalled, {done} of {a.n} done",
-                  file=sys.stderr)
+                done / el if el > 0 else 0, why)
+            print(f"celery {a.setting}: {why}", file=sys.stderr)
             return 1
         time.sleep(POLL_S)
     el = now - t_first
@@ -370,6 +380,7 @@ def main():
             s.add_argument("--timeout", type=float, default=120.0)
     s = sub.choices["poll-stream"]
     s.add_argument("--t-start", type=float, required=True)
+    s.add_argument("--check", type=float, default=15.0)
     s.add_argument("--setting", default="shipped config.ini")
     s = sub.choices["latency"]
     s.add_argument("--rate", type=float, required=True)
@@ -382,6 +393,7 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--t-start", type=float, required=True)
     s.add_argument("--timeout", type=float, default=120.0)
+    s.add_argument("--check", type=float, default=15.0)
     s = sp("report", cmd_report, port=False)
     s.add_argument("file")
     a = ap.parse_args()

@@ -25,8 +25,9 @@
 #    prefetch multiplier 1, 4, 16 or 64; task_acks_late. The time counted runs from the first
 #    poll that sees the queue shorter than N_CELERY to the first that sees
 #    N_CELERY results in db 2, the queue empty and nothing unacknowledged.
-#    A run still going after BENCH_TIMEOUT s is reported as stalled, with
-#    what it did so far.
+#    A run (tpool's too) still going after BENCH_TIMEOUT s (120), or whose
+#    rate after BENCH_STALL_CHECK s (15) would need more than that, is cut
+#    and reported as stalled: tasks done so far / elapsed.
 # 4. One table, with the best Celery setting and tpool-server's ratio to it.
 #
 # Polling at 50 ms: each window may be up to 50 ms long or short at each
@@ -36,7 +37,7 @@
 #
 # Environment: BENCH_N (N, when not given), BENCH_CELERY_N,
 # BENCH_CELERY_POOLS ("prefork threads solo"), BENCH_CELERY_PREFETCH
-# ("1 4 16 64"), BENCH_TIMEOUT (120, per run), BENCH_LAT_SECONDS (10),
+# ("1 4 16 64"), BENCH_TIMEOUT, BENCH_STALL_CHECK, BENCH_LAT_SECONDS (10),
 # BENCH_LAT_RATE (half the measured rate), BENCH_SKIP ("ceiling", "tpool",
 # "celery", blank-separated), BENCH_TPOOL_REDIS ("KEY=VALUE ..." added to
 # the server's [redis] section, e.g. "batch=256").
@@ -57,6 +58,7 @@ N_CELERY=${BENCH_CELERY_N:-$((N < 20000 ? N : 20000))}
 CELERY_POOLS=${BENCH_CELERY_POOLS:-prefork threads solo}
 CELERY_PREFETCH=${BENCH_CELERY_PREFETCH:-1 4 16 64}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
+STALL_CHECK=${BENCH_STALL_CHECK:-15}
 LAT_SECONDS=${BENCH_LAT_SECONDS:-10}
 SKIP=" ${BENCH_SKIP:-} "
 export PYTHONDONTWRITEBYTECODE=1
@@ -157,7 +159,8 @@ if [[ $SKIP != *" tpool "* ]]; then
     SERVER_PID=$PID
     ok=1
     tools poll-stream --port "$PORT" --n "$N" --out "$OUT" --t-start "$t0" \
-      --timeout "$RUN_TIMEOUT" --setting "$setting" || ok=0
+      --timeout "$RUN_TIMEOUT" --check "$STALL_CHECK" --setting "$setting" ||
+      ok=0
     if [ $ok = 1 ]; then
       rate=$(awk -F'\t' '$1 == "run" && $2 == "tpool-server" { r = $6 }
                          END { print int(r / 2) }' "$OUT")
@@ -199,7 +202,8 @@ if [[ $SKIP != *" celery "* ]]; then
         --without-heartbeat -Q celery --loglevel WARNING
       WORKER_PID=$PID
       tools poll-celery --port "$PORT" --n "$N_CELERY" --setting "$setting" \
-        --out "$OUT" --t-start "$t0" --timeout "$RUN_TIMEOUT" ||
+        --out "$OUT" --t-start "$t0" --timeout "$RUN_TIMEOUT" \
+        --check "$STALL_CHECK" ||
         tail -n 20 "$TMP/celery.out" >&2
       stop "$WORKER_PID"
     done
