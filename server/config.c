@@ -11,16 +11,18 @@
 #define DEMO(f) offsetof(demo_options_t, f)
 
 static const tpool_config_key_t http_keys[] = {
-    {"listen", TPOOL_CONFIG_ADDRESS, 0, 65535, SERVER(listen)},
+    {"listen", TPOOL_CONFIG_ADDRESS, 0, 65535, SERVER(listen), NULL, NULL},
     {"loop_threads", TPOOL_CONFIG_UINT, 1, LOOP_THREADS_MAX,
-     SERVER(loop_threads)},
+     SERVER(loop_threads), NULL, NULL},
 };
 
 static const tpool_config_key_t demo_keys[] = {
-    {"data_dir", TPOOL_CONFIG_PATH, 1, TPOOL_PATH_MAX - 1, DEMO(data_dir)},
+    {"data_dir", TPOOL_CONFIG_PATH, 1, TPOOL_PATH_MAX - 1, DEMO(data_dir), NULL,
+     NULL},
     {"embedding_dim", TPOOL_CONFIG_UINT, 1, DEMO_EMBEDDING_DIM_MAX,
-     DEMO(embedding_dim)},
-    {"db_rows", TPOOL_CONFIG_COUNT, 1, (double)DEMO_DB_ROWS_MAX, DEMO(db_rows)},
+     DEMO(embedding_dim), NULL, NULL},
+    {"db_rows", TPOOL_CONFIG_COUNT, 1, (double)DEMO_DB_ROWS_MAX, DEMO(db_rows),
+     NULL, NULL},
 };
 
 #define NSECTIONS 3

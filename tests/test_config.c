@@ -540,22 +540,22 @@ typedef struct other {
 #define L(f) offsetof(layer_t, f)
 #define O(f) offsetof(other_t, f)
 static const tpool_config_key_t layer_keys[] = {
-    {"on", TPOOL_CONFIG_BOOL, 0, 0, L(on)},
-    {"count", TPOOL_CONFIG_UINT, 1, 64, L(count)},
-    {"items", TPOOL_CONFIG_COUNT, 0, 1000, L(items)},
-    {"bytes", TPOOL_CONFIG_SIZE, 1024, 1048576, L(bytes)},
-    {"wait", TPOOL_CONFIG_SECONDS, 0.5, 60, L(wait_s)},
-    {"share", TPOOL_CONFIG_RATIO, 0.1, 1, L(share)},
-    {"dir", TPOOL_CONFIG_PATH, 1, 32, L(dir)},
-    {"secret", TPOOL_CONFIG_TOKEN, 4, 16, L(secret)},
-    {"addr", TPOOL_CONFIG_ADDRESS, 1024, 65535, L(addr)},
+    {"on", TPOOL_CONFIG_BOOL, 0, 0, L(on), NULL, NULL},
+    {"count", TPOOL_CONFIG_UINT, 1, 64, L(count), NULL, NULL},
+    {"items", TPOOL_CONFIG_COUNT, 0, 1000, L(items), NULL, NULL},
+    {"bytes", TPOOL_CONFIG_SIZE, 1024, 1048576, L(bytes), NULL, NULL},
+    {"wait", TPOOL_CONFIG_SECONDS, 0.5, 60, L(wait_s), NULL, NULL},
+    {"share", TPOOL_CONFIG_RATIO, 0.1, 1, L(share), NULL, NULL},
+    {"dir", TPOOL_CONFIG_PATH, 1, 32, L(dir), NULL, NULL},
+    {"secret", TPOOL_CONFIG_TOKEN, 4, 16, L(secret), NULL, NULL},
+    {"addr", TPOOL_CONFIG_ADDRESS, 1024, 65535, L(addr), NULL, NULL},
 };
 static const tpool_config_key_t other_keys[] = {
-    {"count", TPOOL_CONFIG_UINT, 0, 9, O(count)},
-    {"level", TPOOL_CONFIG_UINT, 0, 9, O(level)},
+    {"count", TPOOL_CONFIG_UINT, 0, 9, O(count), NULL, NULL},
+    {"level", TPOOL_CONFIG_UINT, 0, 9, O(level), NULL, NULL},
 };
 static const tpool_config_key_t extra_keys[] = {
-    {"extra", TPOOL_CONFIG_COUNT, 0, 100, O(extra)},
+    {"extra", TPOOL_CONFIG_COUNT, 0, 100, O(extra), NULL, NULL},
 };
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -812,14 +812,14 @@ static void test_config_sections_refuse_bad_definitions(void **state) {
   /* A field outside the data, misaligned, of no known type, with bounds
      out of order or beyond its field. */
   static const tpool_config_key_t wrong[] = {
-      {"k", TPOOL_CONFIG_COUNT, 0, 1, sizeof(other_t)},
-      {"k", TPOOL_CONFIG_UINT, 0, 1, 1},
-      {"k", (tpool_config_type_t)64, 0, 1, 0},
-      {"k", TPOOL_CONFIG_UINT, 2, 1, 0},
-      {"k", TPOOL_CONFIG_UINT, 0, 1e10, 0},
-      {"k", TPOOL_CONFIG_ADDRESS, 0, 70000, 0},
-      {"k", TPOOL_CONFIG_PATH, 1, 1e9, 0},
-      {NULL, TPOOL_CONFIG_BOOL, 0, 0, 0},
+      {"k", TPOOL_CONFIG_COUNT, 0, 1, sizeof(other_t), NULL, NULL},
+      {"k", TPOOL_CONFIG_UINT, 0, 1, 1, NULL, NULL},
+      {"k", (tpool_config_type_t)64, 0, 1, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_UINT, 2, 1, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_UINT, 0, 1e10, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_ADDRESS, 0, 70000, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_PATH, 1, 1e9, 0, NULL, NULL},
+      {NULL, TPOOL_CONFIG_BOOL, 0, 0, 0, NULL, NULL},
   };
   for (size_t i = 0; i < NELEMS(wrong); i++) {
     keys[0] = wrong[i];
