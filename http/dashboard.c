@@ -219,9 +219,9 @@ static const char *const page[] = {
     "</script></body></html>\n",
 };
 
-void tpool__route_dashboard(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_dashboard(tpool_http_t *h, struct evhttp_request *req,
                             const char *pool) {
-  (void)m;
+  (void)h;
   (void)pool;
   struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
   evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
