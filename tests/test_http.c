@@ -8,7 +8,7 @@
  * a character), the pool object keeps its exact field names, order and
  * number formats, and a body that cannot be written is a JSON 500. A
  * source another layer adds (tpool_http_add_source()) shows in
- * /health/thread-pools, /health and /metrics. The
+ * /health/thread-pools, /health, /metrics and the dashboard. The
  * client runs on the same event_base as the server, as a user's own
  * requests to itself would.
  */
@@ -1001,6 +1001,24 @@ static void test_http_source_json_keeps_its_shape(void **state) {
   free(text);
 }
 
+static void test_http_dashboard_draws_sources(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  th_response_t r = call(f, "GET", "/dashboard", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  static const char *const parts[] = {"<div id=\"sources\"></div>",
+                                      "function drawSources(data)",
+                                      "drawSources(data);",
+                                      "redis: ['connected', 'stream', 'group'",
+                                      "'dead_lettered', 'duplicates']",
+                                      "k === 'connected' && !v ? 'bad'"};
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+    if (!strstr(r.body, parts[i]))
+      fail_msg("the dashboard lacks %s", parts[i]);
+  th_response_free(&r);
+  teardown(f);
+}
+
 int main(int argc, char **argv) {
   /* "promtool": the cases whose /metrics promtool checks (http_promtool). */
   if (th_promtool_mode(argc, argv)) {
@@ -1025,6 +1043,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_http_source_reports_beside_the_pools),
       cmocka_unit_test(test_http_add_source_refuses_bad_ones),
       cmocka_unit_test(test_http_source_json_keeps_its_shape),
+      cmocka_unit_test(test_http_dashboard_draws_sources),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
