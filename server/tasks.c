@@ -42,7 +42,7 @@ void tasks_enter_loop(unsigned index) {
   current_loop = index;
 }
 
-static void task_free(task_t *t) {
+void task_free(task_t *t) {
   for (unsigned i = 0; t->copies && i < t->count; i++)
     task_free(t->copies[i]);
   free(t->copies);
@@ -87,7 +87,7 @@ static int run_embed(task_t *t) {
   return demo_embed(t->text, t->text_len, t->dim, t->vector, &t->ntokens);
 }
 
-static int run_work(void *arg) {
+int task_run(void *arg) {
   task_t *t = arg;
   switch (t->kind) {
   case WORK_SPIN:
@@ -184,8 +184,7 @@ static json_t *result_json(const task_t *t) {
   return NULL;
 }
 
-/* The reply to a task that ran (or was given up on by the pool). */
-static json_t *task_json(const task_t *t, int status,
+json_t *task_reply_json(const task_t *t, int status,
                          const tpool_task_info_t *info, int *http) {
   const char *word = outcome(status, http);
   json_t *body = json_pack(
@@ -227,7 +226,7 @@ static void on_done(int status, const tpool_task_info_t *info, void *arg) {
       tpool_http_reply_error(req, 404, "key: no row %lld", (long long)t->key);
     } else {
       int http;
-      json_t *body = task_json(t, status, info, &http);
+      json_t *body = task_reply_json(t, status, info, &http);
       tpool_http_reply_json(req, http, body);
     }
   }
@@ -334,7 +333,7 @@ static void submit(task_route_t *d, struct evhttp_request *req,
     return;
   }
   int64_t id =
-      tpool_manager_submit(d->m, pool, name, run_work, on_done, t, &opts);
+      tpool_manager_submit(d->m, pool, name, task_run, on_done, t, &opts);
   json_decref(doc); /* after submit: it copied the name */
   if (id > 0) {
     t->id = id;
@@ -446,7 +445,7 @@ static void submit_batch(task_route_t *d, struct evhttp_request *req,
   t->pool_name = tpool_pool_name(pool); /* lives as long as the manager */
   snprintf(t->name, sizeof(t->name), "%s", name);
   for (unsigned i = 0; i < t->count; i++)
-    tpool_batch_add(b, name, run_work, t->copies[i]);
+    tpool_batch_add(b, name, task_run, t->copies[i]);
   t->d = d;
   t->req = req;
   t->start_ns = server_now_ns();
@@ -536,7 +535,8 @@ void tasks_serve(task_route_t *d, struct evhttp_request *req) {
   if (!tpool_http_check_limits(d->routes, req) ||
       tpool_http_path(req, &path) != 0)
     return; /* answered */
-  if (!tasks_handle(d, req, path) && !tpool_http_handle(d->routes, req))
+  if (!(d->queue_handle && d->queue_handle(d, req, path)) &&
+      !tasks_handle(d, req, path) && !tpool_http_handle(d->routes, req))
     tpool_http_reply_error(req, 404, "no route for %.200s", path);
   free(path);
 }
