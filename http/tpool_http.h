@@ -273,7 +273,7 @@ typedef struct tpool_http_source {
   const char *(*degraded)(void *arg, char *msg, size_t cap);
   /* Appends complete Prometheus text-format families (# HELP and # TYPE
      lines, then the samples, each line ending in '\n') to `out`, after
-     tpool's own; names should not begin with "tpool_". Runs with
+     tpool's own; names must not be those of tpool's own families. Runs with
      LC_NUMERIC set to "C" on its thread, so printf writes 0.25 whatever
      the process's locale. Returns 0, or -ENOMEM (GET /metrics then
      answers 500). */
