@@ -26,8 +26,8 @@
 /* Checks a task against the pool it goes to (`pool` NULL: routed by
    `name`). Returns NULL, or what is wrong. */
 static const char *check_target(task_route_t *d, const task_t *t,
-                                const char *pool, const char *name,
-                                char *why, size_t size) {
+                                const char *pool, const char *name, char *why,
+                                size_t size) {
   if (t->count > 1)
     return "count: a queued entry is one task (add one entry per copy)";
   if (!pool) {
@@ -106,15 +106,8 @@ char *queue_entry_result(void *user, void *arg, int status,
   (void)e;
   task_t *t = arg;
   char *text = NULL;
-  if (info) {
-    int http;
-    json_t *body = task_reply_json(t, status, info, &http);
-    if (body && t->kind == WORK_QUERY && status == -ENOENT)
-      json_object_set_new(body, "error", json_sprintf("key: no row %lld",
-                                                      (long long)t->key));
-    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-  }
+  if (info)
+    text = task_reply_text(t, status, info);
   task_free(t);
   return text;
 }
@@ -150,8 +143,7 @@ static void answered(waiting_t *w) {
 
 static void reply_unreachable(task_route_t *d, struct evhttp_request *req) {
   (void)d;
-  evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
-                    "1");
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
   tpool_http_reply_error(req, 503, "Redis is unreachable; try again");
 }
 
@@ -193,10 +185,10 @@ static void enqueue(task_route_t *d, struct evhttp_request *req,
     return;
   }
   struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  tpool_redis_field_t fields[2] = {
-      {"task", 4, (const char *)evbuffer_pullup(in, -1),
-       evbuffer_get_length(in)},
-      {"pool", 4, pool, pool ? strlen(pool) : 0}};
+  tpool_redis_field_t fields[2] = {{"task", 4,
+                                    (const char *)evbuffer_pullup(in, -1),
+                                    evbuffer_get_length(in)},
+                                   {"pool", 4, pool, pool ? strlen(pool) : 0}};
   waiting_t *w = wait_for_redis(d, req);
   if (!w)
     return;
@@ -239,16 +231,16 @@ static void on_found(void *arg, int rc, const tpool_redis_record_t *r) {
     json_t *result = json_loads(r->result, JSON_DECODE_ANY, NULL);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    double age = (double)now.tv_sec + (double)now.tv_nsec / 1e9 -
-                 r->finished_at;
-    tpool_http_reply_json(
-        req, 200,
-        json_pack("{s:s,s:s,s:s,s:o,s:I,s:s,s:I,s:f}", "id", l->id, "state",
-                  "done", "status", r->status, "result",
-                  result ? result : json_null(), "attempts",
-                  (json_int_t)r->attempts, "consumer", r->consumer,
-                  "finished_at", (json_int_t)r->finished_at, "age_s",
-                  age > 0 ? floor(age * 1000) / 1000 : 0.0));
+    double age =
+        (double)now.tv_sec + (double)now.tv_nsec / 1e9 - r->finished_at;
+    tpool_http_reply_json(req, 200,
+                          json_pack("{s:s,s:s,s:s,s:o,s:I,s:s,s:I,s:f}", "id",
+                                    l->id, "state", "done", "status", r->status,
+                                    "result", result ? result : json_null(),
+                                    "attempts", (json_int_t)r->attempts,
+                                    "consumer", r->consumer, "finished_at",
+                                    (json_int_t)r->finished_at, "age_s",
+                                    age > 0 ? floor(age * 1000) / 1000 : 0.0));
   }
   answered(l->w);
   free(l);

@@ -54,6 +54,8 @@ void task_free(task_t *t) {
 /* ---- the work, on a worker thread --------------------------------------- */
 
 static void sleep_ms(unsigned ms) {
+  if (ms == 0)
+    return; /* nanosleep(0) would still enter the kernel and yield */
   struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&left, &left) != 0 && errno == EINTR)
     ;
@@ -77,7 +79,10 @@ static int run_query(task_t *t) {
     t->why = "no database connection on this worker";
     return -EIO;
   }
-  return demo_db_query(db, t->key, &t->out.row);
+  int rc = demo_db_query(db, t->key, &t->out.row);
+  if (rc == -ENOENT)
+    t->why = "key: no row with this key";
+  return rc;
 }
 
 static int run_embed(task_t *t) {
@@ -185,7 +190,7 @@ static json_t *result_json(const task_t *t) {
 }
 
 json_t *task_reply_json(const task_t *t, int status,
-                         const tpool_task_info_t *info, int *http) {
+                        const tpool_task_info_t *info, int *http) {
   const char *word = outcome(status, http);
   json_t *body = json_pack(
       "{s:I,s:s,s:s,s:s,s:I,s:f,s:f,s:I}", "id", (json_int_t)info->id, "pool",
@@ -203,6 +208,123 @@ json_t *task_reply_json(const task_t *t, int status,
     }
   }
   return body;
+}
+
+/* A record's text, built in a fixed buffer; `full` once something did not
+   fit. */
+typedef struct text {
+  char buf[1024];
+  size_t len;
+  bool full;
+} text_t;
+
+static void put(text_t *x, const char *s, size_t n) {
+  if (x->full || n >= sizeof(x->buf) - x->len) {
+    x->full = true;
+    return;
+  }
+  memcpy(x->buf + x->len, s, n);
+  x->len += n;
+}
+
+#define PUT_LITERAL(x, s) put((x), (s), sizeof(s) - 1)
+
+static void put_uint(text_t *x, uint64_t v) {
+  char d[24];
+  size_t i = sizeof(d);
+  do
+    d[--i] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  put(x, d + i, sizeof(d) - i);
+}
+
+/* A JSON string, quotes included; s is valid UTF-8 (a task name, an
+   error message). */
+static void put_string(text_t *x, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  PUT_LITERAL(x, "\"");
+  for (const char *run = s;; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    put(x, run, (size_t)(s - run));
+    if (c == '\0')
+      break;
+    char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+    if (c < 0x20) {
+      memcpy(esc + 1, "u00", 3);
+      esc[4] = hex[c >> 4];
+      esc[5] = hex[c & 15];
+    }
+    put(x, esc, c < 0x20 ? 6 : 2);
+    run = s + 1;
+  }
+  PUT_LITERAL(x, "\"");
+}
+
+/* A number as jansson writes a real: 9 digits, and ".0" where %g alone
+   would read back as an integer. */
+static void put_real(text_t *x, double v) {
+  char d[32];
+  int n = snprintf(d, sizeof(d), "%.9g", v);
+  put(x, d, n > 0 ? (size_t)n : 0);
+  if (n > 0 && strcspn(d, ".eEn") == (size_t)n)
+    PUT_LITERAL(x, ".0");
+}
+
+char *task_reply_text(const task_t *t, int status,
+                      const tpool_task_info_t *info) {
+  /* The same members as task_reply_json() (the fuzz target of queued
+     entries checks that both say the same), written straight to text:
+     a queued task's record is made on the loop for every entry, and
+     building jansson objects to print them costs more than the task. */
+  int http;
+  text_t x;
+  x.len = 0;
+  x.full = false;
+  PUT_LITERAL(&x, "{\"id\":");
+  put_uint(&x, (uint64_t)info->id);
+  PUT_LITERAL(&x, ",\"pool\":");
+  put_string(&x, info->pool);
+  PUT_LITERAL(&x, ",\"name\":");
+  put_string(&x, info->name);
+  PUT_LITERAL(&x, ",\"status\":");
+  put_string(&x, outcome(status, &http));
+  PUT_LITERAL(&x, ",\"attempts\":");
+  put_uint(&x, info->attempts);
+  PUT_LITERAL(&x, ",\"queue_wait_s\":");
+  put_real(&x, info->queue_wait_s);
+  PUT_LITERAL(&x, ",\"run_s\":");
+  put_real(&x, info->run_s);
+  PUT_LITERAL(&x, ",\"loop\":");
+  put_uint(&x, current_loop);
+  if (status != 0) {
+    PUT_LITERAL(&x, ",\"error\":");
+    put_string(&x, t->why ? t->why : tpool_strerror(status));
+  }
+  char *rest = NULL;
+  if (status == 0 && t->kind > WORK_FAIL) {
+    json_t *result = result_json(t);
+    rest = result ? json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(9))
+                  : NULL;
+    json_decref(result);
+    if (!rest)
+      return NULL;
+  }
+  size_t rlen = rest ? strlen(rest) : 0;
+  char *out = x.full ? NULL : malloc(x.len + rlen + sizeof(",\"result\":}"));
+  if (out) {
+    size_t n = x.len;
+    memcpy(out, x.buf, n);
+    if (rest) {
+      memcpy(out + n, ",\"result\":", 10);
+      memcpy(out + n + 10, rest, rlen);
+      n += 10 + rlen;
+    }
+    memcpy(out + n, "}", 2);
+  }
+  free(rest);
+  return out;
 }
 
 /* Removes an answered request from the waiting list. */

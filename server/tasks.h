@@ -150,6 +150,15 @@ json_t *task_reply_json(const task_t *t, int status,
                         const tpool_task_info_t *info, int *http);
 
 /*
+ * The same reply as task_reply_json(), as JSON text: for a queued entry's
+ * result record.
+ * Returns: malloc()ed text; NULL when out of memory.
+ * Thread: as task_reply_json().
+ */
+char *task_reply_text(const task_t *t, int status,
+                      const tpool_task_info_t *info);
+
+/*
  * Serves `req`, whose decoded path is `path`, if it is /tasks or under it:
  * POST /tasks/{pool} validates the body, submits the work to the pool and
  * answers when the task completes; POST /tasks submits to the pool
