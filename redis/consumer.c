@@ -720,27 +720,30 @@ static void recover(tpool_redis_consumer_t *c, const char *from) {
     ask_pending(c, true, from);
 }
 
-/* Resets the idle time of this consumer's entries whose tasks have run
-   for a while, so that no reaper takes them from a live consumer. */
-static void touch_running(tpool_redis_consumer_t *c, uint64_t now) {
+/* Resets the idle time of this consumer's entries that have waited for
+   a pool or run for a while, so that no reaper takes them from a live
+   consumer. */
+static void touch_held(tpool_redis_consumer_t *c, uint64_t now) {
   uint64_t age = (uint64_t)(c->o.reclaim_after_s / 3 * 1e9);
   const char *argv[6 + 64];
   size_t lens[6 + 64];
   int argc = 5;
+  struct held_list *lists[] = {&c->running, &c->waiting};
   held_t *h;
   argv[0] = "XCLAIM";
   argv[1] = c->o.stream;
   argv[2] = c->o.group;
   argv[3] = c->o.consumer;
   argv[4] = "0";
-  TAILQ_FOREACH(h, &c->running, link) {
-    if (now - h->touched_ns < age)
-      continue;
-    h->touched_ns = now;
-    argv[argc++] = h->copy.entry.id;
-    if (argc == 5 + 64)
-      break; /* the rest next time */
-  }
+  for (size_t i = 0; i < 2 && argc < 5 + 64; i++)
+    TAILQ_FOREACH(h, lists[i], link) {
+      if (now - h->touched_ns < age)
+        continue;
+      h->touched_ns = now;
+      argv[argc++] = h->copy.entry.id;
+      if (argc == 5 + 64)
+        break; /* the rest next time */
+    }
   if (argc == 5)
     return;
   argv[argc++] = "JUSTID"; /* no delivery counted */
@@ -925,7 +928,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   tpool__redis_conn_send(&c->wr, on_info, c, 3, argv, lens);
   uint64_t now = tpool__redis_now_ns();
   if (now >= c->next_touch_ns) {
-    touch_running(c, now);
+    touch_held(c, now);
     c->next_touch_ns = now + (uint64_t)(c->o.reclaim_after_s / 3 * 1e9);
   }
   if (c->need_recovery)
