@@ -100,7 +100,7 @@ TAILQ_HEAD(held_list, held);
 
 struct held {
   TAILQ_ENTRY(held) link;
-  struct held_list *on; /* the list it is on */
+  struct held_list *on;      /* the list it is on */
   tpool_redis_consumer_t *c; /* NULL once the consumer is freed */
   tpool__redis_copy_t copy;  /* the entry */
   /* The task, as the task function made it. */
@@ -118,8 +118,8 @@ struct held {
   char *result;
   unsigned attempts;
   double finished_at;
-  bool resent;          /* its ack was sent on a connection that dropped */
-  uint64_t touched_ns;  /* last delivered, claimed or touched */
+  bool resent;         /* its ack was sent on a connection that dropped */
+  uint64_t touched_ns; /* last delivered, claimed or touched */
 };
 
 struct tpool_redis_consumer {
@@ -261,8 +261,7 @@ static const char *status_word(int status) {
   }
 }
 
-static void on_task_done(int status, const tpool_task_info_t *info,
-                         void *arg) {
+static void on_task_done(int status, const tpool_task_info_t *info, void *arg) {
   held_t *h = arg;
   tpool_redis_consumer_t *c = h->c;
   char *result = settle(h, status, info);
@@ -290,20 +289,19 @@ static int submit(tpool_redis_consumer_t *c, held_t *h) {
   opts.base = c->base;
   opts.start_timeout_s = h->start_timeout_s;
   opts.max_attempts = h->max_attempts;
-  int64_t id =
-      h->pool[0]
-          ? tpool_manager_submit(c->m, h->pool, h->name, run_held,
-                                 on_task_done, h, &opts)
-          : tpool_manager_submit_routed(c->m, h->name, run_held, on_task_done,
-                                        h, &opts);
+  int64_t id = h->pool[0]
+                   ? tpool_manager_submit(c->m, h->pool, h->name, run_held,
+                                          on_task_done, h, &opts)
+                   : tpool_manager_submit_routed(c->m, h->name, run_held,
+                                                 on_task_done, h, &opts);
   if (id > 0) {
     move(h, &c->running);
     return 0;
   }
   char why[TPOOL_REDIS_ERROR_MAX];
   switch ((int)id) {
-  case -EAGAIN:          /* full */
-  case -TPOOL_ECIRCUIT:  /* its breaker is open */
+  case -EAGAIN:         /* full */
+  case -TPOOL_ECIRCUIT: /* its breaker is open */
   case -ENOMEM:
     return -EAGAIN;
   case -ESHUTDOWN: /* left pending, for the next run */
@@ -399,8 +397,8 @@ static void accept_entry(tpool_redis_consumer_t *c, const redisReply *r,
 /* The entries of an XREADGROUP or XCLAIM reply's stream part. */
 static void accept_all(tpool_redis_consumer_t *c, const redisReply *entries,
                        unsigned deliveries) {
-  for (size_t i = 0; entries && entries->type == REDIS_REPLY_ARRAY &&
-                     i < entries->elements;
+  for (size_t i = 0;
+       entries && entries->type == REDIS_REPLY_ARRAY && i < entries->elements;
        i++)
     accept_entry(c, entries->element[i], deliveries);
 }
@@ -438,15 +436,15 @@ static void on_read(redisAsyncContext *ac, void *reply, void *privdata) {
 
 static void maybe_read(tpool_redis_consumer_t *c) {
   size_t limit = c->o.max_in_flight;
-  if (c->closing || c->stopping || c->reading || !c->rd.ready ||
-      !c->group_ok || c->need_recovery || c->recovering ||
-      !TAILQ_EMPTY(&c->waiting) || c->nheld >= limit)
+  if (c->closing || c->stopping || c->reading || !c->rd.ready || !c->group_ok ||
+      c->need_recovery || c->recovering || !TAILQ_EMPTY(&c->waiting) ||
+      c->nheld >= limit)
     return;
   size_t n = limit - c->nheld < c->o.batch ? limit - c->nheld : c->o.batch;
   char count[24];
   snprintf(count, sizeof(count), "%zu", n);
-  const char *argv[] = {"XREADGROUP", "GROUP", c->o.group, c->o.consumer,
-                        "COUNT",      count,   "BLOCK",    READ_BLOCK_MS,
+  const char *argv[] = {"XREADGROUP", "GROUP",     c->o.group, c->o.consumer,
+                        "COUNT",      count,       "BLOCK",    READ_BLOCK_MS,
                         "STREAMS",    c->o.stream, ">"};
   size_t lens[11];
   for (size_t i = 0; i < 11; i++)
@@ -482,8 +480,8 @@ static void ensure_group(tpool_redis_consumer_t *c) {
     return;
   /* From the stream's start, so that entries added before any consumer
      ran are not skipped. */
-  const char *argv[] = {"XGROUP", "CREATE", c->o.stream, c->o.group, "0",
-                        "MKSTREAM"};
+  const char *argv[] = {"XGROUP",   "CREATE", c->o.stream,
+                        c->o.group, "0",      "MKSTREAM"};
   size_t lens[6];
   for (size_t i = 0; i < 6; i++)
     lens[i] = strlen(argv[i]);
@@ -496,7 +494,7 @@ static void ensure_group(tpool_redis_consumer_t *c) {
 /* What a claim needs to know of the entries it asked for. */
 typedef struct claim {
   tpool_redis_consumer_t *c;
-  bool recovery; /* own entries, at (re)connect */
+  bool recovery;                     /* own entries, at (re)connect */
   char last[TPOOL_REDIS_ID_MAX + 2]; /* the page's last id, "(" first */
   bool full_page;
   size_t n;
@@ -530,11 +528,10 @@ static void dead_letter(tpool_redis_consumer_t *c, const char *id,
            "{\"error\":\"delivered %u times without completing "
            "(max_deliveries %u)\",\"deliveries\":%u}",
            deliveries, c->o.max_deliveries, deliveries);
-  const char *argv[] = {"EVAL",         dead_script,   "2",
-                        c->o.stream,    c->o.dead_letter, c->o.group,
-                        c->ttl,         c->o.consumer, id,
-                        dl,             "max_deliveries", result,
-                        fin};
+  const char *argv[] = {
+      "EVAL", dead_script,   "2", c->o.stream, c->o.dead_letter, c->o.group,
+      c->ttl, c->o.consumer, id,  dl,          "max_deliveries", result,
+      fin};
   size_t lens[13];
   for (size_t i = 0; i < 13; i++)
     lens[i] = strlen(argv[i]);
@@ -589,8 +586,8 @@ static void on_claim(redisAsyncContext *ac, void *reply, void *privdata) {
       }
     }
   } else if (r && r->type == REDIS_REPLY_ERROR) {
-    tpool_manager_log(c->m, TPOOL_LOG_ERROR, "Redis XCLAIM %s: %s",
-                      c->o.stream, r->str);
+    tpool_manager_log(c->m, TPOOL_LOG_ERROR, "Redis XCLAIM %s: %s", c->o.stream,
+                      r->str);
   }
   claim_done(k);
 }
@@ -625,9 +622,8 @@ static void on_pending(redisAsyncContext *ac, void *reply, void *privdata) {
   }
   k = grown;
   k->full_page = r->elements == (size_t)PENDING_PAGE;
-  size_t room = c->o.max_in_flight > c->nheld
-                    ? c->o.max_in_flight - c->nheld
-                    : 0;
+  size_t room =
+      c->o.max_in_flight > c->nheld ? c->o.max_in_flight - c->nheld : 0;
   for (size_t i = 0; i < r->elements; i++) {
     const redisReply *row = r->element[i];
     if (row->type != REDIS_REPLY_ARRAY || row->elements != 4 ||
@@ -699,7 +695,7 @@ static void ask_pending(tpool_redis_consumer_t *c, bool recovery,
   snprintf(idle, sizeof(idle), "%.0f",
            recovery ? 0.0 : c->o.reclaim_after_s * 1000);
   snprintf(count, sizeof(count), "%d", PENDING_PAGE);
-  const char *argv[] = {"XPENDING", c->o.stream, c->o.group, "IDLE", idle,
+  const char *argv[] = {"XPENDING", c->o.stream, c->o.group, "IDLE",       idle,
                         from,       "+",         count,      c->o.consumer};
   int argc = recovery ? 9 : 8;
   size_t lens[9];
@@ -720,36 +716,41 @@ static void recover(tpool_redis_consumer_t *c, const char *from) {
     ask_pending(c, true, from);
 }
 
+/* Sends XCLAIM ... JUSTID for argv[5..argc): resets those entries' idle
+   time without counting a delivery. */
+static void send_touch(tpool_redis_consumer_t *c, const char **argv,
+                       size_t *lens, int argc) {
+  argv[argc++] = "JUSTID";
+  for (int i = 0; i < argc; i++)
+    lens[i] = strlen(argv[i]);
+  tpool__redis_conn_send(&c->wr, NULL, NULL, argc, argv, lens);
+}
+
 /* Resets the idle time of this consumer's entries that have waited for
    a pool or run for a while, so that no reaper takes them from a live
    consumer. */
 static void touch_held(tpool_redis_consumer_t *c, uint64_t now) {
+  enum { PER_CALL = 64 };
   uint64_t age = (uint64_t)(c->o.reclaim_after_s / 3 * 1e9);
-  const char *argv[6 + 64];
-  size_t lens[6 + 64];
+  const char *argv[5 + PER_CALL + 1] = {"XCLAIM", c->o.stream, c->o.group,
+                                        c->o.consumer, "0"};
+  size_t lens[5 + PER_CALL + 1];
   int argc = 5;
   struct held_list *lists[] = {&c->running, &c->waiting};
   held_t *h;
-  argv[0] = "XCLAIM";
-  argv[1] = c->o.stream;
-  argv[2] = c->o.group;
-  argv[3] = c->o.consumer;
-  argv[4] = "0";
-  for (size_t i = 0; i < 2 && argc < 5 + 64; i++)
+  for (size_t i = 0; i < 2; i++)
     TAILQ_FOREACH(h, lists[i], link) {
       if (now - h->touched_ns < age)
         continue;
       h->touched_ns = now;
       argv[argc++] = h->copy.entry.id;
-      if (argc == 5 + 64)
-        break; /* the rest next time */
+      if (argc == 5 + PER_CALL) {
+        send_touch(c, argv, lens, argc);
+        argc = 5;
+      }
     }
-  if (argc == 5)
-    return;
-  argv[argc++] = "JUSTID"; /* no delivery counted */
-  for (int i = 0; i < argc; i++)
-    lens[i] = strlen(argv[i]);
-  tpool__redis_conn_send(&c->wr, NULL, NULL, argc, argv, lens);
+  if (argc > 5)
+    send_touch(c, argv, lens, argc);
 }
 
 /* ---- result records and acks --------------------------------------------- */
@@ -858,8 +859,8 @@ static bool flush_some(tpool_redis_consumer_t *c) {
     }
     for (size_t i = 0; i < argc; i++)
       lens[i] = strlen(argv[i]);
-    sent = tpool__redis_conn_send(&c->wr, on_acked, a, (int)argc, argv,
-                                  lens) == 0;
+    sent =
+        tpool__redis_conn_send(&c->wr, on_acked, a, (int)argc, argv, lens) == 0;
   }
   free(argv);
   free(lens);
@@ -997,9 +998,9 @@ int tpool_redis_consumer_stop(tpool_redis_consumer_t *c, double timeout_s,
   c->stopping = true;
   c->stop_done = done;
   c->stop_arg = arg;
-  struct timeval tv = {(time_t)timeout_s,
-                       (suseconds_t)((timeout_s - (double)(time_t)timeout_s) *
-                                     1e6)};
+  struct timeval tv = {
+      (time_t)timeout_s,
+      (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
   event_add(c->stop_ev, &tv);
   maybe_stopped(c);
   return 0;
@@ -1017,8 +1018,8 @@ static void default_consumer(char *out, size_t size) {
 int tpool_redis_consumer_new(tpool_manager_t *m, struct event_base *base,
                              const tpool_redis_options_t *o,
                              tpool_redis_consumer_t **out) {
-  if (!m || !base || !o || !out || !o->url[0] || !o->to_task ||
-      !o->to_result || tpool_redis_options_check(o, NULL, NULL) != 0)
+  if (!m || !base || !o || !out || !o->url[0] || !o->to_task || !o->to_result ||
+      tpool_redis_options_check(o, NULL, NULL) != 0)
     return -EINVAL;
   tpool_redis_consumer_t *c = calloc(1, sizeof(*c));
   if (!c)
@@ -1039,17 +1040,16 @@ int tpool_redis_consumer_new(tpool_manager_t *m, struct event_base *base,
   atomic_init(&c->lag, -1);
   atomic_init(&c->pending, -1);
   double tick_s = c->o.reclaim_after_s / 3 < 1 ? c->o.reclaim_after_s / 3 : 1;
-  struct timeval tick = {(time_t)tick_s,
-                         (suseconds_t)((tick_s - (double)(time_t)tick_s) *
-                                       1e6)};
+  struct timeval tick = {
+      (time_t)tick_s, (suseconds_t)((tick_s - (double)(time_t)tick_s) * 1e6)};
   int rc = -ENOMEM;
   c->flush_ev = event_new(base, -1, 0, on_flush, c);
   c->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, c);
   c->stop_ev = event_new(base, -1, 0, on_stop, c);
   c->resubmit_ev = evtimer_new(base, on_resubmit, c);
   if (c->flush_ev && c->tick_ev && c->stop_ev && c->resubmit_ev &&
-      (rc = tpool__redis_conn_init(&c->rd, base, c->o.url, "reads", m,
-                                   on_ready, on_down, c)) == 0 &&
+      (rc = tpool__redis_conn_init(&c->rd, base, c->o.url, "reads", m, on_ready,
+                                   on_down, c)) == 0 &&
       (rc = tpool__redis_conn_init(&c->wr, base, c->o.url, "writes", m,
                                    on_ready, on_down, c)) == 0) {
     event_add(c->tick_ev, &tick);
