@@ -71,8 +71,10 @@ sudo=""
 
 # ---- packages -------------------------------------------------------------
 
+# hiredis builds libtpool_redis (the [redis] queue); libtpool never links
+# it.
 required="gcc libc6-dev meson ninja-build pkg-config libevent-dev \
-libinih-dev libjansson-dev"
+libinih-dev libjansson-dev libhiredis-dev"
 # tpool-server's demo work kinds: SQLite ("query") and OpenSSL's SHA-256
 # ("hash"); neither library of tpool links them.
 [ "$cmd" = install ] || required="$required libsqlite3-dev libssl-dev"
@@ -80,7 +82,10 @@ case $cmd in
 run) required="$required curl jq" ;;
 # libuv builds tests/bench/tpool-bench only, which compares tpool with
 # libuv's uv_queue_work(); libtpool itself never links libuv.
-test) required="$required libcmocka-dev libuv1-dev python3" ;;
+# The Redis tests start their own redis-server and drive it with
+# Debian's python3-redis.
+test) required="$required libcmocka-dev libuv1-dev python3 redis-server \
+python3-redis" ;;
 build) required="$required libcmocka-dev" ;;
 # Fuzzing needs clang and its libFuzzer runtime.
 fuzz) required="$required libcmocka-dev clang libclang-rt-14-dev" ;;
@@ -170,10 +175,10 @@ unguard
 set -f # TPOOL_MESON_ARGS is split at blanks, never globbed
 extra=${TPOOL_MESON_ARGS:-}
 case $cmd in
-run) opts="-Dhttp=enabled -Dserver=enabled -Dtests=disabled -Dbench=disabled" ;;
-test) opts="-Dhttp=enabled -Dserver=enabled -Dtests=enabled -Dbench=enabled" ;;
+run) opts="-Dhttp=enabled -Dredis=enabled -Dserver=enabled -Dtests=disabled -Dbench=disabled" ;;
+test) opts="-Dhttp=enabled -Dredis=enabled -Dserver=enabled -Dtests=enabled -Dbench=enabled" ;;
 build)
-  opts="-Dhttp=enabled -Dserver=enabled -Dtests=enabled"
+  opts="-Dhttp=enabled -Dredis=enabled -Dserver=enabled -Dtests=enabled"
   if [ -z "$(missing libuv1-dev)" ]; then
     opts="$opts -Dbench=enabled"
   else
@@ -182,10 +187,10 @@ build)
   ;;
 # Shared libraries cannot refer to clang's sanitizer runtime, which only
 # executables link: hence b_lundef=false.
-fuzz) opts="-Dhttp=enabled -Dserver=enabled -Dtests=enabled -Dbench=disabled \
+fuzz) opts="-Dhttp=enabled -Dredis=enabled -Dserver=enabled -Dtests=enabled -Dbench=disabled \
 -Dfuzz=true -Db_lundef=false" ;;
 install) opts="--buildtype=release --prefix=/usr/local --libdir=lib \
--Dhttp=enabled -Dserver=disabled -Dtests=disabled -Dbench=disabled" ;;
+-Dhttp=enabled -Dredis=enabled -Dserver=disabled -Dtests=disabled -Dbench=disabled" ;;
 esac
 
 case $cmd in
@@ -227,7 +232,7 @@ install)
       "/usr/local/lib: add it to /etc/ld.so.conf.d" >&2
     exit 1
   fi
-  echo "setup.sh: installed libtpool and libtpool_http in /usr/local/lib;" \
+  echo "setup.sh: installed libtpool, libtpool_http and libtpool_redis in /usr/local/lib;" \
     "build with: cc app.c \$(pkg-config --cflags --libs tpool)"
   ;;
 esac

@@ -61,6 +61,7 @@ typedef enum tpool__kind {
   TPOOL__KIND_PATH = TPOOL_CONFIG_PATH,       /* char[max + 1] */
   TPOOL__KIND_TOKEN = TPOOL_CONFIG_TOKEN,     /* char[max + 1] */
   TPOOL__KIND_ADDRESS = TPOOL_CONFIG_ADDRESS, /* tpool_config_address_t */
+  TPOOL__KIND_STRING = TPOOL_CONFIG_STRING,   /* char[max + 1] */
   TPOOL__KIND_LEVEL = 64,                     /* tpool_log_level_t */
   TPOOL__KIND_LOG,         /* char[TPOOL_PATH_MAX]: stderr, stdout, a path */
   TPOOL__KIND_WORKERS,     /* unsigned, or "auto" */
@@ -81,6 +82,8 @@ typedef struct tpool__keydef {
   double min, max;
   size_t offset; /* of the field in the section's struct */
   unsigned flags;
+  bool (*valid)(const char *value); /* STRING: optional */
+  const char *expect;               /* STRING: with valid */
 } tpool__keydef_t;
 
 /* The keys of [general] (fields of tpool_options_t) and of [pool.NAME]

@@ -25,6 +25,7 @@ static bool is_public_kind(tpool_config_type_t t) {
   case TPOOL_CONFIG_PATH:
   case TPOOL_CONFIG_TOKEN:
   case TPOOL_CONFIG_ADDRESS:
+  case TPOOL_CONFIG_STRING:
     return true;
   }
   return false;
@@ -45,6 +46,7 @@ size_t tpool__keydef_field_size(const tpool__keydef_t *k) {
     return sizeof(double);
   case TPOOL__KIND_PATH:
   case TPOOL__KIND_TOKEN:
+  case TPOOL__KIND_STRING:
     return (size_t)k->max + 1;
   case TPOOL__KIND_ADDRESS:
     return sizeof(tpool_config_address_t);
@@ -77,7 +79,7 @@ static size_t field_align(tpool__kind_t kind) {
   }
 }
 
-/* The longest string field a key may ask for (PATH, TOKEN). */
+/* The longest string field a key may ask for (PATH, TOKEN, STRING). */
 #define STRING_KEY_MAX 65536.0
 
 /* A section name: 1..63 of A-Z a-z 0-9 _ . -, none of core's own. */
@@ -101,6 +103,7 @@ static double type_max(tpool_config_type_t t) {
     return (double)TPOOL__PORT_MAX;
   case TPOOL_CONFIG_PATH:
   case TPOOL_CONFIG_TOKEN:
+  case TPOOL_CONFIG_STRING:
     return STRING_KEY_MAX;
   default:
     return 1e300;
@@ -115,6 +118,14 @@ void tpool__keydef_from_public(const tpool_config_key_t *k,
   d->max = k->max;
   d->offset = k->offset;
   d->flags = 0;
+  d->valid = k->type == TPOOL_CONFIG_STRING ? k->valid : NULL;
+  d->expect = k->type == TPOOL_CONFIG_STRING ? k->expect : NULL;
+}
+
+/* True for the types whose field is a char array of max + 1 bytes. */
+static bool is_string_type(tpool_config_type_t t) {
+  return t == TPOOL_CONFIG_PATH || t == TPOOL_CONFIG_TOKEN ||
+         t == TPOOL_CONFIG_STRING;
 }
 
 bool tpool__section_prepare(const tpool_config_section_t *s,
@@ -150,9 +161,11 @@ bool tpool__section_prepare(const tpool_config_section_t *s,
       problem = "unknown type";
     else if (!(k->min >= 0 && k->min <= k->max &&
                k->max <= type_max(k->type)) ||
-             ((k->type == TPOOL_CONFIG_PATH || k->type == TPOOL_CONFIG_TOKEN) &&
-              k->max != (double)(size_t)k->max))
+             (is_string_type(k->type) && k->max != (double)(size_t)k->max))
       problem = "bounds out of order or beyond what its field holds";
+    else if (k->type == TPOOL_CONFIG_STRING &&
+             (k->valid == NULL) != (k->expect == NULL))
+      problem = "valid and expect go together";
     else if (k->offset > s->size ||
              tpool__keydef_field_size(&d) > s->size - k->offset)
       problem = "its field lies outside the section's data";

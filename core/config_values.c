@@ -112,50 +112,52 @@ void tpool__config_error_set(tpool_config_error_t *e, const char *file,
 #define POOL(f) offsetof(tpool_pool_options_t, f)
 
 const tpool__keydef_t tpool__general_keys[] = {
-    {"verbose", TPOOL__KIND_BOOL, 0, 0, GENERAL(verbose), 0},
+    {"verbose", TPOOL__KIND_BOOL, 0, 0, GENERAL(verbose), 0, NULL, NULL},
     {"status_interval", TPOOL__KIND_SECONDS, TPOOL__STATUS_INTERVAL_MIN,
-     TPOOL__SECONDS_MAX, GENERAL(status_interval_s),
-     TPOOL__KEY_CODE_ABOVE_ZERO},
-    {"log_level", TPOOL__KIND_LEVEL, 0, 0, GENERAL(log_level), 0},
-    {"log", TPOOL__KIND_LOG, 0, 0, GENERAL(log_path), 0},
+     TPOOL__SECONDS_MAX, GENERAL(status_interval_s), TPOOL__KEY_CODE_ABOVE_ZERO,
+     NULL, NULL},
+    {"log_level", TPOOL__KIND_LEVEL, 0, 0, GENERAL(log_level), 0, NULL, NULL},
+    {"log", TPOOL__KIND_LOG, 0, 0, GENERAL(log_path), 0, NULL, NULL},
     {"shutdown_timeout", TPOOL__KIND_SECONDS, 0, TPOOL__SECONDS_MAX,
-     GENERAL(shutdown_timeout_s), 0},
+     GENERAL(shutdown_timeout_s), 0, NULL, NULL},
 };
 
 const tpool__keydef_t tpool__pool_keys[] = {
-    {"enabled", TPOOL__KIND_BOOL, 0, 0, POOL(enabled), 0},
-    {"workers", TPOOL__KIND_WORKERS, 1, TPOOL_WORKERS_MAX, POOL(max_workers),
-     0},
+    {"enabled", TPOOL__KIND_BOOL, 0, 0, POOL(enabled), 0, NULL, NULL},
+    {"workers", TPOOL__KIND_WORKERS, 1, TPOOL_WORKERS_MAX, POOL(max_workers), 0,
+     NULL, NULL},
     {"min_workers", TPOOL__KIND_UINT, 0, TPOOL_WORKERS_MAX, POOL(min_workers),
-     TPOOL__KEY_CODE_UINT_MAX},
+     TPOOL__KEY_CODE_UINT_MAX, NULL, NULL},
     {"queue_limit", TPOOL__KIND_COUNT, 1, (double)TPOOL__QUEUE_LIMIT_MAX,
-     POOL(queue_limit), 0},
+     POOL(queue_limit), 0, NULL, NULL},
     {"idle_timeout", TPOOL__KIND_SECONDS, TPOOL__IDLE_TIMEOUT_MIN,
-     TPOOL__SECONDS_MAX, POOL(idle_timeout_s), 0},
+     TPOOL__SECONDS_MAX, POOL(idle_timeout_s), 0, NULL, NULL},
     {"stack_size", TPOOL__KIND_SIZE, (double)TPOOL__STACK_MIN,
-     (double)TPOOL__STACK_MAX, POOL(stack_size), 0},
+     (double)TPOOL__STACK_MAX, POOL(stack_size), 0, NULL, NULL},
     {"soft_timeout", TPOOL__KIND_SECONDS, 0, TPOOL__SECONDS_MAX,
-     POOL(soft_timeout_s), 0},
-    {"spin", TPOOL__KIND_SECONDS, 0, TPOOL__SPIN_MAX, POOL(spin_s), 0},
+     POOL(soft_timeout_s), 0, NULL, NULL},
+    {"spin", TPOOL__KIND_SECONDS, 0, TPOOL__SPIN_MAX, POOL(spin_s), 0, NULL,
+     NULL},
     {"thread_name", TPOOL__KIND_THREAD_NAME, 1, TPOOL_THREAD_NAME_MAX - 1,
-     POOL(thread_name), 0},
-    {"cpu_affinity", TPOOL__KIND_AFFINITY, 0, TPOOL_CPUS_MAX - 1, 0, 0},
+     POOL(thread_name), 0, NULL, NULL},
+    {"cpu_affinity", TPOOL__KIND_AFFINITY, 0, TPOOL_CPUS_MAX - 1, 0, 0, NULL,
+     NULL},
     {"retry_attempts", TPOOL__KIND_UINT, 1, TPOOL__ATTEMPTS_MAX,
-     POOL(retry_attempts), TPOOL__KEY_CODE_UINT_MAX},
+     POOL(retry_attempts), TPOOL__KEY_CODE_UINT_MAX, NULL, NULL},
     {"retry_backoff", TPOOL__KIND_SECONDS, TPOOL__BACKOFF_MIN,
-     TPOOL__BACKOFF_MAX, POOL(retry_backoff_s), 0},
+     TPOOL__BACKOFF_MAX, POOL(retry_backoff_s), 0, NULL, NULL},
     {"retry_backoff_max", TPOOL__KIND_SECONDS, TPOOL__BACKOFF_MIN,
-     TPOOL__BACKOFF_MAX, POOL(retry_backoff_max_s), 0},
+     TPOOL__BACKOFF_MAX, POOL(retry_backoff_max_s), 0, NULL, NULL},
     {"breaker_window", TPOOL__KIND_UINT, 0, TPOOL_BREAKER_WINDOW_MAX,
-     POOL(breaker_window), TPOOL__KEY_CODE_UINT_MAX},
+     POOL(breaker_window), TPOOL__KEY_CODE_UINT_MAX, NULL, NULL},
     {"breaker_threshold", TPOOL__KIND_RATIO, TPOOL__THRESHOLD_MIN, 1,
-     POOL(breaker_threshold), 0},
+     POOL(breaker_threshold), 0, NULL, NULL},
     {"breaker_cooldown", TPOOL__KIND_SECONDS, TPOOL__COOLDOWN_MIN,
-     TPOOL__SECONDS_MAX, POOL(breaker_cooldown_s), 0},
+     TPOOL__SECONDS_MAX, POOL(breaker_cooldown_s), 0, NULL, NULL},
     {"breaker_trials", TPOOL__KIND_UINT, 1, TPOOL__TRIALS_MAX,
-     POOL(breaker_trials), TPOOL__KEY_CODE_UINT_MAX},
+     POOL(breaker_trials), TPOOL__KEY_CODE_UINT_MAX, NULL, NULL},
     {"task_history", TPOOL__KIND_COUNT, 0, (double)TPOOL__HISTORY_MAX,
-     POOL(task_history), 0},
+     POOL(task_history), 0, NULL, NULL},
 };
 
 /* Writes what a key accepts: "expected 1..4096 or auto". */
@@ -199,6 +201,15 @@ static void describe(tpool__sbuf_t *b, const tpool__keydef_t *k) {
     else
       tpool__sbuf_addf(
           b, "expected up to %.0f printable characters without spaces", k->max);
+    break;
+  case TPOOL__KIND_STRING:
+    if (k->expect)
+      tpool__sbuf_addf(b, "%s", k->expect);
+    else
+      tpool__sbuf_addf(b,
+                       "expected %.0f..%.0f printable characters without "
+                       "spaces",
+                       k->min, k->max);
     break;
   case TPOOL__KIND_SIZE:
     tpool__sbuf_addf(b, "expected a size in ");
@@ -544,6 +555,12 @@ static bool parse_value(const tpool__keydef_t *k, const char *v, void *base) {
       return false;
     set_string(f, (size_t)k->max + 1, v, len);
     return true;
+  case TPOOL__KIND_STRING:
+    if ((double)len < k->min || !token_is_valid(v, len, (size_t)k->max) ||
+        (k->valid && !k->valid(v)))
+      return false;
+    set_string(f, (size_t)k->max + 1, v, len);
+    return true;
   case TPOOL__KIND_SIZE:
     return parse_size(k, v, f);
   case TPOOL__KIND_WORKERS:
@@ -625,6 +642,11 @@ static bool check_field(const tpool__keydef_t *k, const void *base,
   case TPOOL__KIND_TOKEN:
     n = tpool__field_len(f, (size_t)k->max + 1);
     return (double)n >= k->min && token_is_valid(f, n, (size_t)k->max);
+  case TPOOL__KIND_STRING:
+    n = tpool__field_len(f, (size_t)k->max + 1);
+    tpool__sbuf_echo(got, f, n);
+    return (double)n >= k->min && n <= (size_t)k->max &&
+           token_is_valid(f, n, (size_t)k->max) && (!k->valid || k->valid(f));
   case TPOOL__KIND_SIZE:
   case TPOOL__KIND_COUNT:
     tpool__sbuf_addf(got, "%zu", *(const size_t *)f);

@@ -301,11 +301,11 @@ TPOOL_API int tpool_options_add_pool(tpool_options_t *o, const char *name,
  * Configuration files (INI, read with libinih)
  *
  * tpool's own sections are [general], [pool.NAME] and [routes]
- * (docs/server.md, "Configuration reference", lists every key). Syntax: "[section]" headers
- * and "key = value" lines; a line starting with ';' or '#' is a comment,
- * and so is what follows a blank and ';' after a value. Lines are at most
- * 198 bytes, files at most 1 MiB. Unknown sections or keys, a section or
- * key given twice and values out of range are errors.
+ * (docs/server.md, "Configuration reference", lists every key). Syntax:
+ * "[section]" headers and "key = value" lines; a line starting with ';' or '#'
+ * is a comment, and so is what follows a blank and ';' after a value. Lines are
+ * at most 198 bytes, files at most 1 MiB. Unknown sections or keys, a section
+ * or key given twice and values out of range are errors.
  *
  * The layers built on tpool keep their settings in the same file, in
  * sections of their own, read through the same loader with
@@ -389,7 +389,12 @@ typedef enum tpool_config_type {
   TPOOL_CONFIG_TOKEN,
   /* tpool_config_address_t. HOST:PORT with a numeric IPv4 address, or
      [IPV6]:PORT; the port in min..max (max at most 65535). */
-  TPOOL_CONFIG_ADDRESS
+  TPOOL_CONFIG_ADDRESS,
+  /* char[max + 1], a name or a URL: min..max printable ASCII characters
+     without blanks, stored NUL-terminated and zero-padded, and accepted
+     by the key's `valid` function when it has one. Quoted back in a
+     message. */
+  TPOOL_CONFIG_STRING
 } tpool_config_type_t;
 
 /* The field of a TPOOL_CONFIG_ADDRESS key. */
@@ -406,6 +411,12 @@ typedef struct tpool_config_key {
   tpool_config_type_t type;
   double min, max; /* bounds, as the type describes */
   size_t offset;   /* of the field in the section's data (offsetof()) */
+  /* TPOOL_CONFIG_STRING only, optional (NULL: any string the type takes):
+     `valid` says whether a value (NUL-terminated, already within the
+     type's rules) is acceptable, and `expect` says what is, for the
+     message ("expected redis://HOST:PORT[/DB]"). Both or neither. */
+  bool (*valid)(const char *value);
+  const char *expect;
 } tpool_config_key_t;
 
 /*

@@ -8,8 +8,12 @@
  * how long each has run (stuck ones marked), and a chart of throughput
  * and queue depth over the last five minutes. A button writes the status
  * table to the log (POST /health/thread-pools/log-status), asking for the
- * admin token when the server wants one. When the server stops
- * answering the page says so, and goes on polling until it is back.
+ * admin token when the server wants one. Each object another layer
+ * reports beside the pools (tpool_http_add_source()) gets a small panel
+ * above them, its scalar members as rows: "redis" shows whether it is
+ * connected (in red when not), its stream, group and consumer, and its
+ * counters. When the server stops answering the page says so, and goes
+ * on polling until it is back.
  *
  * The page is a constant: the server sends it as is (no template, no
  * state), and every number on it comes from the JSON route.
@@ -34,11 +38,13 @@ static const char *const page[] = {
     "#state{margin-left:auto}\n"
     "#banner{display:none;padding:.6em 1em;background:#b3261e;color:#fff}\n"
     "#banner.on{display:block}\n"
-    "main{display:grid;grid-template-columns:repeat(auto-fill,minmax("
-    "340px,1fr));gap:1em;padding:1em}\n"
-    ".pool{background:#fff;border-radius:6px;padding:.8em 1em;"
+    "main,#sources{display:grid;grid-template-columns:repeat(auto-fill,"
+    "minmax(340px,1fr));gap:1em;padding:1em}\n"
+    "#sources{padding-bottom:0}#sources:empty{display:none}\n"
+    ".pool,.source{background:#fff;border-radius:6px;padding:.8em 1em;"
     "box-shadow:0 1px 2px #0002}\n"
-    ".pool h2{font-size:1em;margin:0 0 .5em;display:flex;gap:.5em}\n"
+    ".pool h2,.source h2{font-size:1em;margin:0 0 .5em;display:flex;"
+    "gap:.5em}\n"
     ".pool h2 .cb{margin-left:auto;font-weight:normal;font-size:.85em;"
     "padding:0 .4em;border-radius:3px;background:#e6f4ea}\n"
     ".cb.open{background:#fce8e6}.cb.half_open{background:#fef7e0}\n"
@@ -51,7 +57,7 @@ static const char *const page[] = {
     "td{padding:1px 4px}td.n{text-align:right;font-variant-numeric:"
     "tabular-nums}\n"
     ".tasks{font-size:.85em;max-height:7em;overflow:auto;margin:.3em 0}\n"
-    ".stuck{color:#b3261e;font-weight:bold}\n"
+    ".stuck,.bad{color:#b3261e;font-weight:bold}\n"
     "canvas{width:100%;height:70px;display:block}\n"
     "button{font:inherit;padding:.2em .8em}\n"
     "</style></head><body>\n"
@@ -59,6 +65,7 @@ static const char *const page[] = {
     "<button id=\"log\">Write status to log</button>"
     "<span id=\"state\">connecting...</span></header>\n"
     "<div id=\"banner\" role=\"alert\"></div>\n"
+    "<div id=\"sources\"></div>\n"
     "<main id=\"pools\"></main>\n"
     "<script>\n"
     "'use strict';\n"
@@ -84,10 +91,10 @@ static const char *const page[] = {
     "  }\n"
     "  return b;\n"
     "}\n"
-    "function row(t, label, value) {\n"
+    "function row(t, label, value, cls) {\n"
     "  const tr = el('tr');\n"
     "  tr.appendChild(el('td', '', label));\n"
-    "  tr.appendChild(el('td', 'n', value));\n"
+    "  tr.appendChild(el('td', cls ? 'n ' + cls : 'n', value));\n"
     "  t.appendChild(tr);\n"
     "}\n"
     "function chart(canvas, s) {\n"
@@ -130,14 +137,7 @@ static const char *const page[] = {
     "    const s = series[name] || (series[name] = []);\n"
     "    s.push({rate: r.completed + r.failed, queued: p.queued_tasks});\n"
     "    if (s.length > HISTORY) s.shift();\n"
-    "    let card = document.getElementById('pool-' + name);\n"
-    "    if (!card) {\n"
-    "      card = el('section', 'pool');\n"
-    "      card.id = 'pool-' + name;\n"
-    "      card.dataset.pool = name;\n"
-    "      root.appendChild(card);\n"
-    "    }\n"
-    "    card.replaceChildren();\n"
+    "    const card = section(root, 'pool', name);\n"
     "    const h2 = el('h2', '', name);\n"
     "    const cb = p.circuit_breaker;\n"
     "    if (cb && cb.enabled)\n"
@@ -177,8 +177,57 @@ static const char *const page[] = {
     "    card.appendChild(c);\n"
     "    chart(c, s);\n"
     "  }\n"
-    "  for (const card of [...root.children])\n"
-    "    if (!seen.has(card.dataset.pool)) card.remove();\n"
+    "  prune(root, 'pool', seen);\n"
+    "  drawSources(data);\n"
+    "}\n",
+    "/* The section of class cls for `name` in root, made if new, emptied. */\n"
+    "function section(root, cls, name) {\n"
+    "  let s = document.getElementById(cls + '-' + name);\n"
+    "  if (!s) {\n"
+    "    s = el('section', cls);\n"
+    "    s.id = cls + '-' + name;\n"
+    "    s.dataset[cls] = name;\n"
+    "    root.appendChild(s);\n"
+    "  }\n"
+    "  s.replaceChildren();\n"
+    "  return s;\n"
+    "}\n"
+    "/* Removes the sections of root whose name is not in `seen`. */\n"
+    "function prune(root, cls, seen) {\n"
+    "  for (const s of [...root.children])\n"
+    "    if (!seen.has(s.dataset[cls])) s.remove();\n"
+    "}\n"
+    "/* The objects other layers report beside the pools (members other than\n"
+    "   summary and pools: tpool_http_add_source()), a panel each, their\n"
+    "   scalar members as rows; redis's in the order of ORDER. */\n"
+    "const ORDER = {redis: ['connected', 'stream', 'group', 'consumer', "
+    "'lag',\n"
+    "  'pending', 'in_flight', 'received', 'acked', 'reclaimed',\n"
+    "  'dead_lettered', 'duplicates']};\n"
+    "function drawSources(data) {\n"
+    "  const root = $('sources');\n"
+    "  const seen = new Set();\n"
+    "  for (const [name, o] of Object.entries(data)) {\n"
+    "    if (name === 'summary' || name === 'pools' || !o ||\n"
+    "        typeof o !== 'object' || Array.isArray(o)) continue;\n"
+    "    seen.add(name);\n"
+    "    const card = section(root, 'source', name);\n"
+    "    card.appendChild(el('h2', '', name[0].toUpperCase() +"
+    " name.slice(1)));\n"
+    "    const t = el('table');\n"
+    "    for (const k of new Set([...(ORDER[name] || []), ...Object.keys(o)]))"
+    " {\n"
+    "      const v = o[k];\n"
+    "      if (v === undefined || (v !== null && typeof v === 'object'))"
+    " continue;\n"
+    "      const text = typeof v === 'boolean' ? (v ? 'yes' : 'no') :\n"
+    "        v === null ? '-' : String(v);\n"
+    "      row(t, k.replace(/_/g, ' '), text, k === 'connected' && !v ? 'bad' :"
+    " '');\n"
+    "    }\n"
+    "    card.appendChild(t);\n"
+    "  }\n"
+    "  prune(root, 'source', seen);\n"
     "}\n"
     "function setDown(msg) {\n"
     "  $('banner').textContent = msg;\n"
@@ -219,9 +268,9 @@ static const char *const page[] = {
     "</script></body></html>\n",
 };
 
-void tpool__route_dashboard(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_dashboard(tpool_http_t *h, struct evhttp_request *req,
                             const char *pool) {
-  (void)m;
+  (void)h;
   (void)pool;
   struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
   evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");

@@ -11,7 +11,8 @@
  * TPOOL_HTTP_NOT_FOUND installs, or through the user's own.
  *
  * Everything here runs on the loop thread of the evhttp's base; the only
- * shared state is the manager, read through tpool_manager_stats().
+ * shared state is the manager, read through tpool_manager_stats(), and
+ * what the sources' callbacks read (theirs to make thread-safe).
  */
 #include "http_internal.h"
 
@@ -33,20 +34,6 @@
 #define PATH_READY "/health/ready"
 #define ALLOW_GET "GET, HEAD"
 #define ALLOW_POST "POST"
-
-struct tpool_http {
-  struct evhttp *http;
-  tpool_manager_t *m;
-  unsigned flags;
-  char token[TPOOL_HTTP_TOKEN_MAX];
-  size_t token_len;
-  tpool__deadlines_t *deadlines; /* with TPOOL_HTTP_CONFIGURE */
-  bool draining;                 /* answers carry Connection: close */
-  bool limits; /* check the two below (TPOOL_HTTP_CONFIGURE) */
-  size_t max_header_size, max_body_size;
-  size_t npaths;
-  char **paths; /* the exact paths registered, for detach */
-};
 
 /* ---- the admin token ---------------------------------------------------- */
 
@@ -217,7 +204,7 @@ static void serve(tpool_http_t *h, struct evhttp_request *req, bool post,
                   tpool__route_fn fn, const char *pool) {
   if (tpool_http_check_method(req, post ? ALLOW_POST : ALLOW_GET) &&
       (!post || tpool_http_authorize(h, req)))
-    fn(h->m, req, pool);
+    fn(h, req, pool);
 }
 
 /* True for the paths route() serves. */
@@ -322,6 +309,35 @@ static void on_unknown(struct evhttp_request *req, void *arg) {
     tpool_http_reply_error(req, 404, "no route for %.200s", path);
     free(path);
   }
+}
+
+/* ---- sources ------------------------------------------------------------ */
+
+/* True for 1 to TPOOL_HTTP_SOURCE_NAME_MAX - 1 of [a-z0-9_]: a JSON key
+   and a word that need no escape anywhere. */
+static bool source_name_ok(const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  return n > 0 && n < TPOOL_HTTP_SOURCE_NAME_MAX &&
+         strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
+int tpool_http_add_source(tpool_http_t *h, const tpool_http_source_t *s) {
+  if (!h || !s || !source_name_ok(s->name))
+    return -EINVAL;
+  tpool__sources_t *src = &h->sources;
+  /* The members /health/thread-pools writes before the sources. */
+  if (strcmp(s->name, "summary") == 0 || strcmp(s->name, "pools") == 0)
+    return -EEXIST;
+  for (size_t i = 0; i < src->n; i++)
+    if (strcmp(s->name, src->name[i]) == 0)
+      return -EEXIST;
+  if (src->n == TPOOL_HTTP_SOURCES_MAX)
+    return -ENOSPC;
+  strcpy(src->name[src->n], s->name);
+  src->at[src->n] = *s;
+  src->at[src->n].name = src->name[src->n];
+  src->n++;
+  return 0;
 }
 
 /* ---- attach and detach -------------------------------------------------- */

@@ -18,6 +18,34 @@
 #include <stdint.h>
 #include <time.h>
 
+/* ---- http.c: the attachment ---------------------------------------------- */
+
+/* The sources of an attachment (tpool_http_add_source()), each with its
+   name copied beside it. Read on the attachment's loop thread only. */
+typedef struct tpool__sources {
+  size_t n;
+  tpool_http_source_t at[TPOOL_HTTP_SOURCES_MAX]; /* .name: into name[] */
+  char name[TPOOL_HTTP_SOURCES_MAX][TPOOL_HTTP_SOURCE_NAME_MAX];
+} tpool__sources_t;
+
+/* Per-connection request deadlines on an evhttp (see deadline.c). */
+typedef struct tpool__deadlines tpool__deadlines_t;
+
+struct tpool_http {
+  struct evhttp *http;
+  tpool_manager_t *m;
+  unsigned flags;
+  char token[TPOOL_HTTP_TOKEN_MAX];
+  size_t token_len;
+  tpool__deadlines_t *deadlines; /* with TPOOL_HTTP_CONFIGURE */
+  bool draining;                 /* answers carry Connection: close */
+  bool limits; /* check the two below (TPOOL_HTTP_CONFIGURE) */
+  size_t max_header_size, max_body_size;
+  size_t npaths;
+  char **paths; /* the exact paths registered, for detach */
+  tpool__sources_t sources;
+};
+
 /* ---- metrics.c ----------------------------------------------------------- */
 
 /* The Content-Type of /metrics. */
@@ -32,11 +60,12 @@
  * Thread: any.
  */
 int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s);
+/* The same, followed by the families of each source in `src` (NULL: none),
+   whose callbacks also run in the C locale. */
+int tpool__metrics_write_sources(struct evbuffer *out, const tpool_stats_t *s,
+                                 const tpool__sources_t *src);
 
 /* ---- deadline.c: slow clients ------------------------------------------ */
-
-/* Per-connection request deadlines on an evhttp (see deadline.c). */
-typedef struct tpool__deadlines tpool__deadlines_t;
 
 /* Installs evhttp_set_bevcb() on http: from now on each new connection
    must deliver each request within timeout_s of opening or of the
@@ -74,29 +103,32 @@ bool tpool__http_options_valid(const tpool_http_options_t *o);
 double tpool__utilization_percent(unsigned busy, unsigned current);
 /* Write into w the JSON of one pool, of /health/thread-pools, and of
    /health; the last returns the HTTP status it answers with (200, 503).
+   The last two call the callbacks of the sources in `src` (NULL: none).
    A failed write shows in tpool__json_out_error(w). */
 void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps);
-void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s);
-int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s);
+void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s,
+                              const tpool__sources_t *src);
+int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s,
+                       const tpool__sources_t *src);
 
 /* The route handlers, called once path and method are checked. `pool`:
    the pool named in the path, or NULL (only /health/thread-pools reads
    it). */
-typedef void (*tpool__route_fn)(tpool_manager_t *m, struct evhttp_request *req,
+typedef void (*tpool__route_fn)(tpool_http_t *h, struct evhttp_request *req,
                                 const char *pool);
-void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_health(tpool_http_t *h, struct evhttp_request *req,
                          const char *pool);
-void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_thread_pools(tpool_http_t *h, struct evhttp_request *req,
                                const char *pool);
 /* GET /dashboard: the page of dashboard.c. */
-void tpool__route_dashboard(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_dashboard(tpool_http_t *h, struct evhttp_request *req,
                             const char *pool);
 /* POST /health/thread-pools/{pool}/reset-circuit-breaker. */
-void tpool__route_reset_breaker(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_reset_breaker(tpool_http_t *h, struct evhttp_request *req,
                                 const char *pool);
-void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_log_status(tpool_http_t *h, struct evhttp_request *req,
                              const char *pool);
-void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_metrics(tpool_http_t *h, struct evhttp_request *req,
                           const char *pool);
 
 /* Monotonic nanoseconds (core's clock is internal to core/ and pools/).

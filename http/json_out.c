@@ -407,6 +407,31 @@ void tpool__json_out_null(tpool__json_out_t *w) {
   literal(w, "null", 4);
 }
 
+void tpool__json_out_raw(tpool__json_out_t *w, const char *text, size_t len) {
+  if (!w->pretty || w->depth == 0) {
+    literal(w, text, len);
+    return;
+  }
+  if (len > SIZE_MAX / (SEP_MAX + 1)) { /* no room for its indentation */
+    fail(w, -ENOMEM);
+    return;
+  }
+  size_t lines = 0;
+  for (size_t i = 0; i < len; i++)
+    lines += text[i] == '\n';
+  if (!begin_value(w, len + lines * 2 * (size_t)w->depth))
+    return;
+  /* Each line after the first moves right by this depth's indentation. */
+  const char *p = text, *end = text + len, *nl;
+  while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+    put(w, p, (size_t)(nl - p));
+    put_newline(w, w->depth);
+    p = nl + 1;
+  }
+  put(w, p, (size_t)(end - p));
+  w->need_comma = true;
+}
+
 /* Writes the digits of v so that they end at `end`; returns the first. */
 static char *digits(char *end, uint64_t v) {
   char *p = end;

@@ -81,6 +81,17 @@ void tpool__json_out_string_n(tpool__json_out_t *w, const char *s, size_t len);
    paths and messages with it.) */
 size_t tpool__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 
+/*
+ * A value that is already JSON text (an object jansson dumped), copied as
+ * it is: `len` bytes holding one complete value, compact or as jansson's
+ * JSON_INDENT(2) writes it on its own. With `pretty`, each of its lines
+ * after the first is indented further to the writer's depth, so that the
+ * body reads as one indented document. The text is not checked: it must
+ * be valid JSON, with a newline only between tokens (as jansson writes
+ * it), and ASCII if the body must be (JSON_ENSURE_ASCII).
+ */
+void tpool__json_out_raw(tpool__json_out_t *w, const char *text, size_t len);
+
 void tpool__json_out_bool(tpool__json_out_t *w, bool v);
 void tpool__json_out_null(tpool__json_out_t *w);
 void tpool__json_out_uint(tpool__json_out_t *w, uint64_t v);

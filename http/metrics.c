@@ -294,7 +294,23 @@ static int write_all(struct evbuffer *out, const tpool_stats_t *s) {
   return write_breakers(out, s);
 }
 
+/* The sources' own families, after tpool's. */
+static int write_sources(struct evbuffer *out, const tpool__sources_t *src) {
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && src && i < src->n; i++) {
+    const tpool_http_source_t *so = &src->at[i];
+    if (so->metrics)
+      rc = so->metrics(so->arg, out);
+  }
+  return rc;
+}
+
 int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s) {
+  return tpool__metrics_write_sources(out, s, NULL);
+}
+
+int tpool__metrics_write_sources(struct evbuffer *out, const tpool_stats_t *s,
+                                 const tpool__sources_t *src) {
   /* printf and strtod follow LC_NUMERIC, and a process that called
      setlocale() for a comma locale would otherwise write "0,25", which
      Prometheus rejects. uselocale() changes this thread alone, so other
@@ -305,6 +321,8 @@ int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s) {
     return -ENOMEM;
   locale_t prev = uselocale(c);
   int rc = write_all(out, s);
+  if (rc == 0)
+    rc = write_sources(out, src);
   uselocale(prev);
   freelocale(c);
   return rc;

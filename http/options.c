@@ -12,13 +12,13 @@
 
 static const tpool_config_key_t http_keys[] = {
     {"admin_token", TPOOL_CONFIG_TOKEN, 0, TPOOL_HTTP_TOKEN_MAX - 1,
-     FIELD(admin_token)},
+     FIELD(admin_token), NULL, NULL},
     {"max_header_size", TPOOL_CONFIG_SIZE, (double)TPOOL_HTTP_HEADER_MIN,
-     (double)TPOOL_HTTP_HEADER_MAX, FIELD(max_header_size)},
+     (double)TPOOL_HTTP_HEADER_MAX, FIELD(max_header_size), NULL, NULL},
     {"max_body_size", TPOOL_CONFIG_SIZE, 0, (double)TPOOL_HTTP_BODY_MAX,
-     FIELD(max_body_size)},
+     FIELD(max_body_size), NULL, NULL},
     {"timeout", TPOOL_CONFIG_SECONDS, TPOOL_HTTP_TIMEOUT_MIN,
-     TPOOL_HTTP_TIMEOUT_MAX, FIELD(timeout_s)},
+     TPOOL_HTTP_TIMEOUT_MAX, FIELD(timeout_s), NULL, NULL},
 };
 
 void tpool_http_options_init(tpool_http_options_t *o) {

@@ -6,7 +6,9 @@
  * with itself and costs each pool one short lock. The JSON bodies are
  * written with json_out.h straight from the snapshot (no json_t tree), so
  * a request costs the loop little more than the snapshot itself; the
- * log-status answer, a fixed text, still goes through jansson.
+ * log-status answer, a fixed text, still goes through jansson. What
+ * other layers report beside the pools (tpool_http_add_source()) comes
+ * from their callbacks, asked once per request.
  */
 #include "http_internal.h"
 
@@ -15,6 +17,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* A refused submit this recent makes /health report the pool. */
 #define REJECT_WINDOW_S 10.0
@@ -157,7 +161,28 @@ void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps) {
   tpool__json_out_object_end(w);
 }
 
-void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s) {
+/* Each source's health_json() as a member of the object being written,
+   dumped by jansson and copied in: a source's object is small, and its
+   library builds it with jansson anyway. Left out when there is none, it
+   is not an object, or jansson runs out of memory. */
+static void put_sources(tpool__json_out_t *w, const tpool__sources_t *src) {
+  size_t flags =
+      JSON_ENSURE_ASCII | (w->pretty ? JSON_INDENT(2) : JSON_COMPACT);
+  for (size_t i = 0; src && i < src->n; i++) {
+    const tpool_http_source_t *so = &src->at[i];
+    json_t *j = so->health_json ? so->health_json(so->arg) : NULL;
+    char *text = json_is_object(j) ? json_dumps(j, flags) : NULL;
+    json_decref(j);
+    if (text) {
+      tpool__json_out_key(w, so->name);
+      tpool__json_out_raw(w, text, strlen(text));
+      free(text);
+    }
+  }
+}
+
+void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s,
+                              const tpool__sources_t *src) {
   tpool__json_out_object_begin(w);
   tpool__json_out_key_literal(w, "summary");
   tpool__json_out_object_begin(w);
@@ -179,6 +204,7 @@ void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s) {
     tpool__json_pool(w, &s->pools[i]);
   }
   tpool__json_out_object_end(w);
+  put_sources(w, src);
   tpool__json_out_object_end(w);
 }
 
@@ -205,10 +231,29 @@ static void add_reason(tpool__json_out_t *w, const char *pool,
   tpool__json_out_object_end(w);
 }
 
+/* What a source's degraded() said: asked once per answer, before the
+   reasons are counted and written, so that they agree. */
+typedef struct verdict {
+  const char *reason; /* NULL: not degraded */
+  char msg[256];
+} verdict_t;
+
+static void ask_sources(const tpool__sources_t *src, verdict_t *v) {
+  for (size_t i = 0; src && i < src->n; i++) {
+    const tpool_http_source_t *so = &src->at[i];
+    v[i].msg[0] = '\0';
+    v[i].reason =
+        so->degraded ? so->degraded(so->arg, v[i].msg, sizeof(v[i].msg)) : NULL;
+    v[i].msg[sizeof(v[i].msg) - 1] = '\0';
+  }
+}
+
 /* Every reason the process is degraded, written into w (NULL: only
-   counted). Returns how many there are. One function both counts and
+   counted): the pools' from the snapshot, then the sources' from their
+   verdicts v. Returns how many there are. One function both counts and
    writes them, so the status and the list cannot disagree. */
-static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s) {
+static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s,
+                             const tpool__sources_t *src, const verdict_t *v) {
   size_t n = 0;
   if (s->shutting_down) {
     add_reason(w, NULL, "shutting_down",
@@ -256,17 +301,26 @@ static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s) {
       n++;
     }
   }
+  for (size_t i = 0; src && i < src->n; i++) {
+    if (v[i].reason) {
+      add_reason(w, NULL, v[i].reason, "%s", v[i].msg);
+      n++;
+    }
+  }
   return n;
 }
 
-int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s) {
-  bool degraded = health_reasons(NULL, s) > 0;
+int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s,
+                       const tpool__sources_t *src) {
+  verdict_t v[TPOOL_HTTP_SOURCES_MAX];
+  ask_sources(src, v);
+  bool degraded = health_reasons(NULL, s, src, v) > 0;
   tpool__json_out_object_begin(w);
   put_string(w, KEY("status"), degraded ? "degraded" : "ok");
   if (degraded) {
     tpool__json_out_key_literal(w, "reasons");
     tpool__json_out_array_begin(w);
-    health_reasons(w, s);
+    health_reasons(w, s, src, v);
     tpool__json_out_array_end(w);
   }
   tpool__json_out_object_end(w);
@@ -282,22 +336,22 @@ static tpool_stats_t *snapshot(tpool_manager_t *m, struct evhttp_request *req) {
   return s;
 }
 
-void tpool__route_health(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_health(tpool_http_t *h, struct evhttp_request *req,
                          const char *pool) {
   (void)pool;
-  tpool_stats_t *s = snapshot(m, req);
+  tpool_stats_t *s = snapshot(h->m, req);
   if (!s)
     return;
   tpool__json_out_t w;
   tpool__json_out_init(&w, tpool__http_wants_pretty(req));
-  int status = tpool__json_health(&w, s);
+  int status = tpool__json_health(&w, s, &h->sources);
   tpool_stats_free(s);
   tpool__http_reply_json_out(req, status, &w);
 }
 
-void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_thread_pools(tpool_http_t *h, struct evhttp_request *req,
                                const char *pool) {
-  tpool_stats_t *s = snapshot(m, req);
+  tpool_stats_t *s = snapshot(h->m, req);
   if (!s)
     return;
   tpool__json_out_t w;
@@ -311,15 +365,15 @@ void tpool__route_thread_pools(tpool_manager_t *m, struct evhttp_request *req,
   if (ps)
     tpool__json_pool(&w, ps);
   else
-    tpool__json_thread_pools(&w, s);
+    tpool__json_thread_pools(&w, s, &h->sources);
   tpool_stats_free(s);
   tpool__http_reply_json_out(req, 200, &w);
 }
 
-void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_log_status(tpool_http_t *h, struct evhttp_request *req,
                              const char *pool) {
   (void)pool;
-  if (tpool_manager_log_status(m) != 0) {
+  if (tpool_manager_log_status(h->m) != 0) {
     tpool_http_reply_error(req, 500, "out of memory writing the status table");
     return;
   }
@@ -328,10 +382,10 @@ void tpool__route_log_status(tpool_manager_t *m, struct evhttp_request *req,
                                   "status table written to the log"));
 }
 
-void tpool__route_reset_breaker(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_reset_breaker(tpool_http_t *h, struct evhttp_request *req,
                                 const char *pool) {
-  tpool_pool_t *p = tpool_manager_pool(m, pool);
-  tpool_stats_t *s = p ? snapshot(m, req) : NULL;
+  tpool_pool_t *p = tpool_manager_pool(h->m, pool);
+  tpool_stats_t *s = p ? snapshot(h->m, req) : NULL;
   if (!p || !s) {
     if (!p)
       tpool_http_reply_error(req, 404, "no pool named \"%.64s\"", pool);
@@ -354,14 +408,14 @@ void tpool__route_reset_breaker(tpool_manager_t *m, struct evhttp_request *req,
                                   tpool_breaker_state_name(was)));
 }
 
-void tpool__route_metrics(tpool_manager_t *m, struct evhttp_request *req,
+void tpool__route_metrics(tpool_http_t *h, struct evhttp_request *req,
                           const char *pool) {
   (void)pool;
-  tpool_stats_t *s = snapshot(m, req);
+  tpool_stats_t *s = snapshot(h->m, req);
   if (!s)
     return;
   struct evbuffer *out = evbuffer_new();
-  int rc = out ? tpool__metrics_write(out, s) : -ENOMEM;
+  int rc = out ? tpool__metrics_write_sources(out, s, &h->sources) : -ENOMEM;
   tpool_stats_free(s);
   if (rc != 0) {
     evbuffer_free(out);

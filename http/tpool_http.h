@@ -21,6 +21,10 @@
  *   GET  /dashboard                         a self-contained HTML page
  *                                           that polls the pools' JSON
  *
+ * Another layer (a queue consumer, say) can report in these routes beside
+ * the pools, without this library depending on it: see
+ * tpool_http_add_source().
+ *
  * Every body is built from a stats snapshot (tpool_manager_stats()), never
  * from live pool fields. Errors are JSON: {"error": {"status": 404,
  * "message": "..."}}, and a message that quotes the request (a path, a
@@ -53,6 +57,7 @@ extern "C" {
 
 struct evhttp;
 struct evhttp_request;
+struct evbuffer;
 struct json_t; /* jansson's json_t */
 
 typedef struct tpool_http tpool_http_t;
@@ -232,6 +237,67 @@ TPOOL_API bool tpool_http_check_limits(tpool_http_t *h,
  */
 TPOOL_API bool tpool_http_authorize(tpool_http_t *h,
                                     struct evhttp_request *req);
+
+/* ------------------------------------------------------------------------
+ * Sources: other layers reported beside the pools
+ * ------------------------------------------------------------------------ */
+
+/* Bounds of tpool_http_add_source(). */
+#define TPOOL_HTTP_SOURCES_MAX 8      /* sources per attachment */
+#define TPOOL_HTTP_SOURCE_NAME_MAX 64 /* a name: up to 63 characters */
+
+/*
+ * A source of more health and metrics, reported by the routes beside the
+ * pools: another library (a queue consumer, a database client) shows up
+ * in them without libtpool_http depending on it. Every callback may be
+ * NULL (that part is left out), and each runs on the loop thread of an
+ * attachment it was added to, while the routes answer a request — so with
+ * the same source added to several attachments on several loops, on any
+ * of them, concurrently. A callback must therefore be thread-safe (read
+ * atomics or take a lock of your own), quick (the loop waits for it) and
+ * must not call back into the routes.
+ */
+typedef struct tpool_http_source {
+  /* The member of GET /health/thread-pools's top-level object: 1 to
+     TPOOL_HTTP_SOURCE_NAME_MAX - 1 of [a-z0-9_], neither "summary" nor
+     "pools" ("redis", say). Copied by tpool_http_add_source(). */
+  const char *name;
+  /* Returns a new JSON object (the routes take the reference) written as
+     that member, after the pools; NULL, or anything but an object, leaves
+     the member out of that answer. */
+  struct json_t *(*health_json)(void *arg);
+  /* Returns NULL when the source does not degrade GET /health; otherwise
+     a reason word in static storage ("redis_unreachable") after writing
+     a message for people into msg[0..cap) (NUL-terminated; it is cut at
+     cap - 1 bytes). Called once per GET /health. */
+  const char *(*degraded)(void *arg, char *msg, size_t cap);
+  /* Appends complete Prometheus text-format families (# HELP and # TYPE
+     lines, then the samples, each line ending in '\n') to `out`, after
+     tpool's own; names must not be those of tpool's own families. Runs with
+     LC_NUMERIC set to "C" on its thread, so printf writes 0.25 whatever
+     the process's locale. Returns 0, or -ENOMEM (GET /metrics then
+     answers 500). */
+  int (*metrics)(void *arg, struct evbuffer *out);
+  void *arg; /* passed to every callback; must outlive the attachment */
+} tpool_http_source_t;
+
+/*
+ * Adds a source to the routes of h: from the next request on,
+ * GET /health/thread-pools carries its health_json() as a top-level
+ * member named s->name (after "summary" and "pools"; the per-pool route
+ * is unchanged), GET /health lists its degraded() reason as
+ * {"reason": ..., "message": ...} — without "pool", as for the
+ * process-wide reasons — and answers 503, and GET /metrics ends with its
+ * metrics(). *s and the name are copied; sources stay until
+ * tpool_http_detach().
+ * Returns: 0; -EINVAL if h or s is NULL or the name is not 1 to
+ * TPOOL_HTTP_SOURCE_NAME_MAX - 1 of [a-z0-9_]; -EEXIST if the name is
+ * "summary", "pools" or that of a source already added; -ENOSPC if h
+ * has TPOOL_HTTP_SOURCES_MAX sources already.
+ * Thread: loop (of h's evhttp), or before the loop runs.
+ */
+TPOOL_API int tpool_http_add_source(tpool_http_t *h,
+                                    const tpool_http_source_t *s);
 
 /* ------------------------------------------------------------------------
  * Helpers for your own routes

@@ -11,19 +11,25 @@
 #define DEMO(f) offsetof(demo_options_t, f)
 
 static const tpool_config_key_t http_keys[] = {
-    {"listen", TPOOL_CONFIG_ADDRESS, 0, 65535, SERVER(listen)},
+    {"listen", TPOOL_CONFIG_ADDRESS, 0, 65535, SERVER(listen), NULL, NULL},
     {"loop_threads", TPOOL_CONFIG_UINT, 1, LOOP_THREADS_MAX,
-     SERVER(loop_threads)},
+     SERVER(loop_threads), NULL, NULL},
 };
 
 static const tpool_config_key_t demo_keys[] = {
-    {"data_dir", TPOOL_CONFIG_PATH, 1, TPOOL_PATH_MAX - 1, DEMO(data_dir)},
+    {"data_dir", TPOOL_CONFIG_PATH, 1, TPOOL_PATH_MAX - 1, DEMO(data_dir), NULL,
+     NULL},
     {"embedding_dim", TPOOL_CONFIG_UINT, 1, DEMO_EMBEDDING_DIM_MAX,
-     DEMO(embedding_dim)},
-    {"db_rows", TPOOL_CONFIG_COUNT, 1, (double)DEMO_DB_ROWS_MAX, DEMO(db_rows)},
+     DEMO(embedding_dim), NULL, NULL},
+    {"db_rows", TPOOL_CONFIG_COUNT, 1, (double)DEMO_DB_ROWS_MAX, DEMO(db_rows),
+     NULL, NULL},
 };
 
+#ifdef TPOOL_SERVER_REDIS
+#define NSECTIONS 4
+#else
 #define NSECTIONS 3
+#endif
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The sections of *c besides tpool's own, in the order their keys are
@@ -34,12 +40,18 @@ static void sections(server_config_t *c, tpool_config_section_t s[NSECTIONS]) {
   s[1] = tpool_http_config_section(&c->http);
   s[2] = (tpool_config_section_t){"demo", demo_keys, NELEMS(demo_keys),
                                   &c->server.demo, sizeof(c->server.demo)};
+#ifdef TPOOL_SERVER_REDIS
+  s[3] = tpool_redis_config_section(&c->redis);
+#endif
 }
 
 void server_config_init(server_config_t *c) {
   memset(c, 0, sizeof(*c));
   tpool_options_init(&c->core);
   tpool_http_options_init(&c->http);
+#ifdef TPOOL_SERVER_REDIS
+  tpool_redis_options_init(&c->redis);
+#endif
   strcpy(c->server.listen.host, "127.0.0.1");
   c->server.listen.port = 8080;
   c->server.loop_threads = 1;

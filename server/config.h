@@ -12,6 +12,9 @@
 
 #include "tpool.h"
 #include "tpool_http.h"
+#ifdef TPOOL_SERVER_REDIS
+#include "tpool_redis.h"
+#endif
 
 #include <stddef.h>
 
@@ -43,6 +46,9 @@ typedef struct server_config {
   tpool_options_t core;      /* [general], [pool.NAME], [routes] */
   tpool_http_options_t http; /* [http]: the routes' token and limits */
   server_options_t server;   /* [http] listen, loop_threads; [demo] */
+#ifdef TPOOL_SERVER_REDIS
+  tpool_redis_options_t redis; /* [redis]: url "" = off */
+#endif
 } server_config_t;
 
 /* The defaults of all three: tpool_options_init(),

@@ -40,6 +40,9 @@
  * counts the connection and wakes loop 0, which logs it.
  */
 #include "server.h"
+#ifdef TPOOL_SERVER_REDIS
+#include "queue.h"
+#endif
 
 #include <errno.h>
 #include <event2/event.h>
@@ -181,14 +184,9 @@ static void start_drain(server_t *s, const char *why) {
     event_active(s->loops[i].drain_ev, 0, 0);
 }
 
-/* On loop 0, once every listener is closed: step 2 on every loop, and the
-   manager's shutdown on the drain thread. */
-static void on_closed(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
+/* The manager's shutdown, on the drain thread. */
+static void start_drain_thread(void *arg) {
   server_t *s = arg;
-  for (unsigned i = 0; i < s->nloops; i++)
-    event_active(s->loops[i].drain_ev, 0, 0);
   int rc = pthread_create(&s->drain_thread, NULL, drain_main, s);
   s->drain_thread_started = rc == 0;
   if (rc != 0) {
@@ -198,6 +196,27 @@ static void on_closed(evutil_socket_t fd, short what, void *arg) {
                strerror(rc));
     drain_main(s);
   }
+}
+
+/* On loop 0, once every listener is closed: step 2 on every loop; then,
+   once the Redis consumer (if any) has stopped reading and written the
+   results of what it held, the manager's shutdown. */
+static void on_closed(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  server_t *s = arg;
+  for (unsigned i = 0; i < s->nloops; i++)
+    event_active(s->loops[i].drain_ev, 0, 0);
+#ifdef TPOOL_SERVER_REDIS
+  if (s->consumer) {
+    server_log(s, TPOOL_LOG_INFO,
+               "Redis: no more entries read; finishing the ones held");
+    tpool_redis_consumer_stop(s->consumer, s->cfg->core.shutdown_timeout_s,
+                              start_drain_thread, s);
+    return;
+  }
+#endif
+  start_drain_thread(s);
 }
 
 /* ---- reload -------------------------------------------------------------- */
@@ -243,6 +262,14 @@ static void reload(server_t *s) {
                run->loop_threads);
     want->loop_threads = run->loop_threads;
   }
+#ifdef TPOOL_SERVER_REDIS
+  if (memcmp(&next->redis, &s->cfg->redis, sizeof(next->redis)) != 0) {
+    server_log(s, TPOOL_LOG_WARN,
+               "Config reload: [redis] changes at restart only; keeping the "
+               "running values");
+    next->redis = s->cfg->redis;
+  }
+#endif
   /* The admin token and the limits: every loop applies them itself. */
   pthread_mutex_lock(&s->http_mu);
   s->http_next = next->http;
@@ -356,6 +383,50 @@ static int loop_init(server_t *s, loop_t *l) {
   return l->drain_ev && l->drained_ev && l->reload_ev ? 0 : -ENOMEM;
 }
 
+#ifdef TPOOL_SERVER_REDIS
+/* [redis]: the consumer on loop 0, a client on every loop for POST /queue
+   and GET /tasks/{entry id}, and the "redis" part of the health routes.
+   Before the loop threads start. */
+static int redis_start(server_t *s) {
+  tpool_redis_options_t o = s->cfg->redis;
+  if (!o.url[0])
+    return 0;
+  o.to_task = queue_entry_task;
+  o.to_result = queue_entry_result;
+  o.user = &s->loops[0].tasks;
+  int rc = tpool_redis_consumer_new(s->m, s->loops[0].base, &o, &s->consumer);
+  for (unsigned i = 0; i < s->nloops && rc == 0; i++) {
+    loop_t *l = &s->loops[i];
+    rc = tpool_redis_client_new(l->base, &o, &l->redis);
+    if (rc != 0)
+      break;
+    l->tasks.queue = l->redis;
+    l->tasks.queue_handle = queue_handle;
+    tpool_http_source_t src = queue_http_source(s->consumer);
+    rc = tpool_http_add_source(l->routes, &src);
+  }
+  if (rc != 0) {
+    server_log(s, TPOOL_LOG_ERROR, "cannot start the Redis consumer: %s",
+               tpool_strerror(rc));
+    return rc;
+  }
+  const tpool_redis_options_t *run = tpool_redis_consumer_options(s->consumer);
+  server_log(s, TPOOL_LOG_INFO,
+             "Redis: consuming %s in group %s as %s, from %s", run->stream,
+             run->group, run->consumer, run->url);
+  return 0;
+}
+
+static void redis_stop(server_t *s) {
+  tpool_redis_consumer_free(s->consumer);
+  s->consumer = NULL;
+  for (unsigned i = 0; s->loops && i < s->nloops; i++) {
+    tpool_redis_client_free(s->loops[i].redis); /* answers what waits */
+    s->loops[i].redis = NULL;
+  }
+}
+#endif
+
 static void *loop_main(void *arg) {
   loop_t *l = arg;
   tasks_enter_loop(l->index);
@@ -446,6 +517,11 @@ int server_start(server_t *s) {
   }
   if (s->self_check)
     server_self_check(s->m, demo_db_pool(&s->cfg->core) != NULL);
+#ifdef TPOOL_SERVER_REDIS
+  rc = redis_start(s);
+  if (rc != 0)
+    return rc;
+#endif
   rc = start_loop_threads(s);
   if (rc != 0)
     return rc;
@@ -492,6 +568,9 @@ void server_stop(server_t *s) {
   for (unsigned i = 1; s->loops && i < s->nloops; i++)
     if (s->loops[i].thread_started)
       end_loop_thread(&s->loops[i]);
+#ifdef TPOOL_SERVER_REDIS
+  redis_stop(s); /* its requests waiting for Redis are answered here */
+#endif
   /* The manager first: its last completions still reply through evhttp. */
   if (s->m)
     tpool_manager_free(s->m);

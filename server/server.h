@@ -34,6 +34,7 @@ typedef struct loop {
   struct event_base *base;
   struct evhttp *http;
   struct evhttp_bound_socket *listener;
+  struct tpool_redis_client *redis; /* [redis] on: this loop's client */
   tpool_http_t *routes;
   task_route_t tasks;
   pthread_t thread;    /* main thread only: loops 1.. */
@@ -52,6 +53,7 @@ typedef struct loop {
 
 struct server {
   tpool_manager_t *m;
+  struct tpool_redis_consumer *consumer; /* [redis] on: on loop 0 */
   server_config_t *cfg; /* as last loaded; loop 0 only, and the drain
                            thread (reloads stop before it starts) */
   const char *config_path;

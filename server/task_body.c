@@ -7,6 +7,8 @@
 #include "tasks.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +31,26 @@ static const char *const work_fields[NWORK] = {
 #define FAILURES_MAX 100
 #define COUNT_MAX 1000
 
+/* Writes the status and message of a body that is refused. */
+static void task_fail(task_error_t *e, int status, const char *fmt, ...)
+    TPOOL_PRINTF(3, 4);
+
+static void task_fail(task_error_t *e, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  e->status = status;
+  vsnprintf(e->message, sizeof(e->message), fmt, ap);
+  va_end(ap);
+}
+
 /* Reads the value of "work" into t->kind; false after answering 400. */
-static bool parse_work(struct evhttp_request *req, json_t *v, task_t *t) {
+static bool parse_work(task_error_t *e, json_t *v, task_t *t) {
   const char *w = json_string_value(v);
   size_t k = 0;
   while (w && k < NWORK && strcmp(w, work_names[k]) != 0)
     k++;
   if (!w || k == NWORK) {
-    tpool_http_reply_error(req, 400, "work: expected " WORK_LIST);
+    task_fail(e, 400, "work: expected " WORK_LIST);
     return false;
   }
   t->kind = (enum work_kind)k;
@@ -55,7 +69,7 @@ static bool int_in(const json_t *v, json_int_t lo, json_int_t hi,
 
 /* Reads the field of t->kind (work_fields) into t; false after answering
    400. */
-static bool parse_param(task_route_t *d, struct evhttp_request *req, json_t *v,
+static bool parse_param(task_route_t *d, task_error_t *e, json_t *v,
                         task_t *t) {
   json_int_t n;
   switch (t->kind) {
@@ -63,23 +77,21 @@ static bool parse_param(task_route_t *d, struct evhttp_request *req, json_t *v,
   case WORK_SPIN:
   case WORK_FAIL:
     if (!int_in(v, 0, DEMO_MS_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "ms: expected an integer 0..%d",
-                             DEMO_MS_MAX);
+      task_fail(e, 400, "ms: expected an integer 0..%d", DEMO_MS_MAX);
       return false;
     }
     t->ms = (unsigned)n;
     return true;
   case WORK_QUERY:
     if (!json_is_integer(v)) {
-      tpool_http_reply_error(req, 400, "key: expected an integer");
+      task_fail(e, 400, "key: expected an integer");
       return false;
     }
     t->key = (int64_t)json_integer_value(v);
     return true;
   case WORK_DENSE:
     if (!int_in(v, 1, DEMO_DENSE_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "size: expected an integer 1..%u",
-                             DEMO_DENSE_MAX);
+      task_fail(e, 400, "size: expected an integer 1..%u", DEMO_DENSE_MAX);
       return false;
     }
     t->n = (uint64_t)n;
@@ -87,37 +99,35 @@ static bool parse_param(task_route_t *d, struct evhttp_request *req, json_t *v,
   case WORK_EMBED:
     t->text_len = json_string_length(v);
     if (!json_is_string(v) || t->text_len < 1 || t->text_len > DEMO_TEXT_MAX) {
-      tpool_http_reply_error(req, 400, "text: expected a string of 1..%u bytes",
-                             DEMO_TEXT_MAX);
+      task_fail(e, 400, "text: expected a string of 1..%u bytes",
+                DEMO_TEXT_MAX);
       return false;
     }
     t->text = malloc(t->text_len);
     if (!t->text) {
-      tpool_http_reply_error(req, 500, "out of memory");
+      task_fail(e, 500, "out of memory");
       return false;
     }
     memcpy(t->text, json_string_value(v), t->text_len);
     return true;
   case WORK_HASH:
     if (!int_in(v, 0, (json_int_t)DEMO_HASH_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "bytes: expected an integer 0..%" PRIu64,
-                             (uint64_t)DEMO_HASH_MAX);
+      task_fail(e, 400, "bytes: expected an integer 0..%" PRIu64,
+                (uint64_t)DEMO_HASH_MAX);
       return false;
     }
     t->n = (uint64_t)n;
     return true;
   case WORK_FLAKY:
     if (!int_in(v, 0, FAILURES_MAX, &n)) {
-      tpool_http_reply_error(req, 400, "failures: expected an integer 0..%d",
-                             FAILURES_MAX);
+      task_fail(e, 400, "failures: expected an integer 0..%d", FAILURES_MAX);
       return false;
     }
     t->failures = (unsigned)n;
     return true;
   case WORK_READ:
     if (!int_in(v, 0, (json_int_t)d->read_size, &n)) {
-      tpool_http_reply_error(req, 400, "bytes: expected an integer 0..%zu",
-                             d->read_size);
+      task_fail(e, 400, "bytes: expected an integer 0..%zu", d->read_size);
       return false;
     }
     t->n = (uint64_t)n;
@@ -136,8 +146,8 @@ static bool is_work_field(const char *key) {
 
 /* Reads "attempts", "count" and "concurrency", which every kind takes,
    into t; true for any other key; false after answering 400. */
-static bool parse_common(struct evhttp_request *req, const char *key,
-                         const json_t *v, task_t *t) {
+static bool parse_common(task_error_t *e, const char *key, const json_t *v,
+                         task_t *t) {
   static const struct {
     const char *key;
     json_int_t max;
@@ -152,8 +162,8 @@ static bool parse_common(struct evhttp_request *req, const char *key,
       continue;
     json_int_t n;
     if (!int_in(v, 1, fields[i].max, &n)) {
-      tpool_http_reply_error(req, 400, "%s: expected an integer 1..%lld", key,
-                             (long long)fields[i].max);
+      task_fail(e, 400, "%s: expected an integer 1..%lld", key,
+                (long long)fields[i].max);
       return false;
     }
     *(unsigned *)(void *)((char *)t + fields[i].offset) = (unsigned)n;
@@ -161,30 +171,27 @@ static bool parse_common(struct evhttp_request *req, const char *key,
   return true;
 }
 
-bool task_parse_body(task_route_t *d, struct evhttp_request *req, task_t *t,
-                     const char **name, double *start_timeout_s, json_t **doc) {
-  struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  size_t len = evbuffer_get_length(in);
-  const char *data = (const char *)evbuffer_pullup(in, -1);
+bool task_parse_json(task_route_t *d, const char *data, size_t len, task_t *t,
+                     const char **name, double *start_timeout_s, json_t **doc,
+                     task_error_t *e) {
   json_error_t err;
-  json_t *o = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES, &err);
+  json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
   *doc = o;
   if (!o) {
-    tpool_http_reply_error(req, 400,
-                           "body: invalid JSON at line %d, column %d: %s",
-                           err.line, err.column, err.text);
+    task_fail(e, 400, "body: invalid JSON at line %d, column %d: %s", err.line,
+              err.column, err.text);
     return false;
   }
   if (!json_is_object(o)) {
-    tpool_http_reply_error(req, 400, "body: expected a JSON object");
+    task_fail(e, 400, "body: expected a JSON object");
     return false;
   }
   json_t *work = json_object_get(o, "work");
   if (!work) {
-    tpool_http_reply_error(req, 400, "work: missing (" WORK_LIST ")");
+    task_fail(e, 400, "work: missing (" WORK_LIST ")");
     return false;
   }
-  if (!parse_work(req, work, t))
+  if (!parse_work(e, work, t))
     return false;
   const char *own = work_fields[t->kind];
   bool has_own = false;
@@ -197,44 +204,54 @@ bool task_parse_body(task_route_t *d, struct evhttp_request *req, task_t *t,
       size_t n = json_string_length(v);
       if (!json_is_string(v) || n == 0 || n >= TPOOL_TASK_NAME_MAX ||
           strlen(json_string_value(v)) != n) {
-        tpool_http_reply_error(req, 400,
-                               "name: expected a string of 1..%d characters",
-                               TPOOL_TASK_NAME_MAX - 1);
+        task_fail(e, 400, "name: expected a string of 1..%d characters",
+                  TPOOL_TASK_NAME_MAX - 1);
         return false;
       }
       *name = json_string_value(v);
     } else if (strcmp(key, "start_timeout_s") == 0) {
       double s = json_number_value(v);
       if (!json_is_number(v) || !(s > 0 && s <= 86400)) {
-        tpool_http_reply_error(
-            req, 400, "start_timeout_s: expected seconds above 0, up to 86400");
+        task_fail(e, 400,
+                  "start_timeout_s: expected seconds above 0, up to 86400");
         return false;
       }
       *start_timeout_s = s;
-    } else if (!parse_common(req, key, v, t)) {
+    } else if (!parse_common(e, key, v, t)) {
       return false;
     } else if (strcmp(key, "attempts") == 0 || strcmp(key, "count") == 0 ||
                strcmp(key, "concurrency") == 0) {
       continue; /* read by parse_common() */
     } else if (!is_work_field(key)) {
-      tpool_http_reply_error(
-          req, 400, "%.64s: unknown field (expected " FIELD_LIST ")", key);
+      task_fail(e, 400, "%.64s: unknown field (expected " FIELD_LIST ")", key);
       return false;
     } else if (strcmp(key, own) != 0) {
-      tpool_http_reply_error(req, 400,
-                             "%s: not a field of \"%s\" work (it takes %s)",
-                             key, work_names[t->kind], own);
+      task_fail(e, 400, "%s: not a field of \"%s\" work (it takes %s)", key,
+                work_names[t->kind], own);
       return false;
     } else {
-      if (!parse_param(d, req, v, t))
+      if (!parse_param(d, e, v, t))
         return false;
       has_own = true;
     }
   }
   if (!has_own && t->kind > WORK_FAIL) { /* ms alone has a default */
-    tpool_http_reply_error(req, 400, "%s: missing (\"%s\" work needs it)", own,
-                           work_names[t->kind]);
+    task_fail(e, 400, "%s: missing (\"%s\" work needs it)", own,
+              work_names[t->kind]);
     return false;
   }
   return true;
+}
+
+bool task_parse_body(task_route_t *d, struct evhttp_request *req, task_t *t,
+                     const char **name, double *start_timeout_s, json_t **doc) {
+  struct evbuffer *in = evhttp_request_get_input_buffer(req);
+  size_t len = evbuffer_get_length(in);
+  const char *data = (const char *)evbuffer_pullup(in, -1);
+  task_error_t e;
+  if (task_parse_json(d, data ? data : "", len, t, name, start_timeout_s, doc,
+                      &e))
+    return true;
+  tpool_http_reply_error(req, e.status, "%s", e.message);
+  return false;
 }

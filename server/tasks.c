@@ -42,7 +42,7 @@ void tasks_enter_loop(unsigned index) {
   current_loop = index;
 }
 
-static void task_free(task_t *t) {
+void task_free(task_t *t) {
   for (unsigned i = 0; t->copies && i < t->count; i++)
     task_free(t->copies[i]);
   free(t->copies);
@@ -54,6 +54,8 @@ static void task_free(task_t *t) {
 /* ---- the work, on a worker thread --------------------------------------- */
 
 static void sleep_ms(unsigned ms) {
+  if (ms == 0)
+    return; /* nanosleep(0) would still enter the kernel and yield */
   struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&left, &left) != 0 && errno == EINTR)
     ;
@@ -77,7 +79,10 @@ static int run_query(task_t *t) {
     t->why = "no database connection on this worker";
     return -EIO;
   }
-  return demo_db_query(db, t->key, &t->out.row);
+  int rc = demo_db_query(db, t->key, &t->out.row);
+  if (rc == -ENOENT)
+    t->why = "key: no row with this key";
+  return rc;
 }
 
 static int run_embed(task_t *t) {
@@ -87,7 +92,7 @@ static int run_embed(task_t *t) {
   return demo_embed(t->text, t->text_len, t->dim, t->vector, &t->ntokens);
 }
 
-static int run_work(void *arg) {
+int task_run(void *arg) {
   task_t *t = arg;
   switch (t->kind) {
   case WORK_SPIN:
@@ -184,9 +189,8 @@ static json_t *result_json(const task_t *t) {
   return NULL;
 }
 
-/* The reply to a task that ran (or was given up on by the pool). */
-static json_t *task_json(const task_t *t, int status,
-                         const tpool_task_info_t *info, int *http) {
+json_t *task_reply_json(const task_t *t, int status,
+                        const tpool_task_info_t *info, int *http) {
   const char *word = outcome(status, http);
   json_t *body = json_pack(
       "{s:I,s:s,s:s,s:s,s:I,s:f,s:f,s:I}", "id", (json_int_t)info->id, "pool",
@@ -204,6 +208,123 @@ static json_t *task_json(const task_t *t, int status,
     }
   }
   return body;
+}
+
+/* A record's text, built in a fixed buffer; `full` once something did not
+   fit. */
+typedef struct text {
+  char buf[1024];
+  size_t len;
+  bool full;
+} text_t;
+
+static void put(text_t *x, const char *s, size_t n) {
+  if (x->full || n >= sizeof(x->buf) - x->len) {
+    x->full = true;
+    return;
+  }
+  memcpy(x->buf + x->len, s, n);
+  x->len += n;
+}
+
+#define PUT_LITERAL(x, s) put((x), (s), sizeof(s) - 1)
+
+static void put_uint(text_t *x, uint64_t v) {
+  char d[24];
+  size_t i = sizeof(d);
+  do
+    d[--i] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  put(x, d + i, sizeof(d) - i);
+}
+
+/* A JSON string, quotes included; s is valid UTF-8 (a task name, an
+   error message). */
+static void put_string(text_t *x, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  PUT_LITERAL(x, "\"");
+  for (const char *run = s;; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    put(x, run, (size_t)(s - run));
+    if (c == '\0')
+      break;
+    char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+    if (c < 0x20) {
+      memcpy(esc + 1, "u00", 3);
+      esc[4] = hex[c >> 4];
+      esc[5] = hex[c & 15];
+    }
+    put(x, esc, c < 0x20 ? 6 : 2);
+    run = s + 1;
+  }
+  PUT_LITERAL(x, "\"");
+}
+
+/* A number as jansson writes a real: 9 digits, and ".0" where %g alone
+   would read back as an integer. */
+static void put_real(text_t *x, double v) {
+  char d[32];
+  int n = snprintf(d, sizeof(d), "%.9g", v);
+  put(x, d, n > 0 ? (size_t)n : 0);
+  if (n > 0 && strcspn(d, ".eEn") == (size_t)n)
+    PUT_LITERAL(x, ".0");
+}
+
+char *task_reply_text(const task_t *t, int status,
+                      const tpool_task_info_t *info) {
+  /* The same members as task_reply_json() (the fuzz target of queued
+     entries checks that both say the same), written straight to text:
+     a queued task's record is made on the loop for every entry, and
+     building jansson objects to print them costs more than the task. */
+  int http;
+  text_t x;
+  x.len = 0;
+  x.full = false;
+  PUT_LITERAL(&x, "{\"id\":");
+  put_uint(&x, (uint64_t)info->id);
+  PUT_LITERAL(&x, ",\"pool\":");
+  put_string(&x, info->pool);
+  PUT_LITERAL(&x, ",\"name\":");
+  put_string(&x, info->name);
+  PUT_LITERAL(&x, ",\"status\":");
+  put_string(&x, outcome(status, &http));
+  PUT_LITERAL(&x, ",\"attempts\":");
+  put_uint(&x, info->attempts);
+  PUT_LITERAL(&x, ",\"queue_wait_s\":");
+  put_real(&x, info->queue_wait_s);
+  PUT_LITERAL(&x, ",\"run_s\":");
+  put_real(&x, info->run_s);
+  PUT_LITERAL(&x, ",\"loop\":");
+  put_uint(&x, current_loop);
+  if (status != 0) {
+    PUT_LITERAL(&x, ",\"error\":");
+    put_string(&x, t->why ? t->why : tpool_strerror(status));
+  }
+  char *rest = NULL;
+  if (status == 0 && t->kind > WORK_FAIL) {
+    json_t *result = result_json(t);
+    rest = result ? json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(9))
+                  : NULL;
+    json_decref(result);
+    if (!rest)
+      return NULL;
+  }
+  size_t rlen = rest ? strlen(rest) : 0;
+  char *out = x.full ? NULL : malloc(x.len + rlen + sizeof(",\"result\":}"));
+  if (out) {
+    size_t n = x.len;
+    memcpy(out, x.buf, n);
+    if (rest) {
+      memcpy(out + n, ",\"result\":", 10);
+      memcpy(out + n + 10, rest, rlen);
+      n += 10 + rlen;
+    }
+    memcpy(out + n, "}", 2);
+  }
+  free(rest);
+  return out;
 }
 
 /* Removes an answered request from the waiting list. */
@@ -227,7 +348,7 @@ static void on_done(int status, const tpool_task_info_t *info, void *arg) {
       tpool_http_reply_error(req, 404, "key: no row %lld", (long long)t->key);
     } else {
       int http;
-      json_t *body = task_json(t, status, info, &http);
+      json_t *body = task_reply_json(t, status, info, &http);
       tpool_http_reply_json(req, http, body);
     }
   }
@@ -334,7 +455,7 @@ static void submit(task_route_t *d, struct evhttp_request *req,
     return;
   }
   int64_t id =
-      tpool_manager_submit(d->m, pool, name, run_work, on_done, t, &opts);
+      tpool_manager_submit(d->m, pool, name, task_run, on_done, t, &opts);
   json_decref(doc); /* after submit: it copied the name */
   if (id > 0) {
     t->id = id;
@@ -446,7 +567,7 @@ static void submit_batch(task_route_t *d, struct evhttp_request *req,
   t->pool_name = tpool_pool_name(pool); /* lives as long as the manager */
   snprintf(t->name, sizeof(t->name), "%s", name);
   for (unsigned i = 0; i < t->count; i++)
-    tpool_batch_add(b, name, run_work, t->copies[i]);
+    tpool_batch_add(b, name, task_run, t->copies[i]);
   t->d = d;
   t->req = req;
   t->start_ns = server_now_ns();
@@ -536,7 +657,8 @@ void tasks_serve(task_route_t *d, struct evhttp_request *req) {
   if (!tpool_http_check_limits(d->routes, req) ||
       tpool_http_path(req, &path) != 0)
     return; /* answered */
-  if (!tasks_handle(d, req, path) && !tpool_http_handle(d->routes, req))
+  if (!(d->queue_handle && d->queue_handle(d, req, path)) &&
+      !tasks_handle(d, req, path) && !tpool_http_handle(d->routes, req))
     tpool_http_reply_error(req, 404, "no route for %.200s", path);
   free(path);
 }

@@ -58,6 +58,11 @@ typedef struct task_route {
   TAILQ_HEAD(, task) waiting;
   size_t nwaiting;
   bool draining; /* replies carry Connection: close */
+  /* The durable queue, when [redis] is on (queue.c): this loop's Redis
+     client, and the handler tasks_serve() offers every request first. */
+  void *queue;
+  bool (*queue_handle)(struct task_route *d, struct evhttp_request *req,
+                       const char *path);
   /* Called whenever nwaiting drops, so a drain can finish. */
   void (*on_progress)(void *arg);
   void *arg;
@@ -100,6 +105,23 @@ struct task {
   size_t ntokens; /* embed */
 };
 
+/* Why a body was refused: the HTTP status (400, or 500 when out of
+   memory) and a message naming the field. */
+typedef struct task_error {
+  int status;
+  char message[256];
+} task_error_t;
+
+/*
+ * task_body.c: checks `len` bytes of JSON, the body of a POST /tasks
+ * request or the "task" field of a queued entry, and fills *t, *name and
+ * *start_timeout_s as task_parse_body() below does.
+ * Returns: true; false with *e filled. *doc as below.
+ */
+bool task_parse_json(task_route_t *d, const char *data, size_t len, task_t *t,
+                     const char **name, double *start_timeout_s, json_t **doc,
+                     task_error_t *e);
+
 /*
  * task_body.c: checks the JSON body of a POST /tasks request and fills *t
  * (its kind and input), *name (borrowed from *doc; NULL when the body has
@@ -111,6 +133,30 @@ struct task {
  */
 bool task_parse_body(task_route_t *d, struct evhttp_request *req, task_t *t,
                      const char **name, double *start_timeout_s, json_t **doc);
+
+/* Frees a task and its copies. */
+void task_free(task_t *t);
+
+/* The work of a task, on a worker thread: what its kind says. */
+int task_run(void *arg);
+
+/*
+ * The reply to a task that ran (or was given up on by the pool), as POST
+ * /tasks answers it, with the HTTP status its outcome maps to in *http.
+ * Returns: a new object; NULL when out of memory.
+ * Thread: the loop the task's done ran on.
+ */
+json_t *task_reply_json(const task_t *t, int status,
+                        const tpool_task_info_t *info, int *http);
+
+/*
+ * The same reply as task_reply_json(), as JSON text: for a queued entry's
+ * result record.
+ * Returns: malloc()ed text; NULL when out of memory.
+ * Thread: as task_reply_json().
+ */
+char *task_reply_text(const task_t *t, int status,
+                      const tpool_task_info_t *info);
 
 /*
  * Serves `req`, whose decoded path is `path`, if it is /tasks or under it:

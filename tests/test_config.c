@@ -60,7 +60,8 @@ static int core_load(const char *path, tpool_config_error_t *err) {
 /* The cases of the sections that tpool itself does not read ([http] and
    [demo], which the unknown-section message lists too). */
 static bool needs_server_sections(const char *want) {
-  return strstr(want, "[http]") != NULL || strstr(want, "[demo]") != NULL;
+  return strstr(want, "[http]") != NULL || strstr(want, "[demo]") != NULL ||
+         strstr(want, "[redis]") != NULL;
 }
 
 /* ------------------------------------------------------------------------
@@ -527,6 +528,7 @@ typedef struct layer {
   char dir[33];    /* PATH, 1..32 bytes */
   char secret[17]; /* TOKEN, 4..16 characters */
   tpool_config_address_t addr;
+  char name[9]; /* STRING, 0..8 characters, starting with a letter */
 } layer_t;
 
 /* A second layer that shares [layer], and has [extra] too, both filling
@@ -537,25 +539,32 @@ typedef struct other {
   size_t extra;
 } other_t;
 
+/* The check of the STRING key "name": empty, or a letter first. */
+static bool name_valid(const char *v) {
+  return v[0] == '\0' || (v[0] >= 'a' && v[0] <= 'z');
+}
+
 #define L(f) offsetof(layer_t, f)
 #define O(f) offsetof(other_t, f)
 static const tpool_config_key_t layer_keys[] = {
-    {"on", TPOOL_CONFIG_BOOL, 0, 0, L(on)},
-    {"count", TPOOL_CONFIG_UINT, 1, 64, L(count)},
-    {"items", TPOOL_CONFIG_COUNT, 0, 1000, L(items)},
-    {"bytes", TPOOL_CONFIG_SIZE, 1024, 1048576, L(bytes)},
-    {"wait", TPOOL_CONFIG_SECONDS, 0.5, 60, L(wait_s)},
-    {"share", TPOOL_CONFIG_RATIO, 0.1, 1, L(share)},
-    {"dir", TPOOL_CONFIG_PATH, 1, 32, L(dir)},
-    {"secret", TPOOL_CONFIG_TOKEN, 4, 16, L(secret)},
-    {"addr", TPOOL_CONFIG_ADDRESS, 1024, 65535, L(addr)},
+    {"on", TPOOL_CONFIG_BOOL, 0, 0, L(on), NULL, NULL},
+    {"count", TPOOL_CONFIG_UINT, 1, 64, L(count), NULL, NULL},
+    {"items", TPOOL_CONFIG_COUNT, 0, 1000, L(items), NULL, NULL},
+    {"bytes", TPOOL_CONFIG_SIZE, 1024, 1048576, L(bytes), NULL, NULL},
+    {"wait", TPOOL_CONFIG_SECONDS, 0.5, 60, L(wait_s), NULL, NULL},
+    {"share", TPOOL_CONFIG_RATIO, 0.1, 1, L(share), NULL, NULL},
+    {"dir", TPOOL_CONFIG_PATH, 1, 32, L(dir), NULL, NULL},
+    {"secret", TPOOL_CONFIG_TOKEN, 4, 16, L(secret), NULL, NULL},
+    {"addr", TPOOL_CONFIG_ADDRESS, 1024, 65535, L(addr), NULL, NULL},
+    {"name", TPOOL_CONFIG_STRING, 0, 8, L(name), name_valid,
+     "expected a-z first, up to 8 characters"},
 };
 static const tpool_config_key_t other_keys[] = {
-    {"count", TPOOL_CONFIG_UINT, 0, 9, O(count)},
-    {"level", TPOOL_CONFIG_UINT, 0, 9, O(level)},
+    {"count", TPOOL_CONFIG_UINT, 0, 9, O(count), NULL, NULL},
+    {"level", TPOOL_CONFIG_UINT, 0, 9, O(level), NULL, NULL},
 };
 static const tpool_config_key_t extra_keys[] = {
-    {"extra", TPOOL_CONFIG_COUNT, 0, 100, O(extra)},
+    {"extra", TPOOL_CONFIG_COUNT, 0, 100, O(extra), NULL, NULL},
 };
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -788,6 +797,43 @@ static void test_config_sections_check_fields_set_in_code(void **state) {
   free(l);
 }
 
+/* A STRING is quoted back, and its key's own check has the last word. */
+static void test_config_sections_string(void **state) {
+  layers_t *l = malloc(sizeof(*l));
+  tpool_config_error_t err;
+
+  (void)state;
+  assert_non_null(l);
+  layers_init(l);
+  assert_int_equal(layers_parse(l, "[layer]\nname = abc:1\n", &err), 0);
+  assert_string_equal(l->layer.name, "abc:1");
+  assert_int_equal(layers_parse(l, "[layer]\nname =\n", &err), 0);
+  assert_string_equal(l->layer.name, "");
+  free(l);
+  layers_refuse("[layer]\nname = 9lives\n",
+                "t.ini:2: [layer] name: expected a-z first, up to 8 "
+                "characters, got \"9lives\"");
+  layers_refuse("[layer]\nname = abcdefghi\n",
+                "t.ini:2: [layer] name: expected a-z first, up to 8 "
+                "characters, got \"abcdefghi\"");
+  /* Set in code: the same words. */
+  layers_t *c = malloc(sizeof(*c));
+  assert_non_null(c);
+  layers_init(c);
+  strcpy(c->layer.name, "Zed");
+  assert_int_equal(tpool_config_check_section(&c->s[0], "f.ini", &err),
+                   -EINVAL);
+  assert_string_equal(err.text, "f.ini: [layer] name: expected a-z first, up "
+                                "to 8 characters, got \"Zed\"");
+  /* valid without expect (or the reverse) is a bad definition. */
+  tpool_config_key_t half = {"k",     TPOOL_CONFIG_STRING, 0,   8,
+                             L(name), name_valid,          NULL};
+  tpool_config_section_t bad = {"x", &half, 1, &c->layer, sizeof(c->layer)};
+  assert_int_equal(tpool_config_check_section(&bad, NULL, &err), -EINVAL);
+  assert_non_null(strstr(err.text, "valid and expect go together"));
+  free(c);
+}
+
 static void test_config_sections_refuse_bad_definitions(void **state) {
   layers_t *l = malloc(sizeof(*l));
   tpool_config_error_t err;
@@ -812,14 +858,14 @@ static void test_config_sections_refuse_bad_definitions(void **state) {
   /* A field outside the data, misaligned, of no known type, with bounds
      out of order or beyond its field. */
   static const tpool_config_key_t wrong[] = {
-      {"k", TPOOL_CONFIG_COUNT, 0, 1, sizeof(other_t)},
-      {"k", TPOOL_CONFIG_UINT, 0, 1, 1},
-      {"k", (tpool_config_type_t)64, 0, 1, 0},
-      {"k", TPOOL_CONFIG_UINT, 2, 1, 0},
-      {"k", TPOOL_CONFIG_UINT, 0, 1e10, 0},
-      {"k", TPOOL_CONFIG_ADDRESS, 0, 70000, 0},
-      {"k", TPOOL_CONFIG_PATH, 1, 1e9, 0},
-      {NULL, TPOOL_CONFIG_BOOL, 0, 0, 0},
+      {"k", TPOOL_CONFIG_COUNT, 0, 1, sizeof(other_t), NULL, NULL},
+      {"k", TPOOL_CONFIG_UINT, 0, 1, 1, NULL, NULL},
+      {"k", (tpool_config_type_t)64, 0, 1, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_UINT, 2, 1, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_UINT, 0, 1e10, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_ADDRESS, 0, 70000, 0, NULL, NULL},
+      {"k", TPOOL_CONFIG_PATH, 1, 1e9, 0, NULL, NULL},
+      {NULL, TPOOL_CONFIG_BOOL, 0, 0, 0, NULL, NULL},
   };
   for (size_t i = 0; i < NELEMS(wrong); i++) {
     keys[0] = wrong[i];
@@ -874,6 +920,7 @@ int main(void) {
       cmocka_unit_test(test_config_sections_speak_the_loaders_words),
       cmocka_unit_test(test_config_sections_check_fields_set_in_code),
       cmocka_unit_test(test_config_sections_refuse_bad_definitions),
+      cmocka_unit_test(test_config_sections_string),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,9 @@
  * full queues, and the limits answer 413. Task names of any bytes come
  * back through the JSON as they went in (or mended, where truncation cut
  * a character), the pool object keeps its exact field names, order and
- * number formats, and a body that cannot be written is a JSON 500. The
+ * number formats, and a body that cannot be written is a JSON 500. A
+ * source another layer adds (tpool_http_add_source()) shows in
+ * /health/thread-pools, /health, /metrics and the dashboard. The
  * client runs on the same event_base as the server, as a user's own
  * requests to itself would.
  */
@@ -15,7 +17,9 @@
 #include "http_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -657,7 +661,7 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
   sample_snapshot(&s, &ps, &t);
   tpool__json_out_t w;
   tpool__json_out_init(&w, false);
-  tpool__json_thread_pools(&w, &s);
+  tpool__json_thread_pools(&w, &s, NULL);
   char *text = written(&w);
   /* Field names, order and nesting as docs/server.md shows them;
      integers without a point, reals with one, never an exponent. */
@@ -704,7 +708,7 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
 
   /* ?pretty is the same document, indented. */
   tpool__json_out_init(&w, true);
-  tpool__json_thread_pools(&w, &s);
+  tpool__json_thread_pools(&w, &s, NULL);
   char *pretty = written(&w);
   json_t *jp = json_loads(pretty, 0, &err);
   assert_non_null(jp);
@@ -728,7 +732,7 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
   /* /health: the reasons, in the order and words they had. */
   s.shutting_down = true;
   tpool__json_out_init(&w, false);
-  assert_int_equal(tpool__json_health(&w, &s), 503);
+  assert_int_equal(tpool__json_health(&w, &s, NULL), 503);
   text = written(&w);
   assert_string_equal(
       text, "{\"status\":\"degraded\",\"reasons\":["
@@ -740,7 +744,7 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
   s.shutting_down = false;
   ps.stuck_now = 0;
   tpool__json_out_init(&w, false);
-  assert_int_equal(tpool__json_health(&w, &s), 200);
+  assert_int_equal(tpool__json_health(&w, &s, NULL), 200);
   text = written(&w);
   assert_string_equal(text, "{\"status\":\"ok\"}");
   free(text);
@@ -777,7 +781,252 @@ static void test_http_failed_body_answers_json_500(void **state) {
   teardown(f);
 }
 
-int main(void) {
+/* ---- sources: another layer beside the pools ----------------------------- */
+
+/* What a Redis consumer would report: state its own threads change (here,
+   tasks on pool "w"), read with atomics from the loop. */
+typedef struct test_source {
+  atomic_bool connected;
+  atomic_bool hidden;       /* health_json() returns NULL */
+  atomic_bool metrics_fail; /* metrics() returns -ENOMEM */
+  atomic_uint_fast64_t received;
+} test_source_t;
+
+static json_t *source_health(void *arg) {
+  test_source_t *t = arg;
+  if (atomic_load(&t->hidden))
+    return NULL;
+  return json_pack("{s:b,s:s,s:I}", "connected", atomic_load(&t->connected),
+                   "stream", "jobs", "received",
+                   (json_int_t)atomic_load(&t->received));
+}
+
+static const char *source_degraded(void *arg, char *msg, size_t cap) {
+  test_source_t *t = arg;
+  if (atomic_load(&t->connected))
+    return NULL;
+  snprintf(msg, cap, "cannot reach 127.0.0.1:6379");
+  return "redis_unreachable";
+}
+
+static int source_metrics(void *arg, struct evbuffer *out) {
+  test_source_t *t = arg;
+  if (atomic_load(&t->metrics_fail))
+    return -ENOMEM;
+  int n = evbuffer_add_printf(
+      out,
+      "# HELP test_redis_received_total Messages read from the stream.\n"
+      "# TYPE test_redis_received_total counter\n"
+      "test_redis_received_total %" PRIu64 "\n"
+      "# HELP test_redis_connected 1 while connected to Redis, else 0.\n"
+      "# TYPE test_redis_connected gauge\n"
+      "test_redis_connected %d\n",
+      (uint64_t)atomic_load(&t->received), atomic_load(&t->connected) ? 1 : 0);
+  return n < 0 ? -ENOMEM : 0;
+}
+
+static tpool_http_source_t source_of(test_source_t *t) {
+  tpool_http_source_t s = {.name = "redis",
+                           .health_json = source_health,
+                           .degraded = source_degraded,
+                           .metrics = source_metrics,
+                           .arg = t};
+  return s;
+}
+
+static int receive(void *arg) {
+  atomic_fetch_add(&((test_source_t *)arg)->received, 1);
+  return 0;
+}
+
+/* The /health/thread-pools answer's text, checked to be valid JSON. */
+static json_t *thread_pools(fixture_t *f, const char *path, char **text) {
+  th_response_t r = call(f, "GET", path, NULL, NULL);
+  assert_int_equal(r.status, 200);
+  json_t *j = th_json(&r);
+  *text = strdup(r.body);
+  th_response_free(&r);
+  return j;
+}
+
+static void test_http_source_reports_beside_the_pools(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  test_source_t t = {0};
+  atomic_store(&t.connected, true);
+  tpool_http_source_t src = source_of(&t);
+  assert_int_equal(tpool_http_add_source(f->routes, &src), 0);
+  for (int i = 0; i < 3; i++)
+    assert_true(tpool_manager_submit(f->m, "w", "receive", receive, NULL, &t,
+                                     NULL) > 0);
+  assert_true(th_wait_stats(f->m, f->base, "w", all_done, NULL, 10.0));
+
+  /* The summary: a top-level member after the pools, as the source wrote
+     it; ?pretty is the same document. */
+  char *text, *pretty;
+  json_t *j = thread_pools(f, "/health/thread-pools", &text);
+  json_t *jp = thread_pools(f, "/health/thread-pools?pretty", &pretty);
+  assert_true(
+      json_equal(json_object_get(j, "redis"), json_object_get(jp, "redis")));
+  const char *tail = ",\"redis\":{\"connected\":true,\"stream\":\"jobs\","
+                     "\"received\":3}}\n";
+  assert_string_equal(text + strlen(text) - strlen(tail), tail);
+  assert_non_null(strstr(text, "{\"summary\":"));
+  assert_non_null(strstr(pretty, "\n  \"redis\": {\n    \"connected\": "
+                                 "true,\n    \"stream\": \"jobs\",\n"));
+  json_decref(jp);
+  json_decref(j);
+  free(pretty);
+  free(text);
+  /* One pool alone is unchanged; a NULL object leaves the member out. */
+  j = thread_pools(f, "/health/thread-pools/w", &text);
+  assert_null(strstr(text, "redis"));
+  json_decref(j);
+  free(text);
+  atomic_store(&t.hidden, true);
+  j = thread_pools(f, "/health/thread-pools", &text);
+  assert_null(json_object_get(j, "redis"));
+  assert_non_null(json_object_get(j, "pools"));
+  json_decref(j);
+  free(text);
+
+  /* /health: ok, degraded while the source says so, then ok again. */
+  int status;
+  char reasons[256];
+  health_reasons(f, &status, reasons, sizeof(reasons));
+  assert_int_equal(status, 200);
+  atomic_store(&t.connected, false);
+  health_reasons(f, &status, reasons, sizeof(reasons));
+  assert_int_equal(status, 503);
+  assert_string_equal(reasons, "-:redis_unreachable ");
+  th_response_t r = call(f, "GET", "/health", NULL, NULL);
+  assert_string_equal(r.body, "{\"status\":\"degraded\",\"reasons\":["
+                              "{\"reason\":\"redis_unreachable\",\"message\":"
+                              "\"cannot reach 127.0.0.1:6379\"}]}\n");
+  th_response_free(&r);
+  atomic_store(&t.connected, true);
+  health_reasons(f, &status, reasons, sizeof(reasons));
+  assert_int_equal(status, 200);
+
+  /* /metrics: the source's families after tpool's, and promtool reads the
+     whole text. */
+  r = call(f, "GET", "/metrics", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  const char *own = strstr(r.body, "# HELP tpool_circuit_breaker_refused");
+  const char *theirs = strstr(r.body, "\ntest_redis_received_total 3\n");
+  assert_true(own && theirs && own < theirs);
+  assert_non_null(strstr(r.body, "\ntest_redis_connected 1\n"));
+  th_assert_promtool_accepts(r.body);
+  th_response_free(&r);
+  atomic_store(&t.metrics_fail, true);
+  r = call(f, "GET", "/metrics", NULL, NULL);
+  assert_json_error(&r, 500);
+  th_response_free(&r);
+  teardown(f);
+}
+
+static void test_http_add_source_refuses_bad_ones(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  test_source_t t = {0};
+  tpool_http_source_t src = source_of(&t);
+  assert_int_equal(tpool_http_add_source(NULL, &src), -EINVAL);
+  assert_int_equal(tpool_http_add_source(f->routes, NULL), -EINVAL);
+  char longest[TPOOL_HTTP_SOURCE_NAME_MAX + 1];
+  memset(longest, 'a', TPOOL_HTTP_SOURCE_NAME_MAX);
+  longest[TPOOL_HTTP_SOURCE_NAME_MAX] = '\0';
+  const char *const bad[] = {NULL,          "",     "Redis", "re-dis", "re dis",
+                             "caf\xc3\xa9", longest};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    src.name = bad[i];
+    assert_int_equal(tpool_http_add_source(f->routes, &src), -EINVAL);
+  }
+  src.name = "redis";
+  assert_int_equal(tpool_http_add_source(f->routes, &src), 0);
+  static const char *const taken[] = {"redis", "summary", "pools"};
+  for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+    src.name = taken[i];
+    assert_int_equal(tpool_http_add_source(f->routes, &src), -EEXIST);
+  }
+  /* The name is copied; sources without callbacks add nothing. */
+  longest[TPOOL_HTTP_SOURCE_NAME_MAX - 1] = '\0';
+  tpool_http_source_t quiet = {.name = longest};
+  assert_int_equal(tpool_http_add_source(f->routes, &quiet), 0);
+  longest[0] = 'b';
+  for (int i = 2; i < TPOOL_HTTP_SOURCES_MAX; i++) {
+    char name[8];
+    snprintf(name, sizeof(name), "s%d", i);
+    quiet.name = name;
+    assert_int_equal(tpool_http_add_source(f->routes, &quiet), 0);
+  }
+  quiet.name = "one_more";
+  assert_int_equal(tpool_http_add_source(f->routes, &quiet), -ENOSPC);
+  char *text;
+  json_t *j = thread_pools(f, "/health/thread-pools", &text);
+  assert_int_equal(json_object_size(j), 3); /* summary, pools, redis */
+  json_decref(j);
+  free(text);
+  teardown(f);
+}
+
+/* The builders with a source: its object and reason, compact and pretty. */
+static void test_http_source_json_keeps_its_shape(void **state) {
+  (void)state;
+  tpool_stats_t s;
+  tpool_pool_stats_t ps;
+  tpool_active_task_t at;
+  sample_snapshot(&s, &ps, &at);
+  ps.stuck_now = 0;
+  ps.last_reject_age_s = -1;
+  test_source_t t = {0};
+  atomic_store(&t.received, 7);
+  tpool__sources_t src = {.n = 1};
+  src.at[0] = source_of(&t);
+
+  tpool__json_out_t w;
+  tpool__json_out_init(&w, true);
+  tpool__json_thread_pools(&w, &s, &src);
+  char *text = written(&w);
+  const char *tail = "\n  },\n  \"redis\": {\n    \"connected\": false,\n"
+                     "    \"stream\": \"jobs\",\n    \"received\": 7\n  }\n}";
+  assert_string_equal(text + strlen(text) - strlen(tail), tail);
+  free(text);
+
+  tpool__json_out_init(&w, false);
+  assert_int_equal(tpool__json_health(&w, &s, &src), 503);
+  text = written(&w);
+  assert_string_equal(text, "{\"status\":\"degraded\",\"reasons\":["
+                            "{\"reason\":\"redis_unreachable\",\"message\":"
+                            "\"cannot reach 127.0.0.1:6379\"}]}");
+  free(text);
+}
+
+static void test_http_dashboard_draws_sources(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  th_response_t r = call(f, "GET", "/dashboard", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  static const char *const parts[] = {"<div id=\"sources\"></div>",
+                                      "function drawSources(data)",
+                                      "drawSources(data);",
+                                      "redis: ['connected', 'stream', 'group'",
+                                      "'dead_lettered', 'duplicates']",
+                                      "k === 'connected' && !v ? 'bad'"};
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+    if (!strstr(r.body, parts[i]))
+      fail_msg("the dashboard lacks %s", parts[i]);
+  th_response_free(&r);
+  teardown(f);
+}
+
+int main(int argc, char **argv) {
+  /* "promtool": the cases whose /metrics promtool checks (http_promtool). */
+  if (th_promtool_mode(argc, argv)) {
+    const struct CMUnitTest promtool[] = {
+        cmocka_unit_test(test_http_source_reports_beside_the_pools),
+    };
+    return cmocka_run_group_tests(promtool, NULL, NULL);
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_http_routes_live_beside_the_users_own),
       cmocka_unit_test(test_http_attach_refuses_a_taken_path),
@@ -791,6 +1040,10 @@ int main(void) {
       cmocka_unit_test(test_http_task_names_round_trip),
       cmocka_unit_test(test_http_pool_json_keeps_its_shape),
       cmocka_unit_test(test_http_failed_body_answers_json_500),
+      cmocka_unit_test(test_http_source_reports_beside_the_pools),
+      cmocka_unit_test(test_http_add_source_refuses_bad_ones),
+      cmocka_unit_test(test_http_source_json_keeps_its_shape),
+      cmocka_unit_test(test_http_dashboard_draws_sources),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

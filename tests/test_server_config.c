@@ -75,13 +75,25 @@ static void test_config_defaults(void **state) {
   free(c);
 }
 
+#ifndef TPOOL_SERVER_REDIS
+/* Without libtpool_redis the server has no [redis], which the messages
+   listing the sections name. */
+static bool needs_redis(const char *want) {
+  return strstr(want, "[redis]") != NULL;
+}
+#endif
+
 static void test_config_bad_files_fail_with_their_message(void **state) {
   size_t n, ran;
 
   (void)state;
+#ifdef TPOOL_SERVER_REDIS
   ran = cc_run_bad_cases(server_load, NULL, &n);
-  assert_true(n >= 20);
   assert_int_equal(ran, n);
+#else
+  ran = cc_run_bad_cases(server_load, needs_redis, &n);
+#endif
+  assert_true(n >= 20);
 }
 
 static void test_config_shipped_file_is_the_defaults(void **state) {
@@ -271,6 +283,83 @@ static void test_config_http_is_shared(void **state) {
   free(c);
 }
 
+#ifdef TPOOL_SERVER_REDIS
+/* [redis]: its defaults, its values, and each bad value named with the
+   file, line and key, leaving the options as they were. */
+static void test_config_redis(void **state) {
+  static const char good[] =
+      "[redis]\nurl = redis://10.0.0.5:6380/2\nstream = jobs\n"
+      "group = workers\nconsumer = host-a:1\nbatch = 500\n"
+      "reclaim_after = 2.5\nmax_deliveries = 3\ndead_letter = jobs:dead\n"
+      "result_ttl = 60\n";
+  static const struct {
+    const char *text, *want;
+  } bad[] = {
+      {"[redis]\nurl = http://x:1\n",
+       "r:2: [redis] url: expected redis://HOST:PORT[/DB] (DB 0..15), or "
+       "nothing, got \"http://x:1\""},
+      {"[redis]\nurl = redis://h:0\n",
+       "r:2: [redis] url: expected redis://HOST:PORT[/DB] (DB 0..15), or "
+       "nothing, got \"redis://h:0\""},
+      {"[redis]\nurl = redis://h:6379/16\n",
+       "r:2: [redis] url: expected redis://HOST:PORT[/DB] (DB 0..15), or "
+       "nothing, got \"redis://h:6379/16\""},
+      {"[redis]\nbatch = 0\n",
+       "r:2: [redis] batch: expected 1..10000, got \"0\""},
+      {"[redis]\nmax_deliveries = 0\n",
+       "r:2: [redis] max_deliveries: expected 1..1000, got \"0\""},
+      {"[redis]\n\nreclaim_after = abc\n",
+       "r:3: [redis] reclaim_after: expected seconds in 0.1..86400, got "
+       "\"abc\""},
+      {"[redis]\nresult_ttl = 0\n",
+       "r:2: [redis] result_ttl: expected seconds in 1..3.1536e+07, got "
+       "\"0\""},
+      {"[redis]\nstream =\n",
+       "r:2: [redis] stream: expected 1..200 printable characters without "
+       "spaces, got \"\""},
+      {"[redis]\nhost = x\n", "r:2: [redis] host: unknown key"},
+  };
+  server_config_t *c = config_new(), *copy = config_new();
+  tpool_config_error_t err;
+
+  (void)state;
+  assert_string_equal(c->redis.url, "");
+  assert_string_equal(c->redis.stream, "tpool:tasks");
+  assert_string_equal(c->redis.group, "tpool");
+  assert_string_equal(c->redis.consumer, "");
+  assert_string_equal(c->redis.dead_letter, "tpool:dead");
+  assert_int_equal(c->redis.batch, 64);
+  assert_true(c->redis.reclaim_after_s == 30);
+  assert_int_equal(c->redis.max_deliveries, 5);
+  assert_true(c->redis.result_ttl_s == 3600);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    if (server_config_parse(c, bad[i].text, strlen(bad[i].text), "r", &err) !=
+            -EINVAL ||
+        strcmp(err.text, bad[i].want) != 0)
+      fail_msg("case %zu: got \"%s\"", i, err.text);
+    assert_memory_equal(&c->redis, &copy->redis, sizeof(c->redis));
+  }
+  assert_int_equal(server_config_parse(c, good, strlen(good), "r", &err), 0);
+  assert_string_equal(c->redis.url, "redis://10.0.0.5:6380/2");
+  assert_string_equal(c->redis.stream, "jobs");
+  assert_string_equal(c->redis.group, "workers");
+  assert_string_equal(c->redis.consumer, "host-a:1");
+  assert_string_equal(c->redis.dead_letter, "jobs:dead");
+  assert_int_equal(c->redis.batch, 500);
+  assert_true(c->redis.reclaim_after_s == 2.5);
+  assert_int_equal(c->redis.max_deliveries, 3);
+  assert_true(c->redis.result_ttl_s == 60);
+  assert_int_equal(server_config_check(c, NULL), 0);
+  strcpy(c->redis.url, "redis://[::1]:6379");
+  assert_int_equal(server_config_check(c, NULL), 0);
+  strcpy(c->redis.url, "redis://a b:1");
+  check_fails_with(c, "r: [redis] url: expected redis://HOST:PORT[/DB] "
+                      "(DB 0..15), or nothing, got \"redis://a b:1\"");
+  free(c);
+  free(copy);
+}
+#endif
+
 /* Values set in code, with the loader's words. */
 static void test_config_check_ranges(void **state) {
   server_config_t *c = config_new();
@@ -324,6 +413,9 @@ int main(void) {
       cmocka_unit_test(test_config_parse_longest_line),
       cmocka_unit_test(test_config_parse_values),
       cmocka_unit_test(test_config_http_is_shared),
+#ifdef TPOOL_SERVER_REDIS
+      cmocka_unit_test(test_config_redis),
+#endif
       cmocka_unit_test(test_config_check_ranges),
   };
 

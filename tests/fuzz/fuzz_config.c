@@ -77,22 +77,22 @@ typedef struct app2 {
 #define A(f) offsetof(app_t, f)
 #define B(f) offsetof(app2_t, f)
 static const tpool_config_key_t app_keys[] = {
-    {"on", TPOOL_CONFIG_BOOL, 0, 0, A(on)},
-    {"count", TPOOL_CONFIG_UINT, 1, 64, A(count)},
-    {"items", TPOOL_CONFIG_COUNT, 0, 1000000, A(items)},
-    {"bytes", TPOOL_CONFIG_SIZE, 1024, 1073741824, A(bytes)},
-    {"wait", TPOOL_CONFIG_SECONDS, 0.001, 3600, A(wait_s)},
-    {"share", TPOOL_CONFIG_RATIO, 0, 1, A(share)},
-    {"dir", TPOOL_CONFIG_PATH, 1, 64, A(dir)},
-    {"secret", TPOOL_CONFIG_TOKEN, 0, 32, A(secret)},
-    {"addr", TPOOL_CONFIG_ADDRESS, 0, 65535, A(addr)},
+    {"on", TPOOL_CONFIG_BOOL, 0, 0, A(on), NULL, NULL},
+    {"count", TPOOL_CONFIG_UINT, 1, 64, A(count), NULL, NULL},
+    {"items", TPOOL_CONFIG_COUNT, 0, 1000000, A(items), NULL, NULL},
+    {"bytes", TPOOL_CONFIG_SIZE, 1024, 1073741824, A(bytes), NULL, NULL},
+    {"wait", TPOOL_CONFIG_SECONDS, 0.001, 3600, A(wait_s), NULL, NULL},
+    {"share", TPOOL_CONFIG_RATIO, 0, 1, A(share), NULL, NULL},
+    {"dir", TPOOL_CONFIG_PATH, 1, 64, A(dir), NULL, NULL},
+    {"secret", TPOOL_CONFIG_TOKEN, 0, 32, A(secret), NULL, NULL},
+    {"addr", TPOOL_CONFIG_ADDRESS, 0, 65535, A(addr), NULL, NULL},
 };
 static const tpool_config_key_t app2_keys[] = {
-    {"count", TPOOL_CONFIG_UINT, 0, 3, B(count)},
-    {"level", TPOOL_CONFIG_UINT, 0, 9, B(level)},
+    {"count", TPOOL_CONFIG_UINT, 0, 3, B(count), NULL, NULL},
+    {"level", TPOOL_CONFIG_UINT, 0, 9, B(level), NULL, NULL},
 };
 static const tpool_config_key_t extra_keys[] = {
-    {"extra", TPOOL_CONFIG_COUNT, 0, 100, B(extra)},
+    {"extra", TPOOL_CONFIG_COUNT, 0, 100, B(extra), NULL, NULL},
 };
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
