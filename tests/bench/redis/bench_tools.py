@@ -3,15 +3,16 @@
     bench_tools.py freeport
     bench_tools.py config --src config.ini --dst FILE --port P --dir DIR [--redis KEY=VALUE]...
     bench_tools.py preload --port P --n N [--stream S] [--group G]
-    bench_tools.py poll-stream --port P --n N --out FILE --t-start T [--timeout S]
+    bench_tools.py poll-stream --port P --n N --out FILE --ready FILE [--timeout S]
     bench_tools.py latency --port P --rate R --seconds S --out FILE
     bench_tools.py celery-preload --port P --n N
-    bench_tools.py poll-celery --port P --n N --setting TEXT --out FILE [--timeout S]
+    bench_tools.py poll-celery --port P --n N --setting TEXT --out FILE --ready FILE
     bench_tools.py report FILE
 
 Measuring commands append tab-separated rows to FILE (kind, implementation,
-setting, n, seconds, rate, note); `report` prints them as one table. Times
-are wall-clock (time.time()), so that run.sh's `date +%s.%N` compares.
+setting, n, seconds, rate, note); `report` prints them as one table. A
+poller makes its --ready file once it polls: run.sh starts the server or
+the worker only then.
 
 Run with Debian's /usr/bin/python3 (python3-redis 4.3, python3-celery 5.2).
 """
@@ -37,7 +38,7 @@ def row(out, kind, impl, setting, n, seconds, rate, note=""):
     with open(out, "a") as f:
         f.write("\t".join(str(x) for x in
                           (kind, impl, setting, n, f"{seconds:.3f}",
-                           f"{rate:.0f}", note)) + "\n")
+                           f"{rate:.1f}", note)) + "\n")
 
 
 def client(port, db=0):
@@ -153,6 +154,16 @@ def stalled(a, now, t_first, done):
     return ""
 
 
+def ready(a, r):
+    """Tells run.sh (by making the file a.ready) that the poller is up and
+    polling, so that it starts the server or worker only now: the window's
+    start must not be missed while Python starts. Sets a.t_start."""
+    r.ping()
+    a.t_start = time.time()
+    with open(a.ready, "w") as f:
+        f.write(f"{a.t_start}\n")
+
+
 def cmd_poll_stream(a):
     """Waits, polling XINFO GROUPS every 50 ms, for the group to have read
     every entry and to have nothing pending. The measured window starts at
@@ -161,6 +172,7 @@ def cmd_poll_stream(a):
     the result records with SCAN: they must be N, every one "ok"."""
     r = client(a.port)
     t_first = None
+    ready(a, r)
     while True:
         now = time.time()
         g = group_info(r, a.stream, a.group)
@@ -276,6 +288,7 @@ def cmd_poll_celery(a):
     `unacked`, db 1)."""
     b, res = client(a.port, 1), client(a.port, 2)
     t_first = None
+    ready(a, b)
     while True:
         now = time.time()
         p = b.pipeline(transaction=False)
@@ -323,7 +336,7 @@ def cmd_report(a):
         stalled = (" (stalled)" if x["note"].startswith("STALLED") else
                    " (not run)" if x["note"] == "NOT RUN" else "")
         print(f"| {x['impl']:<14} | {x['setting']:<{w}} | {x['n']:>7} "
-              f"| {x['sec']:>8.3f} | {x['rate']:>8.0f} |{stalled}")
+              f"| {x['sec']:>8.3f} | {x['rate']:>8.{1 if x['rate'] < 100 else 0}f} |{stalled}")
     print()
     for x in runs:
         if x["note"] and x["note"] != "NOT RUN":
@@ -379,7 +392,7 @@ def main():
             s.add_argument("--out", required=True)
             s.add_argument("--timeout", type=float, default=120.0)
     s = sub.choices["poll-stream"]
-    s.add_argument("--t-start", type=float, required=True)
+    s.add_argument("--ready", required=True, metavar="FILE")
     s.add_argument("--check", type=float, default=15.0)
     s.add_argument("--setting", default="shipped config.ini")
     s = sub.choices["latency"]
@@ -391,7 +404,7 @@ def main():
     s.add_argument("--n", type=int, required=True)
     s.add_argument("--setting", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--t-start", type=float, required=True)
+    s.add_argument("--ready", required=True, metavar="FILE")
     s.add_argument("--timeout", type=float, default=120.0)
     s.add_argument("--check", type=float, default=15.0)
     s = sp("report", cmd_report, port=False)

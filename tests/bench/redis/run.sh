@@ -105,7 +105,34 @@ start() {
   PIDS="$PID $PIDS"
 }
 tools() { "$PY" "$TOOLS" "$@"; }
-now() { date +%s.%N; }
+# measure LOG POLL-ARGS... -- CMD...: starts the poller (bench_tools.py
+# POLL-ARGS), and CMD (as start LOG CMD) only once the poller polls, so
+# that Python's start-up cannot hide the window's start; then waits for
+# the poller. Returns its status; PID is CMD's.
+measure() {
+  local log=$1 args=() poller i=0 rc=0
+  shift
+  while [ "$1" != -- ]; do args+=("$1"); shift; done
+  shift
+  rm -f "$TMP/ready"
+  "$PY" "$TOOLS" "${args[@]}" --ready "$TMP/ready" &
+  poller=$!
+  PIDS="$poller $PIDS"
+  while [ ! -s "$TMP/ready" ] && kill -0 $poller 2>/dev/null &&
+    [ $i -lt 500 ]; do
+    sleep 0.01
+    i=$((i + 1))
+  done
+  if [ -s "$TMP/ready" ]; then
+    start "$log" "$@"
+  else
+    PID=""
+  fi
+  wait $poller || rc=$?
+  PIDS=$(echo " $PIDS " | sed "s/ $poller / /")
+  [ -n "$PID" ] || rc=1
+  return $rc
+}
 log() { echo "== $*" >&2; }
 
 # ---- redis-server --------------------------------------------------------
@@ -154,13 +181,11 @@ if [[ $SKIP != *" tpool "* ]]; then
     log "tpool: preloading $N entries"
     tools preload --port "$PORT" --n "$N"
     log "tpool: tpool-server, until every entry is acknowledged"
-    t0=$(now)
-    start "$TMP/server.out" "$SERVER" --config "$cfg"
-    SERVER_PID=$PID
     ok=1
-    tools poll-stream --port "$PORT" --n "$N" --out "$OUT" --t-start "$t0" \
-      --timeout "$RUN_TIMEOUT" --check "$STALL_CHECK" --setting "$setting" ||
-      ok=0
+    measure "$TMP/server.out" poll-stream --port "$PORT" --n "$N" \
+      --out "$OUT" --timeout "$RUN_TIMEOUT" --check "$STALL_CHECK" \
+      --setting "$setting" -- "$SERVER" --config "$cfg" || ok=0
+    SERVER_PID=$PID
     if [ $ok = 1 ]; then
       rate=$(awk -F'\t' '$1 == "run" && $2 == "tpool-server" { r = $6 }
                          END { print int(r / 2) }' "$OUT")
@@ -169,8 +194,10 @@ if [[ $SKIP != *" tpool "* ]]; then
       tools latency --port "$PORT" --rate "$rate" --seconds "$LAT_SECONDS" \
         --out "$OUT" --timeout "$RUN_TIMEOUT" || ok=0
     fi
-    kill -0 "$SERVER_PID" 2>/dev/null || ok=0
-    stop "$SERVER_PID"
+    if [ -n "$SERVER_PID" ]; then
+      kill -0 "$SERVER_PID" 2>/dev/null || ok=0
+      stop "$SERVER_PID"
+    fi
     if [ $ok = 0 ]; then
       echo "run.sh: tpool-server's part failed; its log:" >&2
       tail -n 30 "$TMP/server.out" "$TMP/server.log" 2>/dev/null >&2 || true
@@ -195,17 +222,15 @@ if [[ $SKIP != *" celery "* ]]; then
         cli -n 3 copy "$key" "$key" db 1 >/dev/null
       done
       log "celery: $setting"
-      t0=$(now)
-      start "$TMP/celery.out" env BENCH_REDIS_PORT="$PORT" PYTHONPATH="$HERE" \
-        "$PY" -m celery -A celery_app worker --concurrency 2 --pool "$pool" \
-        --prefetch-multiplier "$pf" --without-gossip --without-mingle \
-        --without-heartbeat -Q celery --loglevel WARNING
+      measure "$TMP/celery.out" poll-celery --port "$PORT" --n "$N_CELERY" \
+        --setting "$setting" --out "$OUT" --timeout "$RUN_TIMEOUT" \
+        --check "$STALL_CHECK" -- env BENCH_REDIS_PORT="$PORT" \
+        PYTHONPATH="$HERE" "$PY" -m celery -A celery_app worker \
+        --concurrency 2 --pool "$pool" --prefetch-multiplier "$pf" \
+        --without-gossip --without-mingle --without-heartbeat -Q celery \
+        --loglevel WARNING || tail -n 20 "$TMP/celery.out" >&2
       WORKER_PID=$PID
-      tools poll-celery --port "$PORT" --n "$N_CELERY" --setting "$setting" \
-        --out "$OUT" --t-start "$t0" --timeout "$RUN_TIMEOUT" \
-        --check "$STALL_CHECK" ||
-        tail -n 20 "$TMP/celery.out" >&2
-      stop "$WORKER_PID"
+      [ -z "$WORKER_PID" ] || stop "$WORKER_PID"
     done
   done
 fi
