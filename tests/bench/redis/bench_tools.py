@@ -335,8 +335,9 @@ def cmd_report(a):
     for x in runs:
         stalled = (" (stalled)" if x["note"].startswith("STALLED") else
                    " (not run)" if x["note"] == "NOT RUN" else "")
+        prec = 1 if x["rate"] < 100 else 0
         print(f"| {x['impl']:<14} | {x['setting']:<{w}} | {x['n']:>7} "
-              f"| {x['sec']:>8.3f} | {x['rate']:>8.{1 if x['rate'] < 100 else 0}f} |{stalled}")
+              f"| {x['sec']:>8.3f} | {x['rate']:>8.{prec}f} |{stalled}")
     print()
     for x in runs:
         if x["note"] and x["note"] != "NOT RUN":
