@@ -22,7 +22,8 @@ app = Celery(
 )
 app.conf.update(
     task_acks_late=True,
-    worker_prefetch_multiplier=int(os.environ.get("BENCH_CELERY_MULTIPLIER", "4")),
+    worker_prefetch_multiplier=int(
+        os.environ.get("BENCH_CELERY_MULTIPLIER", "4")),
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],

@@ -40,16 +40,17 @@
 #    median to it.
 #
 # Polling at 50 ms: each window may be up to 50 ms long or short at each
-# end. Takes about 5 minutes. Everything shares the 2 cores: redis-server, the server or worker,
-# and the pollers (light). Needs redis-server, redis-benchmark, redis-cli,
-# and Debian's python3-redis and python3-celery for /usr/bin/python3.
+# end. Takes about 5 minutes. Everything shares the 2 cores: redis-server,
+# the server or worker, and the pollers (light). Needs redis-server,
+# redis-benchmark, redis-cli, and Debian's python3-redis and
+# python3-celery for /usr/bin/python3.
 #
 # Environment: BENCH_N (N, when not given), BENCH_CELERY_N,
 # BENCH_CELERY_POOLS ("prefork threads solo"), BENCH_CELERY_PREFETCH
 # ("1 4 16 64"), BENCH_TIMEOUT, BENCH_STALL_CHECK, BENCH_LAT_SECONDS (10),
 # BENCH_LAT_RATE, BENCH_LAT_LIGHT, BENCH_TPOOL_REPS (3), BENCH_SKIP
-# ("ceiling", "tpool", "celery", blank-separated), BENCH_TPOOL_REDIS ("KEY=VALUE ..." added to
-# the server's [redis] section, e.g. "batch=256").
+# ("ceiling", "tpool", "celery", blank-separated), BENCH_TPOOL_REDIS
+# ("KEY=VALUE ..." added to the server's [redis] section: "batch=256").
 set -eu
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -d "$1" ]; then
@@ -78,7 +79,7 @@ for p in redis-server redis-benchmark redis-cli; do
   command -v $p >/dev/null || { echo "run.sh: $p not found" >&2; exit 2; }
 done
 $PY -c 'import redis, celery' 2>/dev/null ||
-  { echo "run.sh: $PY lacks redis or celery (python3-redis, python3-celery)" >&2; exit 2; }
+  { echo "run.sh: $PY lacks python3-redis or python3-celery" >&2; exit 2; }
 
 TMP=$(mktemp -d /tmp/tpool-bench-redis.XXXXXX)
 OUT=$TMP/results.tsv
@@ -157,7 +158,8 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 [ "$(cli ping)" = PONG ] || { cat "$TMP/redis.out" >&2; exit 1; }
-log "redis-server $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/') on 127.0.0.1:$PORT"
+version=$(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/')
+log "redis-server $version on 127.0.0.1:$PORT"
 
 # ---- 1. ceiling ----------------------------------------------------------
 if [[ $SKIP != *" ceiling "* ]]; then
@@ -183,8 +185,8 @@ if [[ $SKIP != *" tpool "* ]]; then
   if ! "$SERVER" --check-config "$cfg" >"$TMP/check.out" 2>&1; then
     echo "run.sh: $SERVER does not take the [redis] section:" >&2
     cat "$TMP/check.out" >&2
-    printf 'run\ttpool-server\tno [redis] support in this build\t%s\t0\t0\tNOT RUN\n' \
-      "$N" >>"$OUT"
+    printf 'run\ttpool-server\t%s\t%s\t0\t0\tNOT RUN\n' \
+      "no [redis] support in this build" "$N" >>"$OUT"
   else
     base="shipped config.ini"
     [ -z "${BENCH_TPOOL_REDIS:-}" ] || base="$base + $BENCH_TPOOL_REDIS"
@@ -196,7 +198,7 @@ if [[ $SKIP != *" tpool "* ]]; then
       cli flushdb >/dev/null
       log "tpool: run $rep/$REPS: preloading $N entries"
       tools preload --port "$PORT" --n "$N"
-      log "tpool: run $rep/$REPS: tpool-server, until every entry is acknowledged"
+      log "tpool: run $rep/$REPS: tpool-server, until all is acknowledged"
       measure "$TMP/server.out" poll-stream --port "$PORT" --n "$N" \
         --out "$OUT" --timeout "$RUN_TIMEOUT" --check "$STALL_CHECK" \
         --setting "$setting" -- "$SERVER" --config "$cfg" || ok=0
