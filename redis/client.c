@@ -12,6 +12,7 @@
 struct tpool_redis_client {
   tpool__redis_conn_t conn;
   char stream[TPOOL_REDIS_NAME_MAX + 1];
+  char group[TPOOL_REDIS_NAME_MAX + 1];
   bool closing;
 };
 
@@ -24,6 +25,7 @@ int tpool_redis_client_new(struct event_base *base,
   if (!c)
     return -ENOMEM;
   snprintf(c->stream, sizeof(c->stream), "%s", o->stream);
+  snprintf(c->group, sizeof(c->group), "%s", o->group);
   int rc = tpool__redis_conn_init(&c->conn, base, o->url, "client", NULL, NULL,
                                   NULL, c);
   if (rc != 0) {
@@ -93,12 +95,41 @@ int tpool_redis_add(tpool_redis_client_t *c, const tpool_redis_field_t *fields,
   return rc;
 }
 
-/* A lookup, in one step: the record if there is one, else whether the
-   entry is in the stream. Returns {1, [field, value, ...]} or {0, n}. */
+/* A lookup, in one step: the record if there is one; else whether the
+   entry still waits or runs: it is in the stream and either pending with a
+   consumer or not yet delivered to the group (after its last-delivered
+   id). An entry in the stream that is neither was acknowledged long ago and
+   its record has expired: unknown. KEYS[1] the record, KEYS[2] the stream;
+   ARGV[1] the id, ARGV[2] the group. Returns {1, [field, value, ...]} or
+   {0, 1 (waiting) or 0 (unknown)}. */
 static const char lookup_script[] =
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "if #h > 0 then return {1, h} end\n"
-    "return {0, #redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1], 'COUNT', 1)}\n";
+    "local id = ARGV[1]\n"
+    "if #redis.call('XRANGE', KEYS[2], id, id, 'COUNT', 1) == 0 then\n"
+    "  return {0, 0}\n"
+    "end\n"
+    "local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[2])\n"
+    "local last = nil\n"
+    "if ok then\n"
+    "  for _, g in ipairs(groups) do\n"
+    "    local f = {}\n"
+    "    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+    "    if f['name'] == ARGV[2] then last = f['last-delivered-id'] end\n"
+    "  end\n"
+    "end\n"
+    "if not last then return {0, 1} end\n"
+    "if #redis.call('XPENDING', KEYS[2], ARGV[2], id, id, 1) > 0 then\n"
+    "  return {0, 1}\n"
+    "end\n"
+    "local function split(x)\n"
+    "  local a, b = string.match(x, '^(%d+)-(%d+)$')\n"
+    "  return tonumber(a), tonumber(b)\n"
+    "end\n"
+    "local im, is = split(id)\n"
+    "local lm, ls = split(last)\n"
+    "if im > lm or (im == lm and is > ls) then return {0, 1} end\n"
+    "return {0, 0}\n";
 
 static const char *hash_get(const redisReply *h, const char *name) {
   for (size_t i = 0; i + 1 < h->elements; i += 2)
@@ -164,11 +195,12 @@ int tpool_redis_lookup(tpool_redis_client_t *c, const char *id,
   *k = (call_t){c, (void (*)(void))cb, arg};
   char key[sizeof(TPOOL_REDIS_RESULT_PREFIX) + TPOOL_REDIS_ID_MAX];
   snprintf(key, sizeof(key), TPOOL_REDIS_RESULT_PREFIX "%s", id);
-  const char *argv[] = {"EVAL", lookup_script, "2", key, c->stream, id};
-  size_t lens[6];
-  for (size_t i = 0; i < 6; i++)
+  const char *argv[] = {"EVAL", lookup_script, "2", key, c->stream,
+                        id,     c->group};
+  size_t lens[7];
+  for (size_t i = 0; i < 7; i++)
     lens[i] = strlen(argv[i]);
-  int rc = tpool__redis_conn_send(&c->conn, on_lookup, k, 6, argv, lens);
+  int rc = tpool__redis_conn_send(&c->conn, on_lookup, k, 7, argv, lens);
   if (rc != 0)
     free(k);
   return rc;

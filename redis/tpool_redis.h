@@ -301,9 +301,9 @@ TPOOL_API void tpool_redis_consumer_free(tpool_redis_consumer_t *c);
 typedef struct tpool_redis_client tpool_redis_client_t;
 
 /*
- * Makes a client of o->url and o->stream on `base` and starts connecting
- * (reconnecting as a consumer does). *o is copied; the consumer fields are
- * not used.
+ * Makes a client of o->url, o->stream and o->group on `base` and starts
+ * connecting (reconnecting as a consumer does). *o is copied; the other
+ * fields are not used.
  * Returns: 0 and *out; -EINVAL (NULL argument, url "" or invalid);
  * -ENOMEM.
  * Thread: base's loop, or before it runs.
@@ -336,8 +336,12 @@ TPOOL_API int tpool_redis_add(tpool_redis_client_t *c,
 
 /* Where an entry is, as tpool_redis_lookup() found it. */
 typedef enum tpool_redis_state {
-  TPOOL_REDIS_UNKNOWN, /* no result and no such entry in the stream */
-  TPOOL_REDIS_WAITING, /* in the stream, no result yet: queued or running */
+  /* No result record, and the entry is not waiting: never added, or
+     finished so long ago that its record expired */
+  TPOOL_REDIS_UNKNOWN,
+  /* No result yet: not yet delivered to the group, or pending with a
+     consumer (queued or running there) */
+  TPOOL_REDIS_WAITING,
   TPOOL_REDIS_DONE     /* its result record, below */
 } tpool_redis_state_t;
 

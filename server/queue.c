@@ -65,6 +65,10 @@ int queue_entry_task(void *user, const tpool_redis_entry_t *e,
     snprintf(out->error, sizeof(out->error), "pool: expected a pool name");
     return -EINVAL;
   }
+  if (pool && !tpool_manager_pool(d->m, pool)) {
+    snprintf(out->error, sizeof(out->error), "no pool named \"%.64s\"", pool);
+    return -ENOENT;
+  }
   task_t *t = calloc(1, sizeof(*t));
   if (!t) {
     snprintf(out->error, sizeof(out->error), "out of memory");
