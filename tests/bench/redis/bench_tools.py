@@ -18,6 +18,7 @@ Run with Debian's /usr/bin/python3 (python3-redis 4.3, python3-celery 5.2).
 """
 import argparse
 import json
+import math
 import os
 import re
 import socket
@@ -148,7 +149,7 @@ def stalled(a, now, t_first, done):
     if el > a.timeout:
         return f"STALLED: {done} of {a.n} done in {el:.0f} s"
     if el > a.check and (done <= 0 or a.n / (done / el) > a.timeout):
-        need = f"{a.n / (done / el):.0f} s" if done > 0 else "forever"
+        need = f"{math.ceil(a.n / (done / el))} s" if done > 0 else "forever"
         return (f"STALLED: {done} of {a.n} done in {el:.0f} s; at that rate "
                 f"all would take {need}, more than the {a.timeout:.0f} s bound")
     return ""
