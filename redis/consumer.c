@@ -966,6 +966,9 @@ static void on_down(void *arg) {
   c->need_recovery = true;
   if (!c->wr.ready)
     c->group_ok = false;
+  /* The group's figures are Redis's: unknown until it answers again. */
+  atomic_store(&c->lag, -1);
+  atomic_store(&c->pending, -1);
 }
 
 /* ---- stop ---------------------------------------------------------------- */

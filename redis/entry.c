@@ -24,14 +24,22 @@ const char *tpool_redis_entry_get(const tpool_redis_entry_t *e,
   return NULL;
 }
 
+/* True for 1..20 digits at s[0..n) whose value fits 64 bits. */
+static bool is_u64(const char *s, size_t n) {
+  static const char max[] = "18446744073709551615";
+  if (n == 0 || n > sizeof(max) - 1)
+    return false;
+  return n < sizeof(max) - 1 || memcmp(s, max, n) <= 0;
+}
+
 bool tpool_redis_is_entry_id(const char *s) {
   if (!s)
     return false;
   size_t a = strspn(s, "0123456789");
-  if (a == 0 || a > 20 || s[a] != '-')
+  if (s[a] != '-' || !is_u64(s, a))
     return false;
   size_t b = strspn(s + a + 1, "0123456789");
-  return b > 0 && b <= 20 && s[a + 1 + b] == '\0';
+  return s[a + 1 + b] == '\0' && is_u64(s + a + 1, b);
 }
 
 static bool is_string(const redisReply *r) {

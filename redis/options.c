@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #define FIELD(f) offsetof(tpool_redis_options_t, f)
@@ -66,5 +67,18 @@ int tpool_redis_options_check(const tpool_redis_options_t *o, const char *file,
     return -EINVAL;
   tpool_config_section_t s =
       tpool_redis_config_section((tpool_redis_options_t *)o);
-  return tpool_config_check_section(&s, file, err);
+  int rc = tpool_config_check_section(&s, file, err);
+  if (rc == 0 && strcmp(o->dead_letter, o->stream) == 0) {
+    if (err) {
+      memset(err, 0, sizeof(*err));
+      snprintf(err->file, sizeof(err->file), "%s", file ? file : "options");
+      snprintf(err->key, sizeof(err->key), "[redis] dead_letter");
+      snprintf(err->message, sizeof(err->message),
+               "must not be the stream itself (\"%.200s\")", o->stream);
+      snprintf(err->text, sizeof(err->text), "%s: %s: %s", err->file, err->key,
+               err->message);
+    }
+    return -EINVAL;
+  }
+  return rc;
 }

@@ -381,8 +381,8 @@ TPOOL_API int tpool_redis_lookup(tpool_redis_client_t *c, const char *id,
 TPOOL_API void tpool_redis_client_free(tpool_redis_client_t *c);
 
 /*
- * True for an entry id as Redis writes them: DIGITS-DIGITS, each part at
- * most 20 digits.
+ * True for an entry id as Redis writes them: DIGITS-DIGITS, each part a
+ * number of 64 bits (at most 18446744073709551615).
  * Thread: any.
  */
 TPOOL_API bool tpool_redis_is_entry_id(const char *s);

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define SERVER(f) offsetof(server_options_t, f)
@@ -60,19 +61,41 @@ void server_config_init(server_config_t *c) {
   c->server.demo.db_rows = 10000;
 }
 
+/* What the loader's per-key checks cannot see: [redis] dead_letter must
+   differ from stream. On failure *c is put back as it was (*was). */
+static int check_across(server_config_t *c, const server_config_t *was,
+                        const char *file, tpool_config_error_t *err) {
+#ifdef TPOOL_SERVER_REDIS
+  if (tpool_redis_options_check(&c->redis, file, err) != 0) {
+    *c = *was;
+    return -EINVAL;
+  }
+#else
+  (void)c;
+  (void)was;
+  (void)file;
+  (void)err;
+#endif
+  return 0;
+}
+
 int server_config_load(server_config_t *c, const char *path,
                        tpool_config_error_t *err) {
   tpool_config_section_t s[NSECTIONS];
+  server_config_t was = *c;
   sections(c, s);
-  return tpool_config_load_sections(&c->core, path, s, NSECTIONS, err);
+  int rc = tpool_config_load_sections(&c->core, path, s, NSECTIONS, err);
+  return rc == 0 ? check_across(c, &was, path, err) : rc;
 }
 
 int server_config_parse(server_config_t *c, const char *text, size_t len,
                         const char *name, tpool_config_error_t *err) {
   tpool_config_section_t s[NSECTIONS];
+  server_config_t was = *c;
   sections(c, s);
-  return tpool_config_parse_sections(&c->core, text, len, name, s, NSECTIONS,
-                                     err);
+  int rc = tpool_config_parse_sections(&c->core, text, len, name, s, NSECTIONS,
+                                       err);
+  return rc == 0 ? check_across(c, &was, name ? name : "config", err) : rc;
 }
 
 int server_config_check(const server_config_t *c, tpool_config_error_t *err) {
@@ -87,5 +110,9 @@ int server_config_check(const server_config_t *c, tpool_config_error_t *err) {
     file = c->core.config_path;
   for (size_t i = 0; i < NSECTIONS && rc == 0; i++)
     rc = tpool_config_check_section(&s[i], file, err);
+#ifdef TPOOL_SERVER_REDIS
+  if (rc == 0)
+    rc = tpool_redis_options_check(&c->redis, file, err);
+#endif
   return rc;
 }

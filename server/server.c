@@ -130,9 +130,17 @@ static void on_drain(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* Seconds left of [general] shutdown_timeout since the drain began: the
+   consumer's stop and the pools' drain share the one deadline. */
+static double drain_left_s(const server_t *s) {
+  double left = s->cfg->core.shutdown_timeout_s -
+                (double)(server_now_ns() - s->drain_start_ns) / 1e9;
+  return left > 0 ? left : 0;
+}
+
 static void *drain_main(void *arg) {
   server_t *s = arg;
-  s->drain_rc = tpool_manager_shutdown(s->m, s->cfg->core.shutdown_timeout_s);
+  s->drain_rc = tpool_manager_shutdown(s->m, drain_left_s(s));
   for (unsigned i = 0; i < s->nloops; i++) /* back to every loop */
     event_active(s->loops[i].drained_ev, 0, 0);
   return NULL;
@@ -176,6 +184,7 @@ static void start_drain(server_t *s, const char *why) {
     return;
   }
   s->draining = true;
+  s->drain_start_ns = server_now_ns();
   server_log(
       s, TPOOL_LOG_INFO,
       "%s: draining; no new connections, deadline %.3gs for running tasks", why,
@@ -211,7 +220,7 @@ static void on_closed(evutil_socket_t fd, short what, void *arg) {
   if (s->consumer) {
     server_log(s, TPOOL_LOG_INFO,
                "Redis: no more entries read; finishing the ones held");
-    tpool_redis_consumer_stop(s->consumer, s->cfg->core.shutdown_timeout_s,
+    tpool_redis_consumer_stop(s->consumer, drain_left_s(s),
                               start_drain_thread, s);
     return;
   }

@@ -64,6 +64,7 @@ struct server {
   /* The drain: started on loop 0, run by the drain thread, which tells
      every loop when it is over. */
   bool draining;              /* loop 0 only */
+  uint64_t drain_start_ns;    /* when it began; set before the thread */
   atomic_uint loops_to_close; /* atomic: loops whose listener is open */
   struct event *closed_ev;    /* on loop 0: every listener is closed */
   pthread_t drain_thread;

@@ -32,6 +32,38 @@
  *                                         (restart: SIGTERM first)
  *   <!-- wait: SECONDS -->
  *
+ * The durable queue's examples need a Redis. They stand between
+ * <!-- redis --> and <!-- redis: end -->, a part of the file for which
+ * the test starts a redis-server of its own, on 127.0.0.1 and a free
+ * port, without persistence, in the file's private directory: a part
+ * starts it unless it runs, and it runs until the file is done, stopped
+ * whatever happens. In a part, and only there:
+ *
+ *   <!-- check: redis-cli ARGS -->      + block: what `redis-cli ARGS`
+ *                                         prints in a terminal, line for
+ *                                         line (ARGS are quoted as in a
+ *                                         shell)
+ *   <!-- send: redis-cli ARGS -->       run; its output is not read
+ *   <!-- redis-server: stop -->, <!-- redis-server: start -->  that Redis
+ *                                         stops (SIGTERM, its data gone),
+ *                                         or starts again on its port
+ *   $REDIS                              in a config value: that Redis's
+ *                                         URL, redis://127.0.0.1:PORT
+ *   $ID                                 in a request or in ARGS: the
+ *                                         newest entry id the server or
+ *                                         Redis gave (the "id" of a JSON
+ *                                         reply, or what XADD printed)
+ *
+ * In a part, a start (or restart) of the server, and a start of Redis
+ * while it runs, wait until the server's queue routes answer, which may be
+ * a moment later (GET /tasks/0-0 no longer 503), so that a POST /queue
+ * right after is not refused.
+ * A build without libtpool_redis (no hiredis) skips the parts, saying so;
+ * a build with it fails, saying how to install it, when there is no
+ * redis-server. A line of a redis-cli block matches as a line of a log
+ * does; a read-only command (XINFO, XPENDING, XRANGE, HMGET...) is run
+ * again for up to RETRY_S until its output matches, others once.
+ *
  * A reply block is JSON (the body), or HTTP: a status line, the headers
  * that must be there, a blank line and the body. A JSON body matches when
  * it has the same object keys at every level (none missing, none extra),
@@ -50,15 +82,25 @@
  */
 #include "server_harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <regex.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -81,7 +123,11 @@ typedef enum {
   MARK_SIGNAL,
   MARK_START,
   MARK_RESTART,
-  MARK_WAIT
+  MARK_WAIT,
+  MARK_REDIS,        /* a part that needs Redis begins, or ends */
+  MARK_REDIS_CHECK,  /* check: redis-cli ARGS */
+  MARK_REDIS_SEND,   /* send: redis-cli ARGS */
+  MARK_REDIS_SERVER  /* redis-server: stop or start */
 } mark_kind_t;
 
 static const struct {
@@ -94,7 +140,8 @@ static const struct {
     {"send", MARK_SEND, false},      {"header", MARK_HEADER, false},
     {"config", MARK_CONFIG, false},  {"signal", MARK_SIGNAL, false},
     {"start", MARK_START, false},    {"restart", MARK_RESTART, false},
-    {"wait", MARK_WAIT, false},
+    {"wait", MARK_WAIT, false},      {"redis", MARK_REDIS, false},
+    {"redis-server", MARK_REDIS_SERVER, false},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -162,12 +209,19 @@ static bool parse_marker(const char *s, int line, const char *file,
   m->kind = kinds[k].kind;
   if (m->kind == MARK_CHECK && strcmp(m->args, "log") == 0)
     m->kind = MARK_LOG;
+  static const char cli[] = "redis-cli ";
+  if ((m->kind == MARK_CHECK || m->kind == MARK_SEND) &&
+      strncmp(m->args, cli, sizeof(cli) - 1) == 0) {
+    m->kind = m->kind == MARK_CHECK ? MARK_REDIS_CHECK : MARK_REDIS_SEND;
+    memmove(m->args, m->args + sizeof(cli) - 1,
+            strlen(m->args) - (sizeof(cli) - 1) + 1);
+  }
   m->line = line;
   return true;
 }
 
 static bool takes_block(mark_kind_t kind) {
-  if (kind == MARK_LOG)
+  if (kind == MARK_LOG || kind == MARK_REDIS_CHECK)
     return true;
   for (size_t k = 0; k < NKINDS; k++)
     if (kinds[k].kind == kind)
@@ -401,9 +455,20 @@ typedef struct reply {
   const char *body;  /* points into raw */
 } reply_t;
 
+/* The file's own redis-server. */
+typedef struct redis {
+  pid_t pid;          /* 0 while none runs */
+  uint16_t port;      /* kept across a stop, for the start after it */
+  char dir[PATH_MAX]; /* its working directory and log */
+  char server[PATH_MAX], cli[PATH_MAX]; /* the programs, once found */
+} redis_t;
+
 typedef struct run {
   const doc_t *doc;
   fixture_t *fx;
+  redis_t *redis;
+  char last_id[64]; /* $ID: the newest entry id seen, "" before any */
+  bool in_redis;    /* in a <!-- redis --> part, in a build that runs it */
   char config_path[256]; /* where this file's config is written */
   char *config;          /* its text; malloc'd */
   server_t *server;      /* NULL while none runs */
@@ -592,6 +657,24 @@ static void show(const run_t *r, const mark_t *m, const reply_t *got) {
     printf("%s:%d: %s\n%s\n", r->doc->file, m->line, got->head, got->body);
 }
 
+/* True for an entry id as Redis writes them: DIGITS-DIGITS. */
+static bool is_entry_id(const char *s) {
+  size_t a = strspn(s, "0123456789");
+  if (a == 0 || a > 20 || s[a] != '-')
+    return false;
+  size_t b = strspn(s + a + 1, "0123456789");
+  return b > 0 && b <= 20 && s[a + 1 + b] == '\0';
+}
+
+/* Keeps the "id" of a JSON reply, when it is an entry id, as $ID. */
+static void remember_id(run_t *r, const reply_t *got) {
+  json_t *v = json_loads(got->body, 0, NULL);
+  const char *id = json_string_value(json_object_get(v, "id"));
+  if (id && is_entry_id(id) && strlen(id) < sizeof(r->last_id))
+    snprintf(r->last_id, sizeof(r->last_id), "%s", id);
+  json_decref(v);
+}
+
 static void do_check(run_t *r, const mark_t *m) {
   char method[16], path[1024], *body, *select;
   request_args(r, m, method, path, &body, &select);
@@ -602,6 +685,7 @@ static void do_check(run_t *r, const mark_t *m) {
   for (;;) {
     reply_t got;
     exchange(r, method, path, body, &got);
+    remember_id(r, &got);
     bool ok = reply_matches(&got, m->block, select, msg, sizeof(msg));
     if (ok)
       show(r, m, &got);
@@ -647,6 +731,7 @@ static void do_reply(run_t *r, const mark_t *m) {
   reply_t got;
   read_reply(fd, &got);
   close(fd);
+  remember_id(r, &got);
   show(r, m, &got);
   char msg[2048];
   if (!reply_matches(&got, m->block, NULL, msg, sizeof(msg)))
@@ -758,6 +843,25 @@ static void stop(run_t *r) {
     server_stop_ok(r->server);
 }
 
+/* A server that has just started answers the queue's routes 503 until its
+   connections to Redis are up, which may come a moment after it listens:
+   in a Redis part, wait until GET /tasks/0-0 (an entry never added) has
+   been answered other than 503 eight times in a row, whichever loop took
+   it, for up to RETRY_S (a doc may show a server whose Redis is away). */
+static void wait_queue_ready(run_t *r) {
+  struct timespec since;
+  th_now(&since);
+  int in_row = 0;
+  while (in_row < 8 && th_elapsed(&since) < RETRY_S) {
+    reply_t got;
+    exchange(r, "GET", "/tasks/0-0", "", &got);
+    in_row = got.status != 0 && got.status != 503 ? in_row + 1 : 0;
+    free(got.raw);
+    if (in_row == 0)
+      nap_ms(20);
+  }
+}
+
 static void start(run_t *r) {
   if (r->server && !r->server->reaped && !server_wait_exit(r->server, 0))
     fail_msg("%s: start, but a server still runs", r->doc->file);
@@ -767,6 +871,8 @@ static void start(run_t *r) {
     close(r->fds[i]);
   r->nfds = 0;
   r->server = server_start(r->fx);
+  if (r->in_redis)
+    wait_queue_ready(r);
 }
 
 static void do_signal(run_t *r, const mark_t *m) {
@@ -815,11 +921,380 @@ static void do_header(run_t *r, const mark_t *m) {
   assert_non_null(r->headers[r->nheaders++]);
 }
 
+/* ---- the file's own Redis ------------------------------------------------------- */
+
+#ifdef TPOOL_SERVER_REDIS
+static const bool have_redis = true; /* this build has libtpool_redis */
+#else
+static const bool have_redis = false;
+#endif
+
+/* Finds `name` as Debian installs it (/usr/bin), else in PATH. */
+static bool find_program(const char *name, char *out, size_t size) {
+  snprintf(out, size, "/usr/bin/%s", name);
+  if (access(out, X_OK) == 0)
+    return true;
+  const char *path = getenv("PATH");
+  char dirs[4096];
+  snprintf(dirs, sizeof(dirs), "%s", path ? path : "");
+  for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d;
+       d = strtok_r(NULL, ":", &save)) {
+    snprintf(out, size, "%s/%s", d, name);
+    if (access(out, X_OK) == 0)
+      return true;
+  }
+  out[0] = '\0';
+  return false;
+}
+
+/* A port of 127.0.0.1 that nothing listens on now. */
+static uint16_t free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+/* True if a Redis on `port` answers PING. */
+static bool redis_ping(uint16_t port) {
+  int fd = th_raw_connect(port);
+  if (fd < 0)
+    return false;
+  char buf[64] = {0};
+  size_t n = 0;
+  if (th_raw_send(fd, "PING\r\n", 6)) {
+    struct pollfd p = {fd, POLLIN, 0};
+    while (n < 7 && poll(&p, 1, 1000) > 0) {
+      ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+      if (k <= 0)
+        break;
+      n += (size_t)k;
+    }
+  }
+  close(fd);
+  return strncmp(buf, "+PONG\r\n", 7) == 0;
+}
+
+static void print_redis_log(const redis_t *rd) {
+  char path[PATH_MAX + 16];
+  snprintf(path, sizeof(path), "%s/redis.log", rd->dir);
+  FILE *f = fopen(path, "r");
+  char line[1024];
+  while (f && fgets(line, sizeof(line), f))
+    print_message("redis-server: %s", line);
+  if (f)
+    fclose(f);
+}
+
+/* Starts the file's redis-server: on 127.0.0.1 and a free port (the
+   same one again after a stop), without persistence, in a directory of
+   the fixture's; returns once it answers. */
+static void redis_start(const run_t *r, int line) {
+  redis_t *rd = r->redis;
+  if (rd->pid)
+    fail_msg("%s:%d: redis-server: start, but it runs", r->doc->file, line);
+  if (!rd->server[0] &&
+      !find_program("redis-server", rd->server, sizeof(rd->server)))
+    fail_msg("%s:%d: the durable queue's examples need redis-server, which "
+             "is not installed: `./setup.sh test` installs it (Debian's "
+             "redis-server)",
+             r->doc->file, line);
+  if (!rd->cli[0] && !find_program("redis-cli", rd->cli, sizeof(rd->cli)))
+    fail_msg("%s:%d: the durable queue's examples need redis-cli, which is "
+             "not installed: `./setup.sh test` installs it (with Debian's "
+             "redis-server)",
+             r->doc->file, line);
+  if (!rd->dir[0]) {
+    snprintf(rd->dir, sizeof(rd->dir), "%s/redis", r->fx->dir);
+    assert_int_equal(mkdir(rd->dir, 0700), 0);
+  }
+  if (!rd->port)
+    rd->port = free_port();
+  char port[8], log[PATH_MAX + 16];
+  snprintf(port, sizeof(port), "%u", (unsigned)rd->port);
+  snprintf(log, sizeof(log), "%s/redis.log", rd->dir);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    /* It never outlives the test, however the test ends. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(127);
+    int out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+        dup2(out, 2) < 0 || chdir(rd->dir) != 0)
+      _exit(127);
+    execl(rd->server, rd->server, "--bind", "127.0.0.1", "--port", port,
+          "--save", "", "--appendonly", "no", "--dir", rd->dir,
+          "--daemonize", "no", (char *)NULL);
+    _exit(127);
+  }
+  rd->pid = pid;
+  struct timespec since;
+  th_now(&since);
+  while (!redis_ping(rd->port)) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      rd->pid = 0;
+      print_redis_log(rd);
+      fail_msg("%s:%d: redis-server (port %s) exited as it started",
+               r->doc->file, line, port);
+    }
+    if (th_elapsed(&since) > WAIT_S) {
+      print_redis_log(rd);
+      fail_msg("%s:%d: redis-server (port %s) did not answer", r->doc->file,
+               line, port);
+    }
+    nap_ms(20);
+  }
+}
+
+/* Stops the file's redis-server, if it runs. */
+static void redis_stop(redis_t *rd) {
+  if (!rd->pid)
+    return;
+  kill(rd->pid, SIGTERM);
+  struct timespec since;
+  th_now(&since);
+  int st;
+  while (waitpid(rd->pid, &st, WNOHANG) == 0) {
+    if (th_elapsed(&since) > 10) {
+      kill(rd->pid, SIGKILL);
+      waitpid(rd->pid, &st, 0);
+      break;
+    }
+    nap_ms(10);
+  }
+  rd->pid = 0;
+}
+
+/* Writes `in` into out with $REDIS and $ID replaced. */
+static void expand(const run_t *r, const mark_t *m, const char *in, char *out,
+                   size_t size) {
+  size_t o = 0;
+  for (const char *p = in; *p;) {
+    char url[64];
+    const char *with = NULL;
+    size_t skip = 0;
+    if (strncmp(p, "$REDIS", 6) == 0) {
+      snprintf(url, sizeof(url), "redis://127.0.0.1:%u",
+               (unsigned)r->redis->port);
+      with = url;
+      skip = 6;
+    } else if (strncmp(p, "$ID", 3) == 0) {
+      if (!r->last_id[0])
+        fail_msg("%s:%d: $ID, but no entry id was given yet", r->doc->file,
+                 m->line);
+      with = r->last_id;
+      skip = 3;
+    }
+    size_t k = with ? strlen(with) : 1;
+    if (o + k >= size)
+      fail_msg("%s:%d: marker too long", r->doc->file, m->line);
+    memcpy(out + o, with ? with : p, k);
+    o += k;
+    p += with ? skip : 1;
+  }
+  out[o] = '\0';
+}
+
+/* Splits ARGS into words as a shell would for the quoting the docs use:
+   blanks separate words, '...' is taken as it is, "..." takes \" and \\.
+   Returns how many. */
+static size_t split_words(const run_t *r, const mark_t *m, char *buf,
+                          size_t size, char **words, size_t max) {
+  size_t n = 0, o = 0;
+  const char *p = m->args;
+  for (;;) {
+    p += strspn(p, " \t");
+    if (!*p)
+      break;
+    if (n == max)
+      fail_msg("%s:%d: too many words", r->doc->file, m->line);
+    words[n++] = buf + o;
+    while (*p && *p != ' ' && *p != '\t') {
+      if (o + 2 >= size)
+        fail_msg("%s:%d: marker too long", r->doc->file, m->line);
+      if (*p == '\'') {
+        const char *end = strchr(p + 1, '\'');
+        if (!end)
+          fail_msg("%s:%d: a ' is not closed", r->doc->file, m->line);
+        memcpy(buf + o, p + 1, (size_t)(end - p - 1));
+        o += (size_t)(end - p - 1);
+        p = end + 1;
+      } else if (*p == '"') {
+        for (p++; *p && *p != '"'; p++) {
+          if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
+            p++;
+          buf[o++] = *p;
+        }
+        if (!*p)
+          fail_msg("%s:%d: a \" is not closed", r->doc->file, m->line);
+        p++;
+      } else {
+        buf[o++] = *p++;
+      }
+    }
+    buf[o++] = '\0';
+  }
+  return n;
+}
+
+/* Runs redis-cli against the file's Redis with `words`, formatted as in a
+   terminal; returns what it printed (caller frees). */
+static char *redis_cli(const run_t *r, const mark_t *m, char **words,
+                       size_t n) {
+  const redis_t *rd = r->redis;
+  if (!rd->pid)
+    fail_msg("%s:%d: redis-cli, but redis-server is stopped", r->doc->file,
+             m->line);
+  char port[8];
+  snprintf(port, sizeof(port), "%u", (unsigned)rd->port);
+  const char *argv[80] = {rd->cli, "-h", "127.0.0.1", "-p", port, "--no-raw"};
+  size_t argc = 6;
+  for (size_t i = 0; i < n && argc + 1 < 80; i++)
+    argv[argc++] = words[i];
+  argv[argc] = NULL;
+  int p[2];
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t fa;
+  assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+  assert_int_equal(
+      posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0), 0);
+  assert_int_equal(posix_spawn_file_actions_adddup2(&fa, p[1], 1), 0);
+  assert_int_equal(posix_spawn_file_actions_adddup2(&fa, p[1], 2), 0);
+  pid_t pid;
+  int rc = posix_spawn(&pid, rd->cli, &fa, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  if (rc != 0) {
+    close(p[0]);
+    fail_msg("cannot run %s: %s", rd->cli, strerror(rc));
+  }
+  size_t cap = 4096, len = 0;
+  char *out = malloc(cap);
+  assert_non_null(out);
+  struct timespec since;
+  th_now(&since);
+  for (;;) {
+    if (len + 1024 + 1 > cap) {
+      cap *= 2;
+      out = realloc(out, cap);
+      assert_non_null(out);
+    }
+    struct pollfd pf = {p[0], POLLIN, 0};
+    int ready = poll(&pf, 1, 100);
+    if (ready == 0) {
+      if (th_elapsed(&since) > WAIT_S)
+        break;
+      continue;
+    }
+    ssize_t k = read(p[0], out + len, cap - len - 1);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    len += (size_t)k;
+  }
+  out[len] = '\0';
+  close(p[0]);
+  int st;
+  if (waitpid(pid, &st, WNOHANG) == 0) { /* it never ended its output */
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+  }
+  return out;
+}
+
+/* True if the output has the block's lines, one for one (each as a log
+   line matches); else false with why in msg. */
+static bool cli_matches(const char *block, const char *out, char *msg,
+                        size_t size) {
+  char *want = strdup(block), *got = strdup(out);
+  assert_true(want && got);
+  char *ws = NULL, *gs = NULL;
+  char *w = strtok_r(want, "\n", &ws), *g = strtok_r(got, "\n", &gs);
+  bool ok = true;
+  for (size_t i = 1; ok && (w || g); i++) {
+    if (!w || !g) {
+      snprintf(msg, size, "line %zu: the docs show %s, redis-cli printed %s",
+               i, w ? "more lines" : "no more lines",
+               g ? "more lines" : "no more lines");
+      ok = false;
+    } else if (!line_matches(w, g)) {
+      snprintf(msg, size, "line %zu: the docs show \"%s\", redis-cli printed "
+               "\"%s\"", i, w, g);
+      ok = false;
+    }
+    w = strtok_r(NULL, "\n", &ws);
+    g = strtok_r(NULL, "\n", &gs);
+  }
+  free(want);
+  free(got);
+  return ok;
+}
+
+/* Commands that change nothing: asked again until their output matches. */
+static bool read_only(const char *command) {
+  static const char *const words[] = {
+      "XINFO", "XPENDING", "XRANGE", "XREVRANGE", "XLEN",   "HGET",
+      "HMGET", "HGETALL",  "HLEN",   "TTL",       "EXISTS", "GET",
+      "TYPE",  "PING",     "SCAN",   "KEYS"};
+  for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+    if (strcasecmp(command, words[i]) == 0)
+      return true;
+  return false;
+}
+
+/* check: redis-cli ARGS (check true) and send: redis-cli ARGS. */
+static void do_redis_cli(run_t *r, const mark_t *m, bool check) {
+  char buf[sizeof(m->args) + 1];
+  char *words[64];
+  size_t n = split_words(r, m, buf, sizeof(buf), words, 64);
+  if (n == 0)
+    fail_msg("%s:%d: expected redis-cli ARGS", r->doc->file, m->line);
+  bool again = read_only(words[0]);
+  struct timespec since;
+  th_now(&since);
+  char msg[2048];
+  for (;;) {
+    char *out = redis_cli(r, m, words, n);
+    if (strcasecmp(words[0], "XADD") == 0) { /* "1700000000000-0" */
+      char id[64];
+      if (sscanf(out, "\"%63[0-9-]\"", id) == 1 && is_entry_id(id))
+        snprintf(r->last_id, sizeof(r->last_id), "%s", id);
+    }
+    bool ok = !check || cli_matches(m->block, out, msg, sizeof(msg));
+    const char *want = getenv("TPOOL_DOCS_SHOW");
+    if (ok && want && *want == '1')
+      printf("%s:%d: redis-cli %s\n%s", r->doc->file, m->line, m->args, out);
+    if (!ok && (!again || th_elapsed(&since) >= RETRY_S)) {
+      print_message("%s:%d: redis-cli %s printed:\n%s\n", r->doc->file,
+                    m->line, m->args, out);
+      fail_msg("%s:%d: %s", r->doc->file, m->line, msg);
+    }
+    free(out);
+    if (ok)
+      return;
+    nap_ms(100);
+  }
+}
+
 /* ---- one file ----------------------------------------------------------------- */
 
 typedef struct doc_state {
   const char *file;
   fixture_t *fx;
+  redis_t redis;
 } doc_state_t;
 
 static int doc_setup(void **state) {
@@ -832,6 +1307,7 @@ static int doc_setup(void **state) {
 
 static int doc_teardown(void **state) {
   doc_state_t *ds = *state;
+  redis_stop(&ds->redis); /* before its directory goes */
   void *fx = ds->fx;
   teardown(&fx);
   ds->fx = NULL;
@@ -847,13 +1323,49 @@ static void check_doc(void **state) {
     doc_free(&d);
     return;
   }
-  run_t r = {.doc = &d, .fx = ds->fx};
+  run_t r = {.doc = &d, .fx = ds->fx, .redis = &ds->redis};
   config_init(&r);
   start(&r);
-  size_t checked = 0;
+  size_t checked = 0, skipped = 0;
+  int part = 0; /* the line of the <!-- redis --> part we are in, or 0 */
   for (size_t i = 0; i < d.n; i++) {
     const mark_t *m = &d.marks[i];
     char method[16], path[1024], *body, *select;
+    if (m->kind == MARK_REDIS) {
+      if (m->args[0] == '\0') {
+        if (part)
+          fail_msg("%s:%d: a <!-- redis --> part in the one of line %d",
+                   d.file, m->line, part);
+        part = m->line;
+        r.in_redis = have_redis;
+        if (have_redis && !r.redis->pid)
+          redis_start(&r, m->line);
+      } else if (strcmp(m->args, "end") == 0) {
+        if (!part)
+          fail_msg("%s:%d: <!-- redis: end --> outside a part", d.file,
+                   m->line);
+        part = 0;
+        r.in_redis = false;
+      } else {
+        fail_msg("%s:%d: expected <!-- redis --> or <!-- redis: end -->",
+                 d.file, m->line);
+      }
+      continue;
+    }
+    bool uses_redis = m->kind == MARK_REDIS_CHECK ||
+                      m->kind == MARK_REDIS_SEND ||
+                      m->kind == MARK_REDIS_SERVER ||
+                      strstr(m->args, "$REDIS") != NULL;
+    if (uses_redis && !part)
+      fail_msg("%s:%d: Redis outside a <!-- redis --> part", d.file, m->line);
+    if (part && !have_redis) {
+      skipped += takes_block(m->kind);
+      continue;
+    }
+    mark_t em = *m; /* with $REDIS and $ID replaced */
+    if (m->kind != MARK_LOG && m->kind != MARK_REPLY)
+      expand(&r, m, m->args, em.args, sizeof(em.args));
+    m = &em;
     switch (m->kind) {
     case MARK_CHECK:
       do_check(&r, m);
@@ -878,6 +1390,7 @@ static void check_doc(void **state) {
       exchange(&r, method, path, body, &got);
       if (got.status == 0)
         fail_msg("%s:%d: no reply", d.file, m->line);
+      remember_id(&r, &got);
       free(got.raw);
       break;
     }
@@ -900,15 +1413,41 @@ static void check_doc(void **state) {
     case MARK_WAIT:
       nap_ms((long)(atof(m->args) * 1000));
       break;
+    case MARK_REDIS_CHECK:
+    case MARK_REDIS_SEND:
+      do_redis_cli(&r, m, m->kind == MARK_REDIS_CHECK);
+      break;
+    case MARK_REDIS_SERVER:
+      if (strcmp(m->args, "stop") == 0)
+        redis_stop(r.redis);
+      else if (strcmp(m->args, "start") == 0) {
+        redis_start(&r, m->line);
+        if (r.server && !r.server->reaped)
+          wait_queue_ready(&r); /* its connections come back */
+      }
+      else
+        fail_msg("%s:%d: expected redis-server: stop or start", d.file,
+                 m->line);
+      break;
+    case MARK_REDIS:
+      break; /* handled above */
     }
     checked += takes_block(m->kind);
   }
+  if (part)
+    fail_msg("%s:%d: the <!-- redis --> part has no <!-- redis: end -->",
+             d.file, part);
   print_message("%s: %zu examples match the live server\n", ds->file,
                 checked);
+  if (skipped)
+    print_message("%s: %zu examples of the durable queue skipped: this build "
+                  "has no libtpool_redis (hiredis is missing)\n",
+                  ds->file, skipped);
   for (size_t i = 0; i < r.nfds; i++)
     close(r.fds[i]);
   if (r.server && !r.server->reaped && !server_wait_exit(r.server, 0))
     server_stop_ok(r.server);
+  redis_stop(r.redis); /* after the server, which drains into it */
   for (size_t i = 0; i < r.nheaders; i++)
     free(r.headers[i]);
   free(r.config);

@@ -352,6 +352,12 @@ static void test_config_redis(void **state) {
   assert_int_equal(server_config_check(c, NULL), 0);
   strcpy(c->redis.url, "redis://[::1]:6379");
   assert_int_equal(server_config_check(c, NULL), 0);
+  static const char same[] = "[redis]\nstream = q\ndead_letter = q\n";
+  assert_int_equal(server_config_parse(c, same, strlen(same), "d", &err),
+                   -EINVAL);
+  assert_string_equal(err.text, "d: [redis] dead_letter: must not be the "
+                                "stream itself (\"q\")");
+  assert_string_equal(c->redis.stream, "jobs"); /* unchanged */
   strcpy(c->redis.url, "redis://a b:1");
   check_fails_with(c, "r: [redis] url: expected redis://HOST:PORT[/DB] "
                       "(DB 0..15), or nothing, got \"redis://a b:1\"");
