@@ -10,11 +10,15 @@
  * and watch its output buffer: data added there is a response, which
  * re-arms the deadline. A sweep timer then looks at every connection:
  *  - evhttp has freed it (bufferevent_free() clears the callbacks): drop
- *    our reference, which frees the last of it. The bufferevent is made
- *    without BEV_OPT_CLOSE_ON_FREE, so evhttp closed the socket itself at
- *    once and our reference never holds a descriptor open. Freed ones are
- *    also dropped whenever a connection is accepted, before its events
- *    are added (see release_freed() for why);
+ *    our reference, which frees the last of it: its events are deleted,
+ *    then its socket is closed. The bufferevent is made with
+ *    BEV_OPT_CLOSE_ON_FREE, so evhttp only shuts the socket down (the
+ *    client sees the end at once) and leaves the close to that last
+ *    reference: a descriptor is never closed while an event of ours still
+ *    watches it, whose number another loop's accept() (or any socket of
+ *    the process) could be given meanwhile. Freed ones are dropped at
+ *    each sweep and whenever a connection is accepted, so a closed
+ *    connection keeps its descriptor for a second at most;
  *  - reading is disabled: evhttp is handling a request (a slow task is
  *    not a slow client), so the deadline waits for the response;
  *  - the deadline has passed: shut the socket down; evhttp sees the end
@@ -78,10 +82,9 @@ static bool freed_by_evhttp(struct bufferevent *bev) {
 
 /* Drops our reference to every connection evhttp has freed. Until then
    its bufferevent lives on with its read event still added (a socket
-   bufferevent deletes its events only when the last reference goes), on
-   a descriptor evhttp has closed: once accept() hands that number out
-   again, that stale event would fire for the new connection and read its
-   first bytes (up to 4 KiB) into a buffer nobody reads. */
+   bufferevent deletes its events only when the last reference goes) on
+   its socket, shut down but still open: the descriptor's number cannot
+   be handed out again before the events are gone. */
 static void release_freed(tpool__deadlines_t *d) {
   guard_t *g, *next;
   for (g = LIST_FIRST(&d->guards); g; g = next) {
@@ -115,8 +118,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
 
 static struct bufferevent *new_connection(struct event_base *base, void *arg) {
   tpool__deadlines_t *d = arg;
-  /* The new connection's descriptor may be one a freed connection had:
-     its stale read event must go before this one's is added. */
+  /* Closes what evhttp has finished with, so descriptors do not pile up
+     while connections come and go. */
   release_freed(d);
   if (!d->sweep) {
     d->sweep = event_new(base, -1, EV_PERSIST, on_sweep, d);
@@ -124,9 +127,11 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg) {
       event_add(d->sweep, &d->period);
   }
   guard_t *g = d->sweep ? calloc(1, sizeof(*g)) : NULL;
-  /* No BEV_OPT_CLOSE_ON_FREE: evhttp then closes the socket itself when
-     it frees the connection, whatever references remain. */
-  struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+  /* BEV_OPT_CLOSE_ON_FREE: evhttp then shuts the socket down when it
+     frees the connection and leaves the close to the last reference
+     (ours), after the events are deleted. */
+  struct bufferevent *bev =
+      bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
   if (!g || !bev) {
     free(g);
     return bev; /* evhttp copes with NULL; without g, no deadline */

@@ -786,16 +786,10 @@ def case_restart(env):
     its AOF."""
     n = scaled(3000)
     rs = env.start_redis(aof=True)
-    # Two loops: POST /queue goes through each loop's own client. Not
-    # under ThreadSanitizer: with several loops and short-lived
-    # connections it reports http/deadline.c deleting a freed
-    # connection's stale read event on one loop while another loop's
-    # accept() reuses the descriptor number (a known race of the HTTP
-    # layer, not of the queue; the `loops` test keeps its own load).
-    loops = 1 if SANITIZE == "thread" else 2
+    # Two loops: POST /queue goes through each loop's own client.
     text = config_text("@PORT@", rs.url, env.data,
                        {"io": {"workers": 8}, "cpu": {"workers": 1}},
-                       http_keys={"loop_threads": loops})
+                       http_keys={"loop_threads": 2})
     s = Server(env, "replica", text).start()
     accepted = []  # ids answered 202
     lock = threading.Lock()
