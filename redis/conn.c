@@ -77,14 +77,17 @@ int tpool__redis_parse_url(const char *url, char *host, size_t host_size,
   return 0;
 }
 
+struct timeval tpool__redis_timeval(double s) {
+  struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+  return tv;
+}
+
 static void connect_now(tpool__redis_conn_t *c);
 
 static void retry_later(tpool__redis_conn_t *c) {
-  struct timeval tv = {(time_t)c->backoff_s,
-                       (suseconds_t)((c->backoff_s - (double)(time_t)c->backoff_s) *
-                                     1e6)};
-  c->backoff_s = c->backoff_s * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S
-                                                  : c->backoff_s * 2;
+  struct timeval tv = tpool__redis_timeval(c->backoff_s);
+  c->backoff_s =
+      c->backoff_s * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : c->backoff_s * 2;
   evtimer_add(c->retry, &tv);
 }
 
@@ -172,7 +175,7 @@ static void connect_now(tpool__redis_conn_t *c) {
   redisLibeventAttach(ac, c->base);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
-  struct timeval tv = {(time_t)CONNECT_TIMEOUT_S, 0};
+  struct timeval tv = tpool__redis_timeval(CONNECT_TIMEOUT_S);
   evtimer_add(c->retry, &tv); /* the connect timeout, until on_connect */
 }
 
@@ -222,8 +225,7 @@ int tpool__redis_conn_send(tpool__redis_conn_t *c, redisCallbackFn *cb,
                            const size_t *lens) {
   if (!c->ready || !c->ac)
     return -ENOTCONN;
-  if (redisAsyncCommandArgv(c->ac, cb, privdata, argc, argv, lens) !=
-      REDIS_OK)
+  if (redisAsyncCommandArgv(c->ac, cb, privdata, argc, argv, lens) != REDIS_OK)
     return -ENOTCONN; /* disconnecting */
   return 0;
 }

@@ -321,18 +321,25 @@ static int submit(tpool_redis_consumer_t *c, held_t *h) {
   }
 }
 
+/* Offers the waiting entries again in RESUBMIT_S, unless that is due
+   already. */
+static void resubmit_later(tpool_redis_consumer_t *c) {
+  if (!evtimer_pending(c->resubmit_ev, NULL)) {
+    struct timeval tv = tpool__redis_timeval(RESUBMIT_S);
+    evtimer_add(c->resubmit_ev, &tv);
+  }
+}
+
 /* Offers the waiting entries again, in order, until a pool refuses. */
 static void resubmit(tpool_redis_consumer_t *c) {
   held_t *h;
   while ((h = TAILQ_FIRST(&c->waiting)) != NULL)
     if (submit(c, h) != 0)
       break;
-  if (!TAILQ_EMPTY(&c->waiting)) {
-    struct timeval tv = {0, (suseconds_t)(RESUBMIT_S * 1e6)};
-    evtimer_add(c->resubmit_ev, &tv);
-  } else {
+  if (!TAILQ_EMPTY(&c->waiting))
+    resubmit_later(c);
+  else
     maybe_read(c);
-  }
   maybe_stopped(c);
 }
 
@@ -386,10 +393,7 @@ static void accept_entry(tpool_redis_consumer_t *c, const redisReply *r,
   if (TAILQ_EMPTY(&c->waiting) && submit(c, h) == 0)
     return;
   move(h, &c->waiting);
-  if (!evtimer_pending(c->resubmit_ev, NULL)) {
-    struct timeval tv = {0, (suseconds_t)(RESUBMIT_S * 1e6)};
-    evtimer_add(c->resubmit_ev, &tv);
-  }
+  resubmit_later(c);
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -1001,9 +1005,7 @@ int tpool_redis_consumer_stop(tpool_redis_consumer_t *c, double timeout_s,
   c->stopping = true;
   c->stop_done = done;
   c->stop_arg = arg;
-  struct timeval tv = {
-      (time_t)timeout_s,
-      (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+  struct timeval tv = tpool__redis_timeval(timeout_s > 0 ? timeout_s : 0);
   event_add(c->stop_ev, &tv);
   maybe_stopped(c);
   return 0;
@@ -1043,8 +1045,7 @@ int tpool_redis_consumer_new(tpool_manager_t *m, struct event_base *base,
   atomic_init(&c->lag, -1);
   atomic_init(&c->pending, -1);
   double tick_s = c->o.reclaim_after_s / 3 < 1 ? c->o.reclaim_after_s / 3 : 1;
-  struct timeval tick = {
-      (time_t)tick_s, (suseconds_t)((tick_s - (double)(time_t)tick_s) * 1e6)};
+  struct timeval tick = tpool__redis_timeval(tick_s);
   int rc = -ENOMEM;
   c->flush_ev = event_new(base, -1, 0, on_flush, c);
   c->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, c);

@@ -48,8 +48,7 @@ static bool is_string(const redisReply *r) {
 
 int tpool__redis_copy_entry(const redisReply *r, tpool__redis_copy_t *out) {
   if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-      !is_string(r->element[0]) ||
-      !tpool_redis_is_entry_id(r->element[0]->str))
+      !is_string(r->element[0]) || !tpool_redis_is_entry_id(r->element[0]->str))
     return -EINVAL;
   const redisReply *f = r->element[1];
   if (f->type == REDIS_REPLY_NIL)

@@ -30,7 +30,7 @@ struct tpool__redis_conn {
   char host[TPOOL_REDIS_URL_MAX + 1];
   int port;
   unsigned db;
-  const char *what; /* for the log: "consumer reads", ... */
+  const char *what;      /* for the log: "consumer reads", ... */
   redisAsyncContext *ac; /* NULL while down */
   bool ready;            /* ac connected and SELECTed */
   struct event *retry;   /* the next connect attempt, or its timeout */
@@ -68,6 +68,9 @@ void tpool__redis_conn_close(tpool__redis_conn_t *c);
 
 /* Monotonic nanoseconds. */
 uint64_t tpool__redis_now_ns(void);
+
+/* `s` seconds (>= 0) as a struct timeval, for event_add(). */
+struct timeval tpool__redis_timeval(double s);
 
 /* ---- entry.c: entries out of replies ------------------------------------ */
 

@@ -342,7 +342,7 @@ typedef enum tpool_redis_state {
   /* No result yet: not yet delivered to the group, or pending with a
      consumer (queued or running there) */
   TPOOL_REDIS_WAITING,
-  TPOOL_REDIS_DONE     /* its result record, below */
+  TPOOL_REDIS_DONE /* its result record, below */
 } tpool_redis_state_t;
 
 /* An entry's result record; strings valid during the callback only. */

@@ -19,35 +19,21 @@
 
 #define PREFIX_QUEUE "/queue"
 #define PREFIX_TASKS "/tasks/"
-#define DB_POOL "db"
 
 /* ---- entries into tasks, tasks into results ------------------------------ */
 
-/* Checks a task against the pool it goes to (`pool` NULL: routed by
-   `name`). Returns NULL, or what is wrong. */
-static const char *check_target(task_route_t *d, const task_t *t,
-                                const char *pool, const char *name, char *why,
-                                size_t size) {
-  if (t->count > 1)
-    return "count: a queued entry is one task (add one entry per copy)";
-  if (!pool) {
-    tpool_pool_t *p = name ? tpool_manager_route(d->m, name) : NULL;
-    if (!name)
-      return "name: required without a pool, where it picks the pool "
-             "([routes])";
-    if (!p) {
-      snprintf(why, size, "no route for task name \"%.64s\"", name);
-      return why;
-    }
-    pool = tpool_pool_name(p);
-  }
-  if (t->kind == WORK_QUERY && strcmp(pool, DB_POOL) != 0) {
+/* Where a queued task goes, as task_target() says (`pool` NULL: routed by
+   `name`), and that it is one task. Returns 0, or the HTTP status after
+   writing why. */
+static int queue_target(task_route_t *d, const task_t *t, const char *by,
+                        const char *pool, const char *name, char *why,
+                        size_t size) {
+  if (t->count > 1) {
     snprintf(why, size,
-             "work: \"query\" runs on the " DB_POOL " pool, not on \"%.64s\"",
-             pool);
-    return why;
+             "count: a queued entry is one task (add one entry per copy)");
+    return 400;
   }
-  return NULL;
+  return task_target(d, t, by, name, &pool, why, size);
 }
 
 int queue_entry_task(void *user, const tpool_redis_entry_t *e,
@@ -79,11 +65,11 @@ int queue_entry_task(void *user, const tpool_redis_entry_t *e,
   json_t *doc = NULL;
   task_error_t err;
   char why[160];
-  const char *wrong = NULL;
   if (!task_parse_json(d, body, len, t, &name, &start_timeout_s, &doc, &err))
     snprintf(out->error, sizeof(out->error), "task: %.240s", err.message);
-  else if ((wrong = check_target(d, t, pool, name, why, sizeof(why))) != NULL)
-    snprintf(out->error, sizeof(out->error), "%s", wrong);
+  else if (queue_target(d, t, "an entry without a pool", pool, name, why,
+                        sizeof(why)) != 0)
+    snprintf(out->error, sizeof(out->error), "%s", why);
   if (out->error[0]) {
     json_decref(doc);
     task_free(t);
@@ -173,11 +159,11 @@ static void enqueue(task_route_t *d, struct evhttp_request *req,
   double start_timeout_s = 0;
   json_t *doc = NULL;
   char why[160];
-  const char *wrong = NULL;
   bool ok = task_parse_body(d, req, t, &name, &start_timeout_s, &doc);
-  if (ok && (wrong = check_target(d, t, pool, name, why, sizeof(why)))) {
-    tpool_http_reply_error(req, strncmp(wrong, "no route", 8) == 0 ? 404 : 400,
-                           "%s", wrong);
+  int status =
+      ok ? queue_target(d, t, "POST /queue", pool, name, why, sizeof(why)) : 0;
+  if (status != 0) {
+    tpool_http_reply_error(req, status, "%s", why);
     ok = false;
   }
   json_decref(doc);

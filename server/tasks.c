@@ -397,6 +397,31 @@ static void submit_batch(task_route_t *d, struct evhttp_request *req,
                          tpool_pool_t *pool, const char *name, task_t *t,
                          const tpool_task_opts_t *opts);
 
+int task_target(task_route_t *d, const task_t *t, const char *by,
+                const char *name, const char **pool, char *why, size_t size) {
+  if (!*pool) { /* the name picks the pool, through [routes] */
+    tpool_pool_t *p = name ? tpool_manager_route(d->m, name) : NULL;
+    if (!p) {
+      if (name)
+        snprintf(why, size, "no route for task name \"%.64s\"", name);
+      else
+        snprintf(why, size,
+                 "name: required by %s, where it picks the pool ([routes])",
+                 by);
+      return name ? 404 : 400;
+    }
+    *pool = tpool_pool_name(p);
+  }
+  if (t->kind == WORK_QUERY && strcmp(*pool, DB_POOL) != 0) {
+    /* Only the db pool's threads open a connection (server.c). */
+    snprintf(why, size,
+             "work: \"query\" runs on the " DB_POOL " pool, not on \"%.64s\"",
+             *pool);
+    return 400;
+  }
+  return 0;
+}
+
 /* Submits the request's task to `pool`, or, when `pool` is NULL, to the
    pool [routes] give its name. */
 static void submit(task_route_t *d, struct evhttp_request *req,
@@ -414,27 +439,10 @@ static void submit(task_route_t *d, struct evhttp_request *req,
     task_free(t);
     return;
   }
-  if (!pool) { /* POST /tasks: the name picks the pool, through [routes] */
-    tpool_pool_t *p = name ? tpool_manager_route(d->m, name) : NULL;
-    if (!p) {
-      if (name)
-        tpool_http_reply_error(req, 404, "no route for task name \"%.64s\"",
-                               name);
-      else
-        tpool_http_reply_error(req, 400,
-                               "name: required by POST /tasks, where it "
-                               "picks the pool ([routes])");
-      json_decref(doc);
-      task_free(t);
-      return;
-    }
-    pool = tpool_pool_name(p);
-  }
-  if (t->kind == WORK_QUERY && strcmp(pool, DB_POOL) != 0) {
-    /* Only the db pool's threads open a connection (server.c). */
-    tpool_http_reply_error(
-        req, 400,
-        "work: \"query\" runs on the " DB_POOL " pool, not on \"%.64s\"", pool);
+  char why[160];
+  int status = task_target(d, t, "POST /tasks", name, &pool, why, sizeof(why));
+  if (status != 0) {
+    tpool_http_reply_error(req, status, "%s", why);
     json_decref(doc);
     task_free(t);
     return;

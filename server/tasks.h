@@ -134,6 +134,16 @@ bool task_parse_json(task_route_t *d, const char *data, size_t len, task_t *t,
 bool task_parse_body(task_route_t *d, struct evhttp_request *req, task_t *t,
                      const char **name, double *start_timeout_s, json_t **doc);
 
+/*
+ * The pool a parsed task goes to: *pool, or when *pool is NULL the one
+ * [routes] give `name` (then written to *pool); and whether the task may
+ * run there ("query" runs on the db pool only). `by` names what asked,
+ * for the message when a name is needed ("POST /tasks").
+ * Returns: 0; or the HTTP status (400, 404) after writing why[0..size).
+ */
+int task_target(task_route_t *d, const task_t *t, const char *by,
+                const char *name, const char **pool, char *why, size_t size);
+
 /* Frees a task and its copies. */
 void task_free(task_t *t);
 
