@@ -434,7 +434,22 @@ typedef struct tpool_config_section {
   const tpool_config_key_t *keys;
   size_t nkeys;
   void *data;  /* the caller's; written only on success */
-  size_t size; /* bytes at data */
+  size_t size; /* bytes at data (a family: of one element) */
+  /* A family of sections, when `name` ends in ".*" ("schedule.*"): it
+     matches every [schedule.X], X being 1..TPOOL_NAME_MAX - 1 of a-z 0-9
+     _ - and . (and X unique in the file). `data` then holds `max` elements
+     of `size` bytes: the i-th such section of the file fills element i,
+     which starts as a copy of `defaults` (`size` bytes), gets X,
+     NUL-terminated, in the char[TPOOL_NAME_MAX] at `name_offset` and the
+     line of its header in the int at `line_offset`; *count gets how many
+     sections the file had (elements past it are left alone). More than
+     `max` sections is an error. A family shares its name with no other
+     section. All zero (NULL) for a section that is not a family. */
+  size_t max;
+  size_t *count;
+  const void *defaults;
+  size_t name_offset;
+  size_t line_offset;
 } tpool_config_section_t;
 
 /*
@@ -526,7 +541,21 @@ typedef struct tpool_task_opts {
      the first backoff; 0 = the pool's retry_attempts, retry_backoff_s. */
   unsigned max_attempts;
   double retry_backoff_s;
+  /* If > 0: the task is *scheduled*: it waits this many seconds (at most
+     TPOOL_DELAY_MAX_S) before it joins its pool's queue, on a timer of
+     its loop (opts->base, or the first attached base: one must be
+     attached). It runs no earlier than that; meanwhile it can be
+     cancelled (tpool_manager_cancel()), counts in its pool's `scheduled`
+     and is looked up as TPOOL_TASK_SCHEDULED. When it comes due it joins
+     the queue even if the queue is full (it was accepted once), unless
+     the circuit breaker is open then: it ends with -TPOOL_ECIRCUIT.
+     Its start timeout counts from then. A shutdown ends scheduled tasks
+     with -ECANCELED at once: they never run early. */
+  double delay_s;
 } tpool_task_opts_t;
+
+/* The longest delay tpool_task_opts_t.delay_s takes: 30 days. */
+#define TPOOL_DELAY_MAX_S (30.0 * 86400.0)
 
 /* ------------------------------------------------------------------------
  * Manager and pools
@@ -638,10 +667,14 @@ TPOOL_API const char *tpool_pool_name(const tpool_pool_t *pool);
  * runs exactly once and is the place to release it. On failure `done` is
  * never called and the caller still owns `arg`.
  * Returns: the task id (> 0); -EAGAIN queue full (or no worker could be
- * started); -TPOOL_ECIRCUIT the pool's circuit breaker is open (or
- * half-open with its trials out); -ESHUTDOWN after shutdown; -EINVAL if work is
- * NULL, the base is not attached or no base is attached while done is set;
- * -ENOMEM. Every call fails at once. The pool counts a task it refuses
+ * started; for a delayed task: as many tasks already scheduled in the pool
+ * as its queue limit); -TPOOL_ECIRCUIT the pool's circuit breaker is open
+ * (or half-open with its trials out; a delayed task meets the breaker
+ * when it comes due instead); -ESHUTDOWN after shutdown; -EINVAL if work
+ * is NULL, the base is not attached, no base is attached while done is
+ * set or a delay is asked for, or delay_s is not a number in
+ * 0..TPOOL_DELAY_MAX_S; -ENOMEM. Every call fails at once. The pool counts a
+ * task it refuses
  * (-EAGAIN, -TPOOL_ECIRCUIT, -ESHUTDOWN) as submitted and rejected; calls that
  * never reach it
  * (-EINVAL, -ENOMEM) are not counted.
@@ -690,6 +723,16 @@ TPOOL_API int64_t tpool_manager_submit_routed(tpool_manager_t *m,
  * Thread: a worker (any other thread gets NULL).
  */
 TPOOL_API void *tpool_thread_context(void);
+
+/*
+ * Says why the calling work function is failing: if the attempt it is
+ * running ends in error (it returns non-zero), `message` becomes its
+ * pool's last error message (tpool_last_error_t) instead of
+ * tpool_strerror(status). Copied, cut to TPOOL_ERROR_MESSAGE_MAX - 1
+ * bytes; NULL clears it. Forgotten when the attempt ends.
+ * Thread: worker (elsewhere it does nothing).
+ */
+TPOOL_API void tpool_task_set_error(const char *message);
 
 /* ------------------------------------------------------------------------
  * Batches: a set of tasks with bounded concurrency and one callback
@@ -801,9 +844,10 @@ TPOOL_API int tpool_future_wait(tpool_future_t *f, double timeout_s,
 TPOOL_API void tpool_future_free(tpool_future_t *f);
 
 /*
- * Cancels a queued task: it leaves the queue, its work never runs and its
- * done callback runs with -ECANCELED (on its loop, as always). Takes time
- * proportional to the number of queued tasks.
+ * Cancels a task that has not started: queued, scheduled (a delay) or
+ * waiting out a retry's backoff. It leaves the queue, its work never runs
+ * and its done callback runs with -ECANCELED (on its loop, as always).
+ * Takes time proportional to the number of queued tasks.
  * Returns: 0; -EBUSY if the task is running (it completes normally);
  * -ENOENT if no queued or running task has this id.
  * Thread: any.
@@ -812,9 +856,10 @@ TPOOL_API int tpool_manager_cancel(tpool_manager_t *m, int64_t id);
 
 /* Where a task is, for tpool_manager_task(). */
 typedef enum tpool_task_state {
-  TPOOL_TASK_QUEUED,  /* waiting for a worker, or out a retry's backoff */
-  TPOOL_TASK_RUNNING, /* in its work function */
-  TPOOL_TASK_DONE     /* ended: `status` says how */
+  TPOOL_TASK_QUEUED,   /* waiting for a worker, or out a retry's backoff */
+  TPOOL_TASK_RUNNING,  /* in its work function */
+  TPOOL_TASK_DONE,     /* ended: `status` says how */
+  TPOOL_TASK_SCHEDULED /* waiting out its delay (tpool_task_opts_t) */
 } tpool_task_state_t;
 
 typedef struct tpool_task_record {
@@ -832,8 +877,8 @@ typedef struct tpool_task_record {
 } tpool_task_record_t;
 
 /*
- * Looks a task up by id: queued (or waiting out a retry's backoff),
- * running, or among the last task_history tasks its pool finished.
+ * Looks a task up by id: scheduled, queued (or waiting out a retry's
+ * backoff), running, or among the last task_history tasks its pool finished.
  * Takes time proportional to the queued tasks and the history.
  * Returns: 0 and *out; -ENOENT if no pool knows the id (never submitted,
  * or forgotten); -EINVAL for a NULL argument.
@@ -843,7 +888,7 @@ TPOOL_API int tpool_manager_task(tpool_manager_t *m, int64_t id,
                                  tpool_task_record_t *out);
 
 /*
- * The word for a state: "queued", "running" or "done".
+ * The word for a state: "queued", "running", "done" or "scheduled".
  * Returns: a static string. Thread: any.
  */
 TPOOL_API const char *tpool_task_state_name(tpool_task_state_t state);
@@ -967,6 +1012,22 @@ typedef struct tpool_breaker_stats {
   uint64_t refused;
 } tpool_breaker_stats_t;
 
+/* The last task of a pool that ended in error: its work returned
+   non-zero (retry requests with no attempt left included), its start
+   deadline passed, or a retry or delayed task was refused by the circuit
+   breaker. Cancelled tasks are not errors. */
+#define TPOOL_ERROR_MESSAGE_MAX 128
+typedef struct tpool_last_error {
+  bool set; /* false: no task has failed yet; the rest is zero */
+  int64_t id;
+  char name[TPOOL_TASK_NAME_MAX];
+  int status; /* as its done callback got it */
+  /* What the work said with tpool_task_set_error(), else
+     tpool_strerror(status). */
+  char message[TPOOL_ERROR_MESSAGE_MAX];
+  double age_s; /* seconds since it ended */
+} tpool_last_error_t;
+
 typedef struct tpool_pool_stats {
   char name[TPOOL_NAME_MAX];
   unsigned min_workers, max_workers;
@@ -974,7 +1035,8 @@ typedef struct tpool_pool_stats {
   unsigned busy_workers;    /* running a task */
   unsigned idle_workers;    /* current - busy */
   size_t queued, queue_limit;
-  /* Counters since start. At any quiescent moment
+  /* Counters since start. At any moment with nothing in flight (queued,
+     running, retrying or scheduled)
      submitted = rejected + completed + failed + cancelled + expired. */
   uint64_t submitted, rejected, completed, failed, cancelled, expired;
   uint64_t stuck_total;     /* tasks that crossed the soft timeout */
@@ -984,7 +1046,11 @@ typedef struct tpool_pool_stats {
      tasks waiting out a backoff now (`retrying`, in flight like queued). */
   uint64_t retries;
   size_t retrying;
+  /* Tasks waiting out their delay (tpool_task_opts_t.delay_s): accepted,
+     counted in `submitted`, in flight like queued ones. */
+  size_t scheduled;
   tpool_breaker_stats_t breaker;
+  tpool_last_error_t last_error;
   double soft_timeout_s;
   double last_reject_age_s; /* seconds since a submit was refused; -1: never */
   tpool_latency_t run;      /* time in the work function */
@@ -1042,6 +1108,182 @@ TPOOL_API char *tpool_stats_format(const tpool_stats_t *s);
  * setting. Returns: 0; -ENOMEM. Thread: any.
  */
 TPOOL_API int tpool_manager_log_status(tpool_manager_t *m);
+
+/* ------------------------------------------------------------------------
+ * Schedules: periodic tasks
+ *
+ * A schedule submits a task to a pool every `every_s` seconds from a
+ * timer on one loop (its base). Each run is an ordinary task of its pool:
+ * routes, start deadlines, retries and the breaker apply, and its done
+ * callback runs on the schedule's loop. The manager keeps schedules by
+ * name, so a health route can list and drive them without holding
+ * handles (tpool_manager_schedules(), tpool_manager_schedule_control()).
+ *
+ * Timing: runs are planned on a grid, start + n * every_s (start is the
+ * moment of tpool_schedule_new(), or of resume), each moved later by a
+ * random part of jitter * every_s, so that schedules made together do
+ * not fire together. A run that falls due while the loop was stalled, or
+ * the schedule paused, is not made up for: the timer runs once, counts
+ * the grid points it missed as skipped, and plans the next run on the
+ * grid again — never a burst. A run the pool refuses (queue full, breaker
+ * open, shutting down) is skipped and counted too, and logged.
+ * ------------------------------------------------------------------------ */
+
+typedef struct tpool_schedule tpool_schedule_t;
+
+/* What a run that falls due does while an earlier run is still queued or
+   running. */
+typedef enum tpool_overlap {
+  TPOOL_OVERLAP_SKIP, /* it is skipped and counted (the default) */
+  TPOOL_OVERLAP_QUEUE /* it is submitted anyway, behind the earlier one */
+} tpool_overlap_t;
+
+/* The word for a policy: "skip" or "queue". Returns: a static string.
+   Thread: any. */
+TPOOL_API const char *tpool_overlap_name(tpool_overlap_t overlap);
+
+/* Bounds of tpool_schedule_opts_t.every_s. */
+#define TPOOL_SCHEDULE_EVERY_MIN_S 0.001
+#define TPOOL_SCHEDULE_EVERY_MAX_S (30.0 * 86400.0)
+#define TPOOL_SCHEDULES_MAX 4096 /* per manager */
+
+typedef struct tpool_schedule_opts {
+  /* The loop whose timer drives the schedule and where the runs' done
+     callbacks run; NULL = the first attached base. */
+  struct event_base *base;
+  double every_s; /* TPOOL_SCHEDULE_EVERY_MIN_S..MAX_S */
+  double jitter;  /* 0..1, a fraction of every_s */
+  bool first_now; /* first run at once; false: after every_s */
+  tpool_overlap_t overlap;
+  bool paused; /* made paused: no run until resumed */
+  /* Intervals without a successful run (counted from the last success,
+     or from the schedule's start) after which the schedule is stale
+     (tpool_schedule_stats_t.stale); 0 = never. */
+  unsigned alert_after;
+  /* For each run, as tpool_task_opts_t (base and delay_s are ignored). */
+  tpool_task_opts_t task;
+} tpool_schedule_opts_t;
+
+/*
+ * Fills *o with the defaults: every 60 s, no jitter, first run after one
+ * interval, overlap skip, not paused, never stale, default task options.
+ * Thread: any.
+ */
+TPOOL_API void tpool_schedule_opts_init(tpool_schedule_opts_t *o);
+
+/*
+ * Makes a schedule called `name` (1..TPOOL_NAME_MAX - 1 of a-z 0-9 _ - .)
+ * that runs work(arg) as a task called `task_name` (NULL: `name`) on
+ * `pool`, or, when `pool` is NULL, on the pool [routes] give task_name.
+ * `done` (may be NULL) runs after every run on the schedule's loop, with
+ * the run's status and `arg`, as a task's done callback does; runs share
+ * `arg`. `release` (may be NULL) runs once on that loop when the
+ * schedule is gone — after tpool_schedule_cancel() and its last run's
+ * done callback, or in tpool_manager_free() — and is the place to free
+ * `arg`. The manager keeps the schedule under its name until cancelled.
+ * On failure neither callback runs and `arg` stays the caller's.
+ * Returns: 0 and *out (borrowed: valid until tpool_schedule_cancel() or
+ * tpool_manager_free(); may be NULL if not wanted); -EINVAL (bad name,
+ * NULL work, options out of range, base not attached or none attached);
+ * -ENOENT no pool (or no route for task_name); -EEXIST a schedule of
+ * that name exists; -ENOSPC past TPOOL_SCHEDULES_MAX; -ESHUTDOWN after
+ * shutdown; -ENOMEM.
+ * Thread: loop of the schedule's base (or before any loop runs).
+ */
+TPOOL_API int tpool_schedule_new(tpool_manager_t *m, const char *name,
+                                 tpool_pool_t *pool, const char *task_name,
+                                 tpool_work_cb work, tpool_done_cb done,
+                                 void (*release)(void *arg), void *arg,
+                                 const tpool_schedule_opts_t *o,
+                                 tpool_schedule_t **out);
+
+/*
+ * Changes a schedule's timing, overlap, alert_after, paused and task
+ * options live (o->base is ignored: a schedule keeps its loop). A new
+ * every_s or jitter plans the next run from now; counters are kept.
+ * Returns: 0; -EINVAL options out of range (nothing changes).
+ * Thread: loop of the schedule's base.
+ */
+TPOOL_API int tpool_schedule_update(tpool_schedule_t *s,
+                                    const tpool_schedule_opts_t *o);
+
+/*
+ * Ends a schedule: no run is made from now on, a run still queued is
+ * cancelled (its done callback gets -ECANCELED), a running one finishes.
+ * Its name is free again at once. `release` runs once its last run's done
+ * callback has returned (on a later turn of the loop, never inside this
+ * call). s must not be used after this call.
+ * Thread: loop of the schedule's base.
+ */
+TPOOL_API void tpool_schedule_cancel(tpool_schedule_t *s);
+
+/* What tpool_manager_schedule_control() does. */
+typedef enum tpool_schedule_action {
+  TPOOL_SCHEDULE_PAUSE,  /* no run falls due until resumed */
+  TPOOL_SCHEDULE_RESUME, /* the grid starts again from now */
+  TPOOL_SCHEDULE_RUN_NOW /* one run now, paused or not; the grid stays */
+} tpool_schedule_action_t;
+
+/*
+ * Pauses, resumes or runs now the schedule called `name`. Pausing a
+ * paused schedule, or resuming a running one, is not an error. A run now
+ * counts as any run; it is refused while a run is queued or running and
+ * the overlap policy is skip.
+ * Returns: 0 (for RUN_NOW, the submitted run's task id is in *task_id
+ * when it is not NULL); -ENOENT no such schedule; -EBUSY (RUN_NOW) a run
+ * is in flight and overlap is skip; what tpool_submit() returns when the
+ * pool refuses the run now; -EINVAL bad action or NULL name.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_schedule_control(tpool_manager_t *m,
+                                             const char *name,
+                                             tpool_schedule_action_t action,
+                                             int64_t *task_id);
+
+typedef struct tpool_schedule_stats {
+  char name[TPOOL_NAME_MAX];
+  char pool[TPOOL_NAME_MAX];
+  char task_name[TPOOL_TASK_NAME_MAX];
+  double every_s, jitter;
+  tpool_overlap_t overlap;
+  unsigned alert_after;
+  bool paused;
+  double next_run_in_s; /* until the next planned run; -1 while paused */
+  unsigned running;     /* runs submitted and not yet ended */
+  /* Counters since the schedule was made: runs submitted (runs = ok +
+     failed + cancelled + runs still running or queued), runs that ended
+     in error (failed), and planned runs that were not made (skipped:
+     overlap, missed while stalled or paused, refused by the pool). */
+  uint64_t runs, ok, failed, cancelled, skipped;
+  bool has_last;            /* a run has ended; the last_* fields say how */
+  int last_status;          /* as its done callback got it */
+  double last_duration_s;   /* its time in the work function */
+  double last_run_age_s;    /* since the last run started; -1: none yet */
+  double last_success_unix; /* wall-clock time of the last success; 0 */
+  /* True when alert_after > 0 and alert_after intervals have passed with
+     no success, counted from the last success or from the start. */
+  bool stale;
+  /* How late runs started: from their planned time (jitter included) to
+     the start of their work. */
+  tpool_latency_t lateness;
+} tpool_schedule_stats_t;
+
+/*
+ * Takes a snapshot of every schedule of the manager, sorted by name.
+ * Returns: 0, *out (an array the caller frees with free(); NULL when
+ * there are none) and *n; -ENOMEM; -EINVAL for a NULL argument.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_schedules(tpool_manager_t *m,
+                                      tpool_schedule_stats_t **out, size_t *n);
+
+/*
+ * A snapshot of one schedule, by name.
+ * Returns: 0 and *out; -ENOENT no such schedule; -EINVAL NULL argument.
+ * Thread: any.
+ */
+TPOOL_API int tpool_manager_schedule_stats(tpool_manager_t *m, const char *name,
+                                           tpool_schedule_stats_t *out);
 
 #ifdef __cplusplus
 }

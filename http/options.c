@@ -30,9 +30,11 @@ void tpool_http_options_init(tpool_http_options_t *o) {
 }
 
 tpool_config_section_t tpool_http_config_section(tpool_http_options_t *o) {
-  tpool_config_section_t s = {"http", http_keys,
-                              sizeof(http_keys) / sizeof(http_keys[0]), o,
-                              sizeof(*o)};
+  tpool_config_section_t s = {
+      "http", http_keys,  sizeof(http_keys) / sizeof(http_keys[0]),
+      o,      sizeof(*o), 0,
+      NULL,   NULL,       0,
+      0};
   return s;
 }
 

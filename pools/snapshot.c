@@ -107,7 +107,8 @@ unsigned tpool__pool_report_running(tpool_pool_t *p, bool report) {
   return busy;
 }
 
-/* ---- lookup by id --------------------------------------------------------- */
+/* ---- lookup by id ---------------------------------------------------------
+ */
 
 /* Fills *out from a live task of p. Under mu. */
 static void describe_live(const tpool__task_t *t, tpool_task_state_t state,
@@ -171,6 +172,8 @@ const char *tpool_task_state_name(tpool_task_state_t state) {
     return "running";
   case TPOOL_TASK_DONE:
     return "done";
+  case TPOOL_TASK_SCHEDULED:
+    return "scheduled";
   case TPOOL_TASK_QUEUED:
     break;
   }

@@ -55,9 +55,11 @@ void tpool_redis_options_init(tpool_redis_options_t *o) {
 }
 
 tpool_config_section_t tpool_redis_config_section(tpool_redis_options_t *o) {
-  tpool_config_section_t s = {"redis", redis_keys,
-                              sizeof(redis_keys) / sizeof(redis_keys[0]), o,
-                              sizeof(*o)};
+  tpool_config_section_t s = {
+      "redis", redis_keys, sizeof(redis_keys) / sizeof(redis_keys[0]),
+      o,       sizeof(*o), 0,
+      NULL,    NULL,       0,
+      0};
   return s;
 }
 

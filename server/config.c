@@ -36,11 +36,27 @@ static const tpool_config_key_t demo_keys[] = {
 /* The sections of *c besides tpool's own, in the order their keys are
    looked up and checked. */
 static void sections(server_config_t *c, tpool_config_section_t s[NSECTIONS]) {
-  s[0] = (tpool_config_section_t){"http", http_keys, NELEMS(http_keys),
-                                  &c->server, sizeof(c->server)};
+  s[0] = (tpool_config_section_t){"http",
+                                  http_keys,
+                                  NELEMS(http_keys),
+                                  &c->server,
+                                  sizeof(c->server),
+                                  0,
+                                  NULL,
+                                  NULL,
+                                  0,
+                                  0};
   s[1] = tpool_http_config_section(&c->http);
-  s[2] = (tpool_config_section_t){"demo", demo_keys, NELEMS(demo_keys),
-                                  &c->server.demo, sizeof(c->server.demo)};
+  s[2] = (tpool_config_section_t){"demo",
+                                  demo_keys,
+                                  NELEMS(demo_keys),
+                                  &c->server.demo,
+                                  sizeof(c->server.demo),
+                                  0,
+                                  NULL,
+                                  NULL,
+                                  0,
+                                  0};
 #ifdef TPOOL_SERVER_REDIS
   s[3] = tpool_redis_config_section(&c->redis);
 #endif
@@ -93,8 +109,8 @@ int server_config_parse(server_config_t *c, const char *text, size_t len,
   tpool_config_section_t s[NSECTIONS];
   server_config_t was = *c;
   sections(c, s);
-  int rc = tpool_config_parse_sections(&c->core, text, len, name, s, NSECTIONS,
-                                       err);
+  int rc =
+      tpool_config_parse_sections(&c->core, text, len, name, s, NSECTIONS, err);
   return rc == 0 ? check_across(c, &was, name ? name : "config", err) : rc;
 }
 

@@ -588,12 +588,36 @@ static void layers_init(layers_t *l) {
   strcpy(l->layer.addr.host, "127.0.0.1");
   l->layer.addr.port = 8000;
   l->other.count = 7;
-  l->s[0] = (tpool_config_section_t){"layer", layer_keys, NELEMS(layer_keys),
-                                     &l->layer, sizeof(l->layer)};
-  l->s[1] = (tpool_config_section_t){"layer", other_keys, NELEMS(other_keys),
-                                     &l->other, sizeof(l->other)};
-  l->s[2] = (tpool_config_section_t){"extra", extra_keys, NELEMS(extra_keys),
-                                     &l->other, sizeof(l->other)};
+  l->s[0] = (tpool_config_section_t){"layer",
+                                     layer_keys,
+                                     NELEMS(layer_keys),
+                                     &l->layer,
+                                     sizeof(l->layer),
+                                     0,
+                                     NULL,
+                                     NULL,
+                                     0,
+                                     0};
+  l->s[1] = (tpool_config_section_t){"layer",
+                                     other_keys,
+                                     NELEMS(other_keys),
+                                     &l->other,
+                                     sizeof(l->other),
+                                     0,
+                                     NULL,
+                                     NULL,
+                                     0,
+                                     0};
+  l->s[2] = (tpool_config_section_t){"extra",
+                                     extra_keys,
+                                     NELEMS(extra_keys),
+                                     &l->other,
+                                     sizeof(l->other),
+                                     0,
+                                     NULL,
+                                     NULL,
+                                     0,
+                                     0};
 }
 
 static int layers_parse(layers_t *l, const char *text,
@@ -828,7 +852,8 @@ static void test_config_sections_string(void **state) {
   /* valid without expect (or the reverse) is a bad definition. */
   tpool_config_key_t half = {"k",     TPOOL_CONFIG_STRING, 0,   8,
                              L(name), name_valid,          NULL};
-  tpool_config_section_t bad = {"x", &half, 1, &c->layer, sizeof(c->layer)};
+  tpool_config_section_t bad = {"x", &half, 1,    &c->layer, sizeof(c->layer),
+                                0,   NULL,  NULL, 0,         0};
   assert_int_equal(tpool_config_check_section(&bad, NULL, &err), -EINVAL);
   assert_non_null(strstr(err.text, "valid and expect go together"));
   free(c);
@@ -869,13 +894,15 @@ static void test_config_sections_refuse_bad_definitions(void **state) {
   };
   for (size_t i = 0; i < NELEMS(wrong); i++) {
     keys[0] = wrong[i];
-    bad = (tpool_config_section_t){"x", keys, 1, &l->other, sizeof(l->other)};
+    bad = (tpool_config_section_t){"x", keys, 1,    &l->other, sizeof(l->other),
+                                   0,   NULL, NULL, 0,         0};
     if (tpool_config_parse_sections(&l->o, "", 0, "t.ini", &bad, 1, &err) !=
         -EINVAL)
       fail_msg("key %zu accepted", i);
     assert_non_null(strstr(err.text, "invalid argument: [x]"));
   }
-  bad = (tpool_config_section_t){"x", other_keys, 2, NULL, 0};
+  bad = (tpool_config_section_t){"x", other_keys, 2,    NULL, 0,
+                                 0,   NULL,       NULL, 0,    0};
   assert_int_equal(
       tpool_config_parse_sections(&l->o, "", 0, "t.ini", &bad, 1, &err),
       -EINVAL);
