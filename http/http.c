@@ -4,9 +4,10 @@
  * checks of a request's version, method and path, are in reply.c.)
  *
  * Exact paths are registered with evhttp_set_cb() — /health,
- * /health/thread-pools, its log-status action, /metrics and one path per
- * pool — so the routes work beside a user's own generic callback. Paths
- * that no exact callback claims (an unknown pool, a stray path) reach
+ * /health/thread-pools, its log-status action, /health/schedules,
+ * /metrics and one path per pool — so the routes work beside a user's own
+ * generic callback. Paths that no exact callback claims (an unknown pool,
+ * a schedule's own paths, a stray path) reach
  * tpool_http_handle() through the generic callback that
  * TPOOL_HTTP_NOT_FOUND installs, or through the user's own.
  *
@@ -32,6 +33,7 @@
 #define PATH_LOG_STATUS PREFIX_POOLS "/log-status"
 #define SUFFIX_RESET "/reset-circuit-breaker"
 #define PATH_READY "/health/ready"
+#define PREFIX_SCHEDULES "/health/schedules"
 #define ALLOW_GET "GET, HEAD"
 #define ALLOW_POST "POST"
 
@@ -188,6 +190,7 @@ static const struct {
     {PREFIX_POOLS, tpool__route_thread_pools},
     {PATH_READY, NULL}, /* needs the attachment's state: see route() */
     {"/dashboard", tpool__route_dashboard},
+    {PREFIX_SCHEDULES, tpool__route_schedules},
 };
 #define NFIXED (sizeof(fixed_routes) / sizeof(fixed_routes[0]))
 
@@ -212,7 +215,56 @@ static bool owns(const char *path) {
   for (size_t i = 0; i < NFIXED; i++)
     if (strcmp(path, fixed_routes[i].path) == 0)
       return true;
-  return strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) == 0;
+  return strncmp(path, PREFIX_POOLS "/", sizeof(PREFIX_POOLS)) == 0 ||
+         strncmp(path, PREFIX_SCHEDULES "/", sizeof(PREFIX_SCHEDULES)) == 0;
+}
+
+/* The POST actions on a schedule, the last segment of their path. */
+static const struct {
+  const char *action;
+  tpool__route_fn serve;
+} schedule_actions[] = {
+    {"run-now", tpool__route_schedule_run_now},
+    {"pause", tpool__route_schedule_pause},
+    {"resume", tpool__route_schedule_resume},
+};
+
+/* Serves /health/schedules/{name} and /health/schedules/{name}/{action}
+   (rest: the path after the prefix and its '/'). Schedules come and go
+   while the server runs, so their paths have no exact callback: they
+   reach here through the generic callback, as unknown pools do. */
+static void route_schedule(tpool_http_t *h, struct evhttp_request *req,
+                           const char *path, const char *rest) {
+  const char *slash = strchr(rest, '/');
+  size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+  tpool__route_fn fn = tpool__route_schedules;
+  bool post = false;
+  if (slash) {
+    fn = NULL;
+    for (size_t i = 0; i < sizeof(schedule_actions) / sizeof(*schedule_actions);
+         i++)
+      if (strcmp(slash + 1, schedule_actions[i].action) == 0)
+        fn = schedule_actions[i].serve;
+    post = true;
+  }
+  if (n == 0 || !fn) {
+    tpool_http_reply_error(req, 404, "no route for %.200s", path);
+    return;
+  }
+  char name[TPOOL_NAME_MAX];
+  tpool_schedule_stats_t st;
+  bool known = n < sizeof(name);
+  if (known) {
+    memcpy(name, rest, n);
+    name[n] = '\0';
+    known = tpool_manager_schedule_stats(h->m, name, &st) == 0;
+  }
+  if (!known) {
+    tpool_http_reply_error(req, 404, "no schedule named \"%.*s\"",
+                           (int)(n < 64 ? n : 64), rest);
+    return;
+  }
+  serve(h, req, post, fn, name);
 }
 
 /* The pool of ".../{pool}/reset-circuit-breaker" (name: the path after
@@ -254,6 +306,10 @@ static void route(tpool_http_t *h, struct evhttp_request *req,
       serve(h, req, false, fixed_routes[i].serve, NULL);
       return;
     }
+  }
+  if (strncmp(path, PREFIX_SCHEDULES "/", sizeof(PREFIX_SCHEDULES)) == 0) {
+    route_schedule(h, req, path, path + sizeof(PREFIX_SCHEDULES));
+    return;
   }
   const char *name = path + sizeof(PREFIX_POOLS);
   char pool[TPOOL_NAME_MAX];
@@ -395,8 +451,9 @@ int tpool_http_attach(struct evhttp *http, tpool_manager_t *m,
   h->flags = flags;
   if (o && tpool_http_set_token(h, o->admin_token) != 0)
     rc = -EINVAL;
-  static const char *const fixed[] = {"/health",  PREFIX_POOLS, PATH_LOG_STATUS,
-                                      "/metrics", PATH_READY,   "/dashboard"};
+  static const char *const fixed[] = {
+      "/health",  PREFIX_POOLS, PATH_LOG_STATUS, "/metrics",
+      PATH_READY, "/dashboard", PREFIX_SCHEDULES};
   for (size_t i = 0; rc == 0 && i < sizeof(fixed) / sizeof(fixed[0]); i++)
     rc = add_path(h, fixed[i]);
   for (size_t i = 0; rc == 0 && i < s->npools; i++) {

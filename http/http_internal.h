@@ -60,9 +60,12 @@ struct tpool_http {
  * Thread: any.
  */
 int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s);
-/* The same, followed by the families of each source in `src` (NULL: none),
-   whose callbacks also run in the C locale. */
+/* The same with the schedules' families (labels `schedule` and `pool`)
+   filled from sch[0..nsch) (their # HELP and # TYPE lines are written
+   even with none), followed by the families of each source in `src`
+   (NULL: none), whose callbacks also run in the C locale. */
 int tpool__metrics_write_sources(struct evbuffer *out, const tpool_stats_t *s,
+                                 const tpool_schedule_stats_t *sch, size_t nsch,
                                  const tpool__sources_t *src);
 
 /* ---- deadline.c: slow clients ------------------------------------------ */
@@ -102,14 +105,23 @@ bool tpool__http_options_valid(const tpool_http_options_t *o);
 /* busy / current × 100, to one decimal; 0 with no workers. */
 double tpool__utilization_percent(unsigned busy, unsigned current);
 /* Write into w the JSON of one pool, of /health/thread-pools, and of
-   /health; the last returns the HTTP status it answers with (200, 503).
+   /health; the last returns the HTTP status it answers with (200, 503),
+   and counts the stale schedules of sch[0..nsch) among its reasons.
    The last two call the callbacks of the sources in `src` (NULL: none).
    A failed write shows in tpool__json_out_error(w). */
 void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps);
 void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s,
                               const tpool__sources_t *src);
 int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s,
+                       const tpool_schedule_stats_t *sch, size_t nsch,
                        const tpool__sources_t *src);
+/* Write into w the JSON of one schedule (GET /health/schedules/{name}),
+   and of GET /health/schedules: {"schedules": {NAME: ...}} in the order
+   of sch[0..n). */
+void tpool__json_schedule(tpool__json_out_t *w,
+                          const tpool_schedule_stats_t *st);
+void tpool__json_schedules(tpool__json_out_t *w,
+                           const tpool_schedule_stats_t *sch, size_t n);
 
 /* The route handlers, called once path and method are checked. `pool`:
    the pool named in the path, or NULL (only /health/thread-pools reads
@@ -128,6 +140,16 @@ void tpool__route_reset_breaker(tpool_http_t *h, struct evhttp_request *req,
                                 const char *pool);
 void tpool__route_log_status(tpool_http_t *h, struct evhttp_request *req,
                              const char *pool);
+/* GET /health/schedules (name NULL) and /health/schedules/{name}; the
+   POST actions on a schedule. `pool` is the schedule's name for these. */
+void tpool__route_schedules(tpool_http_t *h, struct evhttp_request *req,
+                            const char *name);
+void tpool__route_schedule_run_now(tpool_http_t *h, struct evhttp_request *req,
+                                   const char *name);
+void tpool__route_schedule_pause(tpool_http_t *h, struct evhttp_request *req,
+                                 const char *name);
+void tpool__route_schedule_resume(tpool_http_t *h, struct evhttp_request *req,
+                                  const char *name);
 void tpool__route_metrics(tpool_http_t *h, struct evhttp_request *req,
                           const char *pool);
 

@@ -5,8 +5,11 @@
  * series per task and swamp the scraper. Values are in base units
  * (seconds, ratios), counters end in `_total`, and the two latency
  * distributions are Prometheus histograms built from the cumulative
- * le_count[] of the snapshot. The writer is a pure function of the
- * snapshot, so tests and fuzzers call it without a server.
+ * le_count[] of the snapshot. The schedules' families carry `schedule`
+ * and `pool` labels (a schedule is configured, not per task), and their
+ * lateness is a histogram with the same buckets. The writer is a pure
+ * function of the snapshots, so tests and fuzzers call it without a
+ * server.
  */
 #include "http_internal.h"
 
@@ -84,6 +87,8 @@ static const pool_metric_t pool_metrics[] = {
             "Worker threads that could not be created."),
     GAUGE("tpool_pool_retrying_tasks", VAL_SIZE, retrying,
           "Tasks waiting out a retry backoff before they are queued again."),
+    GAUGE("tpool_pool_scheduled_tasks", VAL_SIZE, scheduled,
+          "Delayed tasks waiting out their delay before they are queued."),
     COUNTER("tpool_tasks_retried_total", retries,
             "Attempts queued again after the work asked for a retry."),
 };
@@ -181,22 +186,23 @@ static void pool_value(const pool_metric_t *pm, const tpool_pool_stats_t *ps,
   snprintf(buf, cap, "%" PRIu64, v);
 }
 
+/* `labels`: the series' labels without braces (pool="cpu"). */
 static int write_histogram(struct evbuffer *out, const char *name,
-                           const char *pool, const tpool_latency_t *l) {
+                           const char *labels, const tpool_latency_t *l) {
   char le[NUM_MAX], sum[NUM_MAX];
   for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++) {
     /* "%g" gives the bounds' short forms (1e-06, 0.25, 60), which stay
        the same from one scrape to the next as Prometheus requires. */
     snprintf(le, sizeof(le), "%g", tpool_latency_bound(i));
-    if (put(out, "%s_bucket{pool=\"%s\",le=\"%s\"} %" PRIu64 "\n", name, pool,
-            le, l->le_count[i]) < 0)
+    if (put(out, "%s_bucket{%s,le=\"%s\"} %" PRIu64 "\n", name, labels, le,
+            l->le_count[i]) < 0)
       return -ENOMEM;
   }
   format_double(sum, sizeof(sum), l->sum_s);
   return put(out,
-             "%s_bucket{pool=\"%s\",le=\"+Inf\"} %" PRIu64 "\n"
-             "%s_sum{pool=\"%s\"} %s\n%s_count{pool=\"%s\"} %" PRIu64 "\n",
-             name, pool, l->count, name, pool, sum, name, pool, l->count);
+             "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n"
+             "%s_sum{%s} %s\n%s_count{%s} %" PRIu64 "\n",
+             name, labels, l->count, name, labels, sum, name, labels, l->count);
 }
 
 static int write_gauge(struct evbuffer *out, const char *name, const char *help,
@@ -287,11 +293,75 @@ static int write_all(struct evbuffer *out, const tpool_stats_t *s) {
       const tpool_latency_t *l =
           (const tpool_latency_t *)(const void *)(base + histograms[h].offset);
       escape_label(esc, sizeof(esc), s->pools[p].name);
-      if (write_histogram(out, histograms[h].name, esc, l) < 0)
+      snprintf(labels, sizeof(labels), "pool=\"%s\"", esc);
+      if (write_histogram(out, histograms[h].name, labels, l) < 0)
         return -ENOMEM;
     }
   }
   return write_breakers(out, s);
+}
+
+/* The schedules' families: a series per schedule, labelled with its name
+   and its pool. */
+static const struct {
+  const char *name;
+  const char *type;
+  const char *help;
+  size_t offset; /* of a uint64_t counter; SIZE_MAX: the last success */
+} schedule_metrics[] = {
+    {"tpool_schedule_runs_total", "counter",
+     "Runs the schedule submitted to its pool.",
+     offsetof(tpool_schedule_stats_t, runs)},
+    {"tpool_schedule_skipped_total", "counter",
+     "Planned runs not made: a run still in flight, missed while stalled "
+     "or paused, or refused by the pool.",
+     offsetof(tpool_schedule_stats_t, skipped)},
+    {"tpool_schedule_failures_total", "counter", "Runs that ended in error.",
+     offsetof(tpool_schedule_stats_t, failed)},
+    {"tpool_schedule_last_success_timestamp_seconds", "gauge",
+     "Unix time of the schedule's last successful run; 0 before any.",
+     SIZE_MAX},
+};
+
+static int write_schedules(struct evbuffer *out,
+                           const tpool_schedule_stats_t *sch, size_t n) {
+  /* schedule="...",pool="...", both escaped */
+  char esc[2 * TPOOL_NAME_MAX], escp[2 * TPOOL_NAME_MAX];
+  char labels[sizeof(esc) + sizeof(escp) + 24], num[NUM_MAX];
+  for (size_t m = 0; m < sizeof(schedule_metrics) / sizeof(*schedule_metrics);
+       m++) {
+    if (family(out, schedule_metrics[m].name, schedule_metrics[m].type,
+               schedule_metrics[m].help) < 0)
+      return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+      escape_label(esc, sizeof(esc), sch[i].name);
+      escape_label(escp, sizeof(escp), sch[i].pool);
+      if (schedule_metrics[m].offset == SIZE_MAX) {
+        format_double(num, sizeof(num), sch[i].last_success_unix);
+      } else {
+        uint64_t v;
+        memcpy(&v, (const char *)&sch[i] + schedule_metrics[m].offset,
+               sizeof(v));
+        snprintf(num, sizeof(num), "%" PRIu64, v);
+      }
+      if (put(out, "%s{schedule=\"%s\",pool=\"%s\"} %s\n",
+              schedule_metrics[m].name, esc, escp, num) < 0)
+        return -ENOMEM;
+    }
+  }
+  if (family(out, "tpool_schedule_lateness_seconds", "histogram",
+             "How late the schedule's runs started, from their planned "
+             "time to the start of their work.") < 0)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    escape_label(esc, sizeof(esc), sch[i].name);
+    escape_label(escp, sizeof(escp), sch[i].pool);
+    snprintf(labels, sizeof(labels), "schedule=\"%s\",pool=\"%s\"", esc, escp);
+    if (write_histogram(out, "tpool_schedule_lateness_seconds", labels,
+                        &sch[i].lateness) < 0)
+      return -ENOMEM;
+  }
+  return 0;
 }
 
 /* The sources' own families, after tpool's. */
@@ -306,10 +376,11 @@ static int write_sources(struct evbuffer *out, const tpool__sources_t *src) {
 }
 
 int tpool__metrics_write(struct evbuffer *out, const tpool_stats_t *s) {
-  return tpool__metrics_write_sources(out, s, NULL);
+  return tpool__metrics_write_sources(out, s, NULL, 0, NULL);
 }
 
 int tpool__metrics_write_sources(struct evbuffer *out, const tpool_stats_t *s,
+                                 const tpool_schedule_stats_t *sch, size_t nsch,
                                  const tpool__sources_t *src) {
   /* printf and strtod follow LC_NUMERIC, and a process that called
      setlocale() for a comma locale would otherwise write "0,25", which
@@ -321,6 +392,8 @@ int tpool__metrics_write_sources(struct evbuffer *out, const tpool_stats_t *s,
     return -ENOMEM;
   locale_t prev = uselocale(c);
   int rc = write_all(out, s);
+  if (rc == 0)
+    rc = write_schedules(out, sch, nsch);
   if (rc == 0)
     rc = write_sources(out, src);
   uselocale(prev);

@@ -1,9 +1,11 @@
 /*
  * routes_health.c — the bodies of the health routes: /health,
- * /health/thread-pools (all pools or one), the log-status action and
+ * /health/thread-pools (all pools or one), the log-status action,
+ * /health/schedules (all schedules or one) and their actions, and
  * /metrics. Each handler takes one stats snapshot and builds its whole
  * reply from it, never from live pool fields, so a reply is consistent
- * with itself and costs each pool one short lock. The JSON bodies are
+ * with itself and costs each pool one short lock (the schedules come
+ * from a snapshot of their own, tpool_manager_schedules()). The JSON bodies are
  * written with json_out.h straight from the snapshot (no json_t tree), so
  * a request costs the loop little more than the snapshot itself; the
  * log-status answer, a fixed text, still goes through jansson. What
@@ -122,6 +124,25 @@ static void put_breaker(tpool__json_out_t *w, const tpool_breaker_stats_t *b) {
   tpool__json_out_object_end(w);
 }
 
+/* The pool's last task that ended in error, or null before any did. */
+static void put_last_error(tpool__json_out_t *w, const tpool_last_error_t *e) {
+  tpool__json_out_key_literal(w, "last_error");
+  if (!e->set) {
+    tpool__json_out_null(w);
+    return;
+  }
+  tpool__json_out_object_begin(w);
+  tpool__json_out_key_literal(w, "id");
+  tpool__json_out_int(w, e->id);
+  /* The name and the message are the submitter's and the work's text:
+     the writer escapes them and mends a character cut in two. */
+  put_string(w, KEY("name"), e->name);
+  put_string(w, KEY("status"), tpool_status_word(e->status));
+  put_string(w, KEY("message"), e->message);
+  put_decimal(w, KEY("age_s"), e->age_s, MS_DIGITS);
+  tpool__json_out_object_end(w);
+}
+
 void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps) {
   tpool__json_out_object_begin(w);
   put_string(w, KEY("name"), ps->name);
@@ -148,6 +169,7 @@ void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps) {
   put_uint(w, KEY("threads_retired"), ps->threads_retired);
   put_uint(w, KEY("retries"), ps->retries);
   put_uint(w, KEY("retrying"), ps->retrying);
+  put_uint(w, KEY("scheduled"), ps->scheduled);
   put_breaker(w, &ps->breaker);
   put_decimal(w, KEY("soft_timeout_s"), ps->soft_timeout_s, NS_DIGITS);
   tpool__json_out_key_literal(w, "last_reject_age_s");
@@ -155,6 +177,7 @@ void tpool__json_pool(tpool__json_out_t *w, const tpool_pool_stats_t *ps) {
     tpool__json_out_null(w);
   else
     tpool__json_out_decimal(w, ps->last_reject_age_s, MS_DIGITS);
+  put_last_error(w, &ps->last_error);
   put_latency(w, KEY("run_time_s"), &ps->run);
   put_latency(w, KEY("queue_wait_s"), &ps->wait);
   put_active_tasks(w, ps);
@@ -208,6 +231,60 @@ void tpool__json_thread_pools(tpool__json_out_t *w, const tpool_stats_t *s,
   tpool__json_out_object_end(w);
 }
 
+/* A seconds value that is null when negative (never, or not planned). */
+static void put_seconds_or_null(tpool__json_out_t *w, const char *key,
+                                size_t key_len, double v, unsigned digits) {
+  tpool__json_out_key_raw(w, key, key_len);
+  if (v < 0)
+    tpool__json_out_null(w);
+  else
+    tpool__json_out_decimal(w, v, digits);
+}
+
+void tpool__json_schedule(tpool__json_out_t *w,
+                          const tpool_schedule_stats_t *st) {
+  tpool__json_out_object_begin(w);
+  put_string(w, KEY("pool"), st->pool);
+  put_string(w, KEY("task"), st->task_name);
+  put_decimal(w, KEY("every_s"), st->every_s, NS_DIGITS);
+  put_decimal(w, KEY("jitter"), st->jitter, NS_DIGITS);
+  put_string(w, KEY("overlap"), tpool_overlap_name(st->overlap));
+  put_seconds_or_null(w, KEY("next_run_in_s"),
+                      st->paused ? -1.0 : st->next_run_in_s, MS_DIGITS);
+  put_uint(w, KEY("runs"), st->runs);
+  put_uint(w, KEY("ok"), st->ok);
+  put_uint(w, KEY("skipped"), st->skipped);
+  put_uint(w, KEY("failed"), st->failed);
+  put_uint(w, KEY("cancelled"), st->cancelled);
+  tpool__json_out_key_literal(w, "last_status");
+  if (st->has_last)
+    tpool__json_out_string(w, tpool_status_word(st->last_status));
+  else
+    tpool__json_out_null(w);
+  put_seconds_or_null(w, KEY("last_duration_s"),
+                      st->has_last ? st->last_duration_s : -1.0, NS_DIGITS);
+  put_seconds_or_null(w, KEY("last_run_age_s"), st->last_run_age_s, MS_DIGITS);
+  put_uint(w, KEY("running"), st->running);
+  put_bool(w, KEY("paused"), st->paused);
+  put_uint(w, KEY("alert_after"), st->alert_after);
+  put_bool(w, KEY("stale"), st->stale);
+  put_latency(w, KEY("lateness_s"), &st->lateness);
+  tpool__json_out_object_end(w);
+}
+
+void tpool__json_schedules(tpool__json_out_t *w,
+                           const tpool_schedule_stats_t *sch, size_t n) {
+  tpool__json_out_object_begin(w);
+  tpool__json_out_key_literal(w, "schedules");
+  tpool__json_out_object_begin(w);
+  for (size_t i = 0; i < n; i++) {
+    tpool__json_out_key(w, sch[i].name);
+    tpool__json_schedule(w, &sch[i]);
+  }
+  tpool__json_out_object_end(w);
+  tpool__json_out_object_end(w);
+}
+
 /* Writes one reason the process is degraded as an object of the reasons
    array; with w NULL, does nothing (the reasons are being counted). */
 static void add_reason(tpool__json_out_t *w, const char *pool,
@@ -253,6 +330,7 @@ static void ask_sources(const tpool__sources_t *src, verdict_t *v) {
    verdicts v. Returns how many there are. One function both counts and
    writes them, so the status and the list cannot disagree. */
 static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s,
+                             const tpool_schedule_stats_t *sch, size_t nsch,
                              const tpool__sources_t *src, const verdict_t *v) {
   size_t n = 0;
   if (s->shutting_down) {
@@ -301,6 +379,16 @@ static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s,
       n++;
     }
   }
+  for (size_t i = 0; i < nsch; i++) {
+    const tpool_schedule_stats_t *st = &sch[i];
+    if (st->stale) {
+      add_reason(w, st->pool, "schedule_stale",
+                 "schedule \"%s\" has had no successful run in %u "
+                 "intervals of %gs",
+                 st->name, st->alert_after, st->every_s);
+      n++;
+    }
+  }
   for (size_t i = 0; src && i < src->n; i++) {
     if (v[i].reason) {
       add_reason(w, NULL, v[i].reason, "%s", v[i].msg);
@@ -311,16 +399,17 @@ static size_t health_reasons(tpool__json_out_t *w, const tpool_stats_t *s,
 }
 
 int tpool__json_health(tpool__json_out_t *w, const tpool_stats_t *s,
+                       const tpool_schedule_stats_t *sch, size_t nsch,
                        const tpool__sources_t *src) {
   verdict_t v[TPOOL_HTTP_SOURCES_MAX];
   ask_sources(src, v);
-  bool degraded = health_reasons(NULL, s, src, v) > 0;
+  bool degraded = health_reasons(NULL, s, sch, nsch, src, v) > 0;
   tpool__json_out_object_begin(w);
   put_string(w, KEY("status"), degraded ? "degraded" : "ok");
   if (degraded) {
     tpool__json_out_key_literal(w, "reasons");
     tpool__json_out_array_begin(w);
-    health_reasons(w, s, src, v);
+    health_reasons(w, s, sch, nsch, src, v);
     tpool__json_out_array_end(w);
   }
   tpool__json_out_object_end(w);
@@ -336,17 +425,119 @@ static tpool_stats_t *snapshot(tpool_manager_t *m, struct evhttp_request *req) {
   return s;
 }
 
+/* Every schedule of the manager (*sch NULL when there are none); false
+   after answering 500. */
+static bool schedules_snapshot(tpool_manager_t *m, struct evhttp_request *req,
+                               tpool_schedule_stats_t **sch, size_t *n) {
+  *sch = NULL;
+  *n = 0;
+  if (tpool_manager_schedules(m, sch, n) == 0)
+    return true;
+  tpool_http_reply_error(req, 500, "out of memory taking a snapshot");
+  return false;
+}
+
 void tpool__route_health(tpool_http_t *h, struct evhttp_request *req,
                          const char *pool) {
   (void)pool;
-  tpool_stats_t *s = snapshot(h->m, req);
-  if (!s)
+  tpool_schedule_stats_t *sch;
+  size_t nsch;
+  if (!schedules_snapshot(h->m, req, &sch, &nsch))
     return;
+  tpool_stats_t *s = snapshot(h->m, req);
+  if (!s) {
+    free(sch);
+    return;
+  }
   tpool__json_out_t w;
   tpool__json_out_init(&w, tpool__http_wants_pretty(req));
-  int status = tpool__json_health(&w, s, &h->sources);
+  int status = tpool__json_health(&w, s, sch, nsch, &h->sources);
   tpool_stats_free(s);
+  free(sch);
   tpool__http_reply_json_out(req, status, &w);
+}
+
+void tpool__route_schedules(tpool_http_t *h, struct evhttp_request *req,
+                            const char *name) {
+  tpool__json_out_t w;
+  tpool__json_out_init(&w, tpool__http_wants_pretty(req));
+  if (name) {
+    tpool_schedule_stats_t st;
+    int rc = tpool_manager_schedule_stats(h->m, name, &st);
+    if (rc != 0) { /* cancelled since the route was chosen */
+      tpool__json_out_destroy(&w);
+      tpool_http_reply_error(req, 404, "no schedule named \"%.64s\"", name);
+      return;
+    }
+    tpool__json_schedule(&w, &st);
+  } else {
+    tpool_schedule_stats_t *sch;
+    size_t n;
+    if (!schedules_snapshot(h->m, req, &sch, &n)) {
+      tpool__json_out_destroy(&w);
+      return;
+    }
+    tpool__json_schedules(&w, sch, n);
+    free(sch);
+  }
+  tpool__http_reply_json_out(req, 200, &w);
+}
+
+/* POST /health/schedules/{name}/{run-now,pause,resume}. */
+static void schedule_action(tpool_http_t *h, struct evhttp_request *req,
+                            const char *name, tpool_schedule_action_t action) {
+  int64_t id = 0;
+  int rc = tpool_manager_schedule_control(h->m, name, action, &id);
+  switch (rc) {
+  case 0:
+    if (action == TPOOL_SCHEDULE_RUN_NOW)
+      tpool_http_reply_json(
+          req, 202,
+          json_pack("{s:s,s:I}", "schedule", name, "task_id", (json_int_t)id));
+    else
+      tpool_http_reply_json(req, 200,
+                            json_pack("{s:s,s:b}", "schedule", name, "paused",
+                                      action == TPOOL_SCHEDULE_PAUSE));
+    return;
+  case -ENOENT:
+    tpool_http_reply_error(req, 404, "no schedule named \"%.64s\"", name);
+    return;
+  case -EBUSY:
+    tpool_http_reply_error(req, 409,
+                           "schedule \"%.64s\" has a run queued or running "
+                           "(overlap = skip)",
+                           name);
+    return;
+  case -EAGAIN:
+  case -TPOOL_ECIRCUIT:
+  case -ESHUTDOWN:
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
+                      "1");
+    tpool_http_reply_error(req, 503,
+                           "the pool of schedule \"%.64s\" refused the run: "
+                           "%s",
+                           name, tpool_strerror(rc));
+    return;
+  default:
+    tpool_http_reply_error(req, 500, "schedule \"%.64s\": %s", name,
+                           tpool_strerror(rc));
+    return;
+  }
+}
+
+void tpool__route_schedule_run_now(tpool_http_t *h, struct evhttp_request *req,
+                                   const char *name) {
+  schedule_action(h, req, name, TPOOL_SCHEDULE_RUN_NOW);
+}
+
+void tpool__route_schedule_pause(tpool_http_t *h, struct evhttp_request *req,
+                                 const char *name) {
+  schedule_action(h, req, name, TPOOL_SCHEDULE_PAUSE);
+}
+
+void tpool__route_schedule_resume(tpool_http_t *h, struct evhttp_request *req,
+                                  const char *name) {
+  schedule_action(h, req, name, TPOOL_SCHEDULE_RESUME);
 }
 
 void tpool__route_thread_pools(tpool_http_t *h, struct evhttp_request *req,
@@ -411,12 +602,20 @@ void tpool__route_reset_breaker(tpool_http_t *h, struct evhttp_request *req,
 void tpool__route_metrics(tpool_http_t *h, struct evhttp_request *req,
                           const char *pool) {
   (void)pool;
-  tpool_stats_t *s = snapshot(h->m, req);
-  if (!s)
+  tpool_schedule_stats_t *sch;
+  size_t nsch;
+  if (!schedules_snapshot(h->m, req, &sch, &nsch))
     return;
+  tpool_stats_t *s = snapshot(h->m, req);
+  if (!s) {
+    free(sch);
+    return;
+  }
   struct evbuffer *out = evbuffer_new();
-  int rc = out ? tpool__metrics_write_sources(out, s, &h->sources) : -ENOMEM;
+  int rc = out ? tpool__metrics_write_sources(out, s, sch, nsch, &h->sources)
+               : -ENOMEM;
   tpool_stats_free(s);
+  free(sch);
   if (rc != 0) {
     evbuffer_free(out);
     tpool_http_reply_error(req, 500, "out of memory formatting metrics");

@@ -17,9 +17,22 @@
  *   POST /health/thread-pools/{pool}/reset-circuit-breaker
  *                                           closes the pool's breaker;
  *                                           409 if it has none
+ *   GET  /health/schedules                  every schedule, by name
+ *   GET  /health/schedules/{name}           one schedule; 404 if unknown
+ *   POST /health/schedules/{name}/run-now   one run now: 202 with its task
+ *                                           id; 409 while a run is in
+ *                                           flight (overlap skip), 503 if
+ *                                           the pool refuses it
+ *   POST /health/schedules/{name}/pause     no run until resumed
+ *   POST /health/schedules/{name}/resume    runs again, from now
  *   GET  /metrics                           Prometheus text format 0.0.4
  *   GET  /dashboard                         a self-contained HTML page
  *                                           that polls the pools' JSON
+ *
+ * The paths under /health/schedules/ (like those of unknown pools) have
+ * no exact callback, since schedules come and go while the loop runs:
+ * they are served through the generic callback, TPOOL_HTTP_NOT_FOUND's
+ * or yours calling tpool_http_handle().
  *
  * Another layer (a queue consumer, say) can report in these routes beside
  * the pools, without this library depending on it: see
@@ -196,7 +209,8 @@ TPOOL_API void tpool_http_set_draining(tpool_http_t *h, bool draining);
 /*
  * Serves `req` if its path belongs to tpool (/health, /health/...,
  * /metrics, /dashboard), for servers with their own generic callback.
- * Unknown pools under /health/thread-pools/ get the JSON 404 here. A
+ * Unknown pools under /health/thread-pools/ get the JSON 404 here, and
+ * the paths of schedules (/health/schedules/{name}...) are served here. A
  * request that is not HTTP/1.0 or 1.1 (505) or whose path cannot be
  * decoded (400, see tpool_http_path()) is answered whatever its path.
  * Returns: true if it answered the request; false if the path is not

@@ -732,7 +732,7 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
   /* /health: the reasons, in the order and words they had. */
   s.shutting_down = true;
   tpool__json_out_init(&w, false);
-  assert_int_equal(tpool__json_health(&w, &s, NULL), 503);
+  assert_int_equal(tpool__json_health(&w, &s, NULL, 0, NULL), 503);
   text = written(&w);
   assert_string_equal(
       text, "{\"status\":\"degraded\",\"reasons\":["
@@ -744,7 +744,7 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
   s.shutting_down = false;
   ps.stuck_now = 0;
   tpool__json_out_init(&w, false);
-  assert_int_equal(tpool__json_health(&w, &s, NULL), 200);
+  assert_int_equal(tpool__json_health(&w, &s, NULL, 0, NULL), 200);
   text = written(&w);
   assert_string_equal(text, "{\"status\":\"ok\"}");
   free(text);
@@ -993,7 +993,7 @@ static void test_http_source_json_keeps_its_shape(void **state) {
   free(text);
 
   tpool__json_out_init(&w, false);
-  assert_int_equal(tpool__json_health(&w, &s, &src), 503);
+  assert_int_equal(tpool__json_health(&w, &s, NULL, 0, &src), 503);
   text = written(&w);
   assert_string_equal(text, "{\"status\":\"degraded\",\"reasons\":["
                             "{\"reason\":\"redis_unreachable\",\"message\":"
