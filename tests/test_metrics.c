@@ -3,7 +3,9 @@
  * workload over two pools, every family is declared once, every counter
  * and histogram agrees with the snapshot it came from, promtool accepts
  * the text (an idle manager's too), numbers keep their decimal point in a
- * comma locale, label values are escaped, and a failed write says so.
+ * comma locale, label values are escaped, and a failed write says so. The
+ * schedules' families carry a schedule and a pool label and agree with
+ * the schedules' snapshot.
  */
 #include "helpers.h"
 #include "http_internal.h"
@@ -96,7 +98,7 @@ static tpool_stats_t *workload_snapshot(void) {
 typedef struct {
   char name[96];
   char family[96]; /* the family of the last # TYPE line before it */
-  char pool[96], le[96], version[96];
+  char pool[96], le[96], version[96], schedule[96];
   char other[32]; /* a label other than pool, le and version, if any */
   char value[64];
 } sample_t;
@@ -146,10 +148,11 @@ static const char *parse_labels(const char *c, sample_t *sm) {
     }
     val[v] = '\0';
     c++;
-    char *dst = strcmp(key, "pool") == 0      ? sm->pool
-                : strcmp(key, "le") == 0      ? sm->le
-                : strcmp(key, "version") == 0 ? sm->version
-                                              : NULL;
+    char *dst = strcmp(key, "pool") == 0       ? sm->pool
+                : strcmp(key, "le") == 0       ? sm->le
+                : strcmp(key, "version") == 0  ? sm->version
+                : strcmp(key, "schedule") == 0 ? sm->schedule
+                                               : NULL;
     if (dst)
       snprintf(dst, sizeof(sm->pool), "%s", val);
     else
@@ -258,12 +261,18 @@ static const struct {
     {"tpool_threads_retired_total", "counter"},
     {"tpool_thread_failures_total", "counter"},
     {"tpool_pool_retrying_tasks", "gauge"},
+    {"tpool_pool_scheduled_tasks", "gauge"},
     {"tpool_tasks_retried_total", "counter"},
     {"tpool_task_run_seconds", "histogram"},
     {"tpool_task_queue_wait_seconds", "histogram"},
     {"tpool_circuit_breaker_state", "gauge"},
     {"tpool_circuit_breaker_transitions_total", "counter"},
     {"tpool_circuit_breaker_refused_total", "counter"},
+    {"tpool_schedule_runs_total", "counter"},
+    {"tpool_schedule_skipped_total", "counter"},
+    {"tpool_schedule_failures_total", "counter"},
+    {"tpool_schedule_last_success_timestamp_seconds", "gauge"},
+    {"tpool_schedule_lateness_seconds", "histogram"},
 };
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
 
@@ -292,9 +301,12 @@ static void check_structure(parsed_t *p) {
     if (sm->other[0] && !(breaker && (strcmp(sm->other, "state") == 0 ||
                                       strcmp(sm->other, "to") == 0)))
       fail_msg("%s has a label \"%s\"", sm->name, sm->other);
+    bool schedule = strncmp(sm->name, "tpool_schedule_", 15) == 0;
+    assert_true((sm->schedule[0] != '\0') == schedule);
     bool process = strncmp(sm->name, "tpool_pool_", 11) != 0 &&
                    strncmp(sm->name, "tpool_task", 10) != 0 &&
-                   strncmp(sm->name, "tpool_thread", 12) != 0 && !breaker;
+                   strncmp(sm->name, "tpool_thread", 12) != 0 && !breaker &&
+                   !schedule;
     assert_true(process ? sm->pool[0] == '\0' : sm->pool[0] != '\0');
     assert_true((sm->le[0] != '\0') == (strcmp(suffix, "_bucket") == 0));
     assert_true((sm->version[0] != '\0') ==
@@ -346,6 +358,7 @@ static void check_values(const parsed_t *p, const tpool_stats_t *s) {
         {"tpool_pool_workers_min", ps->min_workers},
         {"tpool_pool_queued_tasks", ps->queued},
         {"tpool_pool_queue_limit", ps->queue_limit},
+        {"tpool_pool_scheduled_tasks", ps->scheduled},
         {"tpool_tasks_submitted_total", ps->submitted},
         {"tpool_tasks_rejected_total", ps->rejected},
         {"tpool_tasks_completed_total", ps->completed},
@@ -541,6 +554,97 @@ static void test_metrics_label_values_are_escaped(void **state) {
   free(text);
 }
 
+/* The exposition of *s with the schedules sch[0..n) (caller frees). */
+static char *metrics_text_schedules(const tpool_stats_t *s,
+                                    const tpool_schedule_stats_t *sch,
+                                    size_t n) {
+  struct evbuffer *buf = evbuffer_new();
+  assert_non_null(buf);
+  assert_int_equal(tpool__metrics_write_sources(buf, s, sch, n, NULL), 0);
+  size_t len = evbuffer_get_length(buf);
+  char *text = malloc(len + 1);
+  assert_non_null(text);
+  assert_int_equal(evbuffer_remove(buf, text, len), (int)len);
+  text[len] = '\0';
+  evbuffer_free(buf);
+  return text;
+}
+
+static void test_metrics_schedules(void **state) {
+  (void)state;
+  /* Built by hand, as a snapshot of tpool_manager_schedules() would be:
+     one that ran, on "alpha"; one that never succeeded, on "beta", whose
+     name no manager accepts (the labels are escaped all the same). */
+  tpool_pool_stats_t ps[2] = {{.name = "alpha", .scheduled = 3},
+                              {.name = "beta"}};
+  tpool_stats_t s = {.npools = 2, .pools = ps};
+  tpool_schedule_stats_t sch[2];
+  memset(sch, 0, sizeof(sch));
+  snprintf(sch[0].name, sizeof(sch[0].name), "nightly");
+  snprintf(sch[0].pool, sizeof(sch[0].pool), "alpha");
+  sch[0].runs = 7;
+  sch[0].ok = 5;
+  sch[0].failed = 2;
+  sch[0].skipped = 4;
+  sch[0].last_success_unix = 1765152000.25;
+  sch[0].lateness.count = 7;
+  sch[0].lateness.sum_s = 0.0125;
+  for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++)
+    sch[0].lateness.le_count[i] = tpool_latency_bound(i) >= 0.001  ? 7
+                                  : tpool_latency_bound(i) >= 1e-4 ? 3
+                                                                   : 0;
+  snprintf(sch[1].name, sizeof(sch[1].name), "we\"ird\\");
+  snprintf(sch[1].pool, sizeof(sch[1].pool), "beta");
+  sch[1].runs = 1;
+  sch[1].skipped = 9;
+
+  char *text = metrics_text_schedules(&s, sch, 2);
+  static const char *const lines[] = {
+      "tpool_pool_scheduled_tasks{pool=\"alpha\"} 3\n",
+      "tpool_schedule_runs_total{schedule=\"nightly\",pool=\"alpha\"} 7\n",
+      "tpool_schedule_skipped_total{schedule=\"nightly\",pool=\"alpha\"} "
+      "4\n",
+      "tpool_schedule_failures_total{schedule=\"nightly\",pool=\"alpha\"} "
+      "2\n",
+      "tpool_schedule_last_success_timestamp_seconds{schedule=\"nightly\","
+      "pool=\"alpha\"} 1765152000.25\n",
+      "tpool_schedule_lateness_seconds_bucket{schedule=\"nightly\","
+      "pool=\"alpha\",le=\"0.001\"} 7\n",
+      "tpool_schedule_lateness_seconds_count{schedule=\"nightly\","
+      "pool=\"alpha\"} 7\n",
+      "tpool_schedule_runs_total{schedule=\"we\\\"ird\\\\\",pool=\"beta\"} "
+      "1\n",
+      "tpool_schedule_last_success_timestamp_seconds{schedule=\"we\\\"ird"
+      "\\\\\",pool=\"beta\"} 0\n",
+  };
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+    if (!strstr(text, lines[i]))
+      fail_msg("no line %s", lines[i]);
+  parsed_t p;
+  parse(text, &p);
+  check_structure(&p);
+  check_values(&p, &s);
+  check_histogram(&p, "tpool_schedule_lateness_seconds", "alpha",
+                  &sch[0].lateness);
+  check_histogram(&p, "tpool_schedule_lateness_seconds", "beta",
+                  &sch[1].lateness);
+  /* The schedules' samples come after the pools' families, and each
+     family is declared even with no schedule. */
+  assert_true(strstr(text, "# TYPE tpool_schedule_runs_total counter\n") >
+              strstr(text, "# TYPE tpool_circuit_breaker_refused_total"));
+  th_assert_promtool_accepts(text);
+  free(p.samples);
+  free(text);
+
+  text = metrics_text_schedules(&s, NULL, 0);
+  parse(text, &p);
+  check_structure(&p);
+  for (size_t i = 0; i < p.nsamples; i++)
+    assert_true(strncmp(p.samples[i].name, "tpool_schedule_", 15) != 0);
+  free(p.samples);
+  free(text);
+}
+
 static void test_metrics_failed_write_returns_enomem(void **state) {
   (void)state;
   tpool_pool_stats_t ps = {.name = "w"};
@@ -559,6 +663,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_metrics_workload_passes_promtool),
         cmocka_unit_test(test_metrics_empty_snapshot_passes_promtool),
         cmocka_unit_test(test_metrics_label_values_are_escaped),
+        cmocka_unit_test(test_metrics_schedules),
     };
     return cmocka_run_group_tests(promtool, NULL, NULL);
   }
@@ -568,6 +673,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_metrics_empty_snapshot_passes_promtool),
       cmocka_unit_test(test_metrics_numbers_ignore_comma_locale),
       cmocka_unit_test(test_metrics_label_values_are_escaped),
+      cmocka_unit_test(test_metrics_schedules),
       cmocka_unit_test(test_metrics_failed_write_returns_enomem),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
