@@ -676,9 +676,10 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
       "\"rejected\":1,\"completed\":12345678890,\"failed\":2,"
       "\"cancelled\":3,\"expired\":0,\"stuck_tasks\":1,\"stuck_total\":5,"
       "\"thread_failures\":0,\"threads_started\":3,\"threads_retired\":0,"
-      "\"retries\":0,\"retrying\":0,"
+      "\"retries\":0,\"retrying\":0,\"scheduled\":0,"
       "\"circuit_breaker\":{\"enabled\":false,\"state\":\"closed\"},"
       "\"soft_timeout_s\":60.0,\"last_reject_age_s\":1.235,"
+      "\"last_error\":null,"
       "\"run_time_s\":{\"count\":4,\"mean\":2.5,\"p50\":2.50014834,"
       "\"p90\":0.000098708,\"p99\":3.0,\"max\":3.1},"
       "\"queue_wait_s\":{\"count\":0,\"mean\":0.0,\"p50\":0.0,\"p90\":0.0,"
@@ -719,12 +720,25 @@ static void test_http_pool_json_keeps_its_shape(void **state) {
   json_decref(j);
   free(text);
 
-  /* A pool never refused has null there; one pool alone is its object. */
+  /* A pool never refused has null there; one pool alone is its object;
+     a pool's last error is an object of five members once there is one. */
   ps.last_reject_age_s = -1;
+  ps.scheduled = 2;
+  ps.last_error.set = true;
+  ps.last_error.id = 42;
+  ps.last_error.status = -ETIMEDOUT;
+  strcpy(ps.last_error.name, "fetch");
+  strcpy(ps.last_error.message, "upstream said \"no\"");
+  ps.last_error.age_s = 1.25;
   tpool__json_out_init(&w, false);
   tpool__json_pool(&w, &ps);
   text = written(&w);
   assert_non_null(strstr(text, ",\"last_reject_age_s\":null,"));
+  assert_non_null(strstr(text, ",\"retrying\":0,\"scheduled\":2,"));
+  assert_non_null(
+      strstr(text, ",\"last_error\":{\"id\":42,\"name\":\"fetch\",\"status\":"
+                   "\"expired\",\"message\":\"upstream said \\\"no\\\"\","
+                   "\"age_s\":1.25},\"run_time_s\":"));
   assert_int_equal(strncmp(text, "{\"name\":\"cpu\",\"max_workers\":30,", 31),
                    0);
   free(text);
@@ -1011,11 +1025,490 @@ static void test_http_dashboard_draws_sources(void **state) {
                                       "drawSources(data);",
                                       "redis: ['connected', 'stream', 'group'",
                                       "'dead_lettered', 'duplicates']",
-                                      "k === 'connected' && !v ? 'bad'"};
+                                      "k === 'connected' && !v ? 'bad'",
+                                      "<section id=\"schedules\" hidden>",
+                                      "fetch('/health/schedules'",
+                                      "function drawSchedules(data)",
+                                      "$('schedules').hidden = !all.length;",
+                                      "['run-now', s.paused ? 'resume'",
+                                      "const e = p.last_error;"};
   for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
     if (!strstr(r.body, parts[i]))
       fail_msg("the dashboard lacks %s", parts[i]);
   th_response_free(&r);
+  teardown(f);
+}
+
+/* ---- schedules and a pool's last error ---------------------------------- */
+
+/* A hand-built schedule snapshot with every kind of value. */
+static void sample_schedule(tpool_schedule_stats_t *st) {
+  memset(st, 0, sizeof(*st));
+  strcpy(st->name, "nightly");
+  strcpy(st->pool, "io");
+  strcpy(st->task_name, "cleanup");
+  st->every_s = 5;
+  st->jitter = 0.1;
+  st->overlap = TPOOL_OVERLAP_SKIP;
+  st->alert_after = 3;
+  st->next_run_in_s = 1.2344;
+  st->running = 1;
+  st->runs = 10;
+  st->ok = 7;
+  st->failed = 1;
+  st->cancelled = 1;
+  st->skipped = 2;
+  st->has_last = true;
+  st->last_status = -ETIMEDOUT;
+  st->last_duration_s = 0.25;
+  st->last_run_age_s = 3.5;
+  st->last_success_unix = 1765152000.0;
+}
+
+static void test_http_schedule_json_keeps_its_shape(void **state) {
+  (void)state;
+  tpool_schedule_stats_t st[2];
+  sample_schedule(&st[0]);
+  sample_schedule(&st[1]);
+  strcpy(st[1].name, "new");
+  st[1].paused = true;
+  st[1].overlap = TPOOL_OVERLAP_QUEUE;
+  st[1].has_last = false;
+  st[1].last_run_age_s = -1;
+  st[1].next_run_in_s = -1;
+  st[1].running = 0;
+  tpool__json_out_t w;
+  tpool__json_out_init(&w, false);
+  tpool__json_schedules(&w, st, 2);
+  char *text = written(&w);
+  static const char want[] =
+      "{\"schedules\":{\"nightly\":{\"pool\":\"io\",\"task\":\"cleanup\","
+      "\"every_s\":5.0,\"jitter\":0.1,\"overlap\":\"skip\","
+      "\"next_run_in_s\":1.234,\"runs\":10,\"ok\":7,\"skipped\":2,"
+      "\"failed\":1,\"cancelled\":1,\"last_status\":\"expired\","
+      "\"last_duration_s\":0.25,\"last_run_age_s\":3.5,\"running\":1,"
+      "\"paused\":false,\"alert_after\":3,\"stale\":false,"
+      "\"lateness_s\":{\"count\":0,\"mean\":0.0,\"p50\":0.0,\"p90\":0.0,"
+      "\"p99\":0.0,\"max\":0.0}},"
+      "\"new\":{\"pool\":\"io\",\"task\":\"cleanup\","
+      "\"every_s\":5.0,\"jitter\":0.1,\"overlap\":\"queue\","
+      "\"next_run_in_s\":null,\"runs\":10,\"ok\":7,\"skipped\":2,"
+      "\"failed\":1,\"cancelled\":1,\"last_status\":null,"
+      "\"last_duration_s\":null,\"last_run_age_s\":null,\"running\":0,"
+      "\"paused\":true,\"alert_after\":3,\"stale\":false,"
+      "\"lateness_s\":{\"count\":0,\"mean\":0.0,\"p50\":0.0,\"p90\":0.0,"
+      "\"p99\":0.0,\"max\":0.0}}}}";
+  if (strcmp(text, want) != 0)
+    fail_msg("wrote  %s\nwanted %s", text, want);
+  free(text);
+  tpool__json_out_init(&w, false);
+  tpool__json_schedules(&w, NULL, 0);
+  text = written(&w);
+  assert_string_equal(text, "{\"schedules\":{}}");
+  free(text);
+
+  /* A stale schedule degrades /health, with its pool, beside the pools'
+     own reasons. */
+  tpool_stats_t s;
+  tpool_pool_stats_t ps;
+  tpool_active_task_t at;
+  sample_snapshot(&s, &ps, &at);
+  ps.stuck_now = 0;
+  ps.last_reject_age_s = -1;
+  st[0].stale = true;
+  tpool__json_out_init(&w, false);
+  assert_int_equal(tpool__json_health(&w, &s, st, 2, NULL), 503);
+  text = written(&w);
+  assert_string_equal(text, "{\"status\":\"degraded\",\"reasons\":["
+                            "{\"pool\":\"io\",\"reason\":\"schedule_stale\","
+                            "\"message\":\"schedule \\\"nightly\\\" has had no "
+                            "successful run in 3 intervals of 5s\"}]}");
+  free(text);
+  st[0].stale = false;
+  tpool__json_out_init(&w, false);
+  assert_int_equal(tpool__json_health(&w, &s, st, 2, NULL), 200);
+  tpool__json_out_destroy(&w);
+}
+
+/* What the schedules' work functions share with the test. */
+typedef struct sched_work {
+  atomic_int ran;
+  atomic_bool fail; /* return -EIO with a message */
+  th_gate_t *gate;  /* when set, each run waits there */
+} sched_work_t;
+
+static int sched_work(void *arg) {
+  sched_work_t *sw = arg;
+  atomic_fetch_add(&sw->ran, 1);
+  if (sw->gate)
+    th_gate_pass(sw->gate);
+  if (atomic_load(&sw->fail)) {
+    tpool_task_set_error("the backup disk is full");
+    return -EIO;
+  }
+  return 0;
+}
+
+static tpool_schedule_t *make_schedule(fixture_t *f, const char *name,
+                                       const char *pool, double every_s,
+                                       bool first_now, unsigned alert_after,
+                                       sched_work_t *sw) {
+  tpool_schedule_opts_t o;
+  tpool_schedule_opts_init(&o);
+  o.base = f->base;
+  o.every_s = every_s;
+  o.first_now = first_now;
+  o.alert_after = alert_after;
+  tpool_schedule_t *s = NULL;
+  assert_int_equal(
+      tpool_schedule_new(f->m, name, tpool_manager_pool(f->m, pool),
+                         "sched_task", sched_work, NULL, NULL, sw, &o, &s),
+      0);
+  return s;
+}
+
+static tpool_schedule_stats_t schedule_stats(fixture_t *f, const char *name) {
+  tpool_schedule_stats_t st;
+  assert_int_equal(tpool_manager_schedule_stats(f->m, name, &st), 0);
+  return st;
+}
+
+/* Waits for a schedule's snapshot to pass a test. */
+typedef struct sched_wait {
+  fixture_t *f;
+  const char *name;
+  uint64_t runs, ended; /* runs >= runs and ok + failed >= ended */
+  int running;          /* >= 0: running == this */
+  bool stale;
+} sched_wait_t;
+
+static bool sched_reached(void *arg) {
+  sched_wait_t *w = arg;
+  tpool_schedule_stats_t st = schedule_stats(w->f, w->name);
+  return st.runs >= w->runs && st.ok + st.failed >= w->ended &&
+         (w->running < 0 || st.running == (unsigned)w->running) &&
+         (!w->stale || st.stale);
+}
+
+static void wait_schedule(fixture_t *f, const char *name, uint64_t runs,
+                          uint64_t ended, int running, bool stale) {
+  sched_wait_t w = {f, name, runs, ended, running, stale};
+  if (!th_run_until(f->base, sched_reached, &w, 20.0)) {
+    tpool_schedule_stats_t st = schedule_stats(f, name);
+    fail_msg("schedule %s: runs %" PRIu64 ", ok %" PRIu64 ", failed %" PRIu64
+             ", running %u, stale %d",
+             name, st.runs, st.ok, st.failed, st.running, st.stale);
+  }
+}
+
+/* A JSON answer's body with `status`; the caller releases it. */
+static json_t *json_call(fixture_t *f, const char *method, const char *path,
+                         const char *const *headers, int status) {
+  th_response_t r = call(f, method, path, headers, NULL);
+  if (r.status != status)
+    fail_msg("%s %s: %d, want %d: %s", method, path, r.status, status, r.body);
+  json_t *j = th_json(&r);
+  th_response_free(&r);
+  return j;
+}
+
+static void test_http_schedules_routes(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  json_t *j = json_call(f, "GET", "/health/schedules", NULL, 200);
+  assert_int_equal(json_object_size(json_object_get(j, "schedules")), 0);
+  assert_int_equal(json_object_size(j), 1);
+  json_decref(j);
+
+  sched_work_t tick = {0}, other = {0};
+  make_schedule(f, "tick", "w", 0.05, true, 0, &tick);
+  make_schedule(f, "a-first", "w", 600, false, 0, &other);
+  wait_schedule(f, "tick", 3, 3, -1, false);
+
+  /* The list, in name order, each with the members of the contract and
+     their types. */
+  j = json_call(f, "GET", "/health/schedules", NULL, 200);
+  json_t *all = json_object_get(j, "schedules");
+  assert_int_equal(json_object_size(all), 2);
+  const char *first = json_object_iter_key(json_object_iter(all));
+  assert_string_equal(first, "a-first");
+  json_t *t = json_object_get(all, "tick");
+  static const char *const members[] = {"pool",
+                                        "task",
+                                        "every_s",
+                                        "jitter",
+                                        "overlap",
+                                        "next_run_in_s",
+                                        "runs",
+                                        "ok",
+                                        "skipped",
+                                        "failed",
+                                        "cancelled",
+                                        "last_status",
+                                        "last_duration_s",
+                                        "last_run_age_s",
+                                        "running",
+                                        "paused",
+                                        "alert_after",
+                                        "stale",
+                                        "lateness_s"};
+  assert_int_equal(json_object_size(t), sizeof(members) / sizeof(*members));
+  for (size_t i = 0; i < sizeof(members) / sizeof(*members); i++)
+    if (!json_object_get(t, members[i]))
+      fail_msg("no member %s", members[i]);
+  assert_string_equal(json_string_value(json_object_get(t, "pool")), "w");
+  assert_string_equal(json_string_value(json_object_get(t, "task")),
+                      "sched_task");
+  assert_true(json_real_value(json_object_get(t, "every_s")) == 0.05);
+  assert_string_equal(json_string_value(json_object_get(t, "overlap")), "skip");
+  assert_true(json_is_real(json_object_get(t, "next_run_in_s")));
+  assert_true(json_integer_value(json_object_get(t, "runs")) >= 3);
+  assert_true(json_integer_value(json_object_get(t, "ok")) >= 3);
+  assert_true(json_is_integer(json_object_get(t, "skipped")));
+  assert_int_equal(json_integer_value(json_object_get(t, "failed")), 0);
+  assert_string_equal(json_string_value(json_object_get(t, "last_status")),
+                      "ok");
+  assert_true(json_is_real(json_object_get(t, "last_duration_s")));
+  assert_true(json_is_real(json_object_get(t, "last_run_age_s")));
+  assert_true(json_is_integer(json_object_get(t, "running")));
+  assert_true(json_is_false(json_object_get(t, "paused")));
+  assert_true(json_is_false(json_object_get(t, "stale")));
+  assert_true(json_integer_value(json_object_get(
+                  json_object_get(t, "lateness_s"), "count")) >= 3);
+  /* One that has not run yet: nulls. */
+  json_t *a = json_object_get(all, "a-first");
+  assert_true(json_is_null(json_object_get(a, "last_status")));
+  assert_true(json_is_null(json_object_get(a, "last_duration_s")));
+  assert_true(json_is_null(json_object_get(a, "last_run_age_s")));
+  assert_int_equal(json_integer_value(json_object_get(a, "runs")), 0);
+  json_decref(j);
+
+  /* One schedule alone is its object; an unknown one a 404 naming it. */
+  j = json_call(f, "GET", "/health/schedules/tick", NULL, 200);
+  assert_int_equal(json_object_size(j), sizeof(members) / sizeof(*members));
+  assert_string_equal(json_string_value(json_object_get(j, "task")),
+                      "sched_task");
+  json_decref(j);
+  th_response_t r = call(f, "GET", "/health/schedules/nope", NULL, NULL);
+  assert_json_error(&r, 404);
+  assert_non_null(strstr(r.body, "no schedule named \\\"nope\\\""));
+  th_response_free(&r);
+  r = call(f, "POST", "/health/schedules/nope/pause", NULL, NULL);
+  assert_json_error(&r, 404);
+  assert_non_null(strstr(r.body, "\\\"nope\\\""));
+  th_response_free(&r);
+  r = call(f, "POST", "/health/schedules/tick/explode", NULL, NULL);
+  assert_json_error(&r, 404);
+  th_response_free(&r);
+
+  /* Wrong methods: 405 with Allow. */
+  r = call(f, "GET", "/health/schedules/tick/run-now", NULL, NULL);
+  assert_json_error(&r, 405);
+  assert_string_equal(th_response_header(&r, "Allow"), "POST");
+  th_response_free(&r);
+  r = call(f, "POST", "/health/schedules/tick", NULL, NULL);
+  assert_json_error(&r, 405);
+  assert_string_equal(th_response_header(&r, "Allow"), "GET, HEAD");
+  th_response_free(&r);
+  r = call(f, "POST", "/health/schedules", NULL, NULL);
+  assert_json_error(&r, 405);
+  th_response_free(&r);
+
+  /* Pause: no more runs once those in flight are over. */
+  j = json_call(f, "POST", "/health/schedules/tick/pause", NULL, 200);
+  assert_string_equal(json_string_value(json_object_get(j, "schedule")),
+                      "tick");
+  assert_true(json_is_true(json_object_get(j, "paused")));
+  json_decref(j);
+  wait_schedule(f, "tick", 0, 0, 0, false);
+  tpool_schedule_stats_t st = schedule_stats(f, "tick");
+  assert_true(st.paused);
+  th_run_until(f->base, NULL, NULL, 0.3);
+  assert_int_equal(schedule_stats(f, "tick").runs, st.runs);
+  j = json_call(f, "GET", "/health/schedules/tick", NULL, 200);
+  assert_true(json_is_true(json_object_get(j, "paused")));
+  assert_true(json_is_null(json_object_get(j, "next_run_in_s")));
+  json_decref(j);
+
+  /* Run now, paused or not: one run, its task id in the answer. */
+  j = json_call(f, "POST", "/health/schedules/tick/run-now", NULL, 202);
+  assert_string_equal(json_string_value(json_object_get(j, "schedule")),
+                      "tick");
+  assert_true(json_integer_value(json_object_get(j, "task_id")) > 0);
+  json_decref(j);
+  wait_schedule(f, "tick", st.runs + 1, st.ok + st.failed + 1, 0, false);
+  th_run_until(f->base, NULL, NULL, 0.2);
+  assert_int_equal(schedule_stats(f, "tick").runs, st.runs + 1);
+
+  /* Resume: runs again. */
+  j = json_call(f, "POST", "/health/schedules/tick/resume", NULL, 200);
+  assert_true(json_is_false(json_object_get(j, "paused")));
+  json_decref(j);
+  wait_schedule(f, "tick", st.runs + 3, 0, -1, false);
+  assert_false(schedule_stats(f, "tick").paused);
+
+  /* /metrics: the schedules' series, labelled. */
+  r = call(f, "GET", "/metrics", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  static const char *const series[] = {
+      "\ntpool_schedule_runs_total{schedule=\"tick\",pool=\"w\"} ",
+      "\ntpool_schedule_skipped_total{schedule=\"tick\",pool=\"w\"} ",
+      "\ntpool_schedule_failures_total{schedule=\"tick\",pool=\"w\"} 0\n",
+      "\ntpool_schedule_last_success_timestamp_seconds{schedule=\"tick\","
+      "pool=\"w\"} 1",
+      "\ntpool_schedule_last_success_timestamp_seconds{schedule=\"a-first\","
+      "pool=\"w\"} 0\n",
+      "\ntpool_schedule_lateness_seconds_bucket{schedule=\"tick\",pool=\"w\","
+      "le=\"+Inf\"} ",
+      "\ntpool_schedule_lateness_seconds_count{schedule=\"tick\",pool=\"w\"} ",
+      "\ntpool_pool_scheduled_tasks{pool=\"w\"} 0\n",
+      "# TYPE tpool_schedule_lateness_seconds histogram\n"};
+  for (size_t i = 0; i < sizeof(series) / sizeof(*series); i++)
+    if (!strstr(r.body, series[i]))
+      fail_msg("/metrics lacks %s", series[i]);
+  th_response_free(&r);
+  teardown(f);
+}
+
+/* run-now refused: 409 while a run is in flight (overlap skip), 503 with
+   Retry-After when the pool refuses it; the token guards the POSTs. */
+static void test_http_schedule_actions_refused(void **state) {
+  (void)state;
+  tpool_http_options_t ho;
+  memset(&ho, 0, sizeof(ho));
+  strcpy(ho.admin_token, "s3cret");
+  fixture_t *f = setup(&ho, TPOOL_HTTP_NOT_FOUND, false);
+  const char *const right[] = {"Authorization: Bearer s3cret", NULL};
+  th_gate_t gate;
+  th_gate_init(&gate);
+  sched_work_t slow = {.gate = &gate}, onq = {0};
+  make_schedule(f, "slow", "w", 600, true, 0, &slow);
+  make_schedule(f, "onq", "q", 600, false, 0, &onq);
+  wait_schedule(f, "slow", 1, 0, 1, false);
+
+  th_response_t r =
+      call(f, "POST", "/health/schedules/slow/run-now", NULL, NULL);
+  assert_json_error(&r, 401);
+  th_response_free(&r);
+  r = call(f, "POST", "/health/schedules/slow/pause", NULL, NULL);
+  assert_json_error(&r, 401);
+  th_response_free(&r);
+  assert_false(schedule_stats(f, "slow").paused);
+  json_t *j = json_call(f, "GET", "/health/schedules/slow", NULL, 200);
+  json_decref(j);
+
+  r = call(f, "POST", "/health/schedules/slow/run-now", right, NULL);
+  assert_json_error(&r, 409);
+  assert_non_null(strstr(r.body, "slow"));
+  th_response_free(&r);
+
+  /* Pool "q" (one worker, a queue of one) full: the run is refused. */
+  th_gate_t hold;
+  th_gate_init(&hold);
+  assert_true(tpool_manager_submit(f->m, "q", "hold", th_gate_work, NULL, &hold,
+                                   NULL) > 0);
+  unsigned one = 1;
+  assert_true(th_wait_stats(f->m, f->base, "q", busy_is, &one, 10.0));
+  assert_true(
+      tpool_manager_submit(f->m, "q", "queued", th_noop, NULL, NULL, NULL) > 0);
+  r = call(f, "POST", "/health/schedules/onq/run-now", right, NULL);
+  assert_json_error(&r, 503);
+  assert_string_equal(th_response_header(&r, "Retry-After"), "1");
+  th_response_free(&r);
+  th_gate_open(&hold);
+  assert_true(th_wait_stats(f->m, f->base, "q", all_done, NULL, 10.0));
+  j = json_call(f, "POST", "/health/schedules/onq/run-now", right, 202);
+  json_decref(j);
+  wait_schedule(f, "onq", 1, 1, 0, false);
+
+  j = json_call(f, "POST", "/health/schedules/slow/pause", right, 200);
+  assert_true(json_is_true(json_object_get(j, "paused")));
+  json_decref(j);
+  assert_true(schedule_stats(f, "slow").paused);
+  th_gate_open(&gate);
+  wait_schedule(f, "slow", 1, 1, 0, false);
+  teardown(f);
+  th_gate_destroy(&hold);
+  th_gate_destroy(&gate);
+}
+
+static bool sched_fresh(void *arg) {
+  sched_wait_t *w = arg;
+  tpool_schedule_stats_t st = schedule_stats(w->f, w->name);
+  return st.ok > 0 && !st.stale;
+}
+
+/* A schedule that keeps failing goes stale and degrades /health; a
+   failing task is its pool's last error, null before. */
+static void test_http_stale_schedule_and_last_error(void **state) {
+  (void)state;
+  fixture_t *f = setup(NULL, TPOOL_HTTP_NOT_FOUND, false);
+  json_t *j = json_call(f, "GET", "/health/thread-pools/w", NULL, 200);
+  assert_true(json_is_null(json_object_get(j, "last_error")));
+  assert_int_equal(json_integer_value(json_object_get(j, "scheduled")), 0);
+  json_decref(j);
+
+  /* A delayed task counts as scheduled until cancelled. */
+  tpool_task_opts_t to = {.delay_s = 60};
+  int64_t later =
+      tpool_manager_submit(f->m, "w", "later", th_noop, NULL, NULL, &to);
+  assert_true(later > 0);
+  j = json_call(f, "GET", "/health/thread-pools", NULL, 200);
+  assert_int_equal(
+      json_integer_value(json_object_get(
+          json_object_get(json_object_get(j, "pools"), "w"), "scheduled")),
+      1);
+  json_decref(j);
+  th_response_t r = call(f, "GET", "/metrics", NULL, NULL);
+  assert_non_null(
+      strstr(r.body, "\ntpool_pool_scheduled_tasks{pool=\"w\"} 1\n"));
+  th_response_free(&r);
+  assert_int_equal(tpool_manager_cancel(f->m, later), 0);
+
+  sched_work_t bad = {0};
+  atomic_store(&bad.fail, true);
+  tpool_schedule_t *s = make_schedule(f, "backup", "w", 0.05, true, 2, &bad);
+  wait_schedule(f, "backup", 0, 0, -1, true);
+  int status;
+  char reasons[256];
+  health_reasons(f, &status, reasons, sizeof(reasons));
+  assert_int_equal(status, 503);
+  assert_non_null(strstr(reasons, "w:schedule_stale "));
+  r = call(f, "GET", "/health", NULL, NULL);
+  assert_non_null(strstr(r.body, "\"reason\":\"schedule_stale\",\"message\":"
+                                 "\"schedule \\\"backup\\\" has had no"));
+  th_response_free(&r);
+  j = json_call(f, "GET", "/health/schedules/backup", NULL, 200);
+  assert_true(json_is_true(json_object_get(j, "stale")));
+  assert_string_equal(json_string_value(json_object_get(j, "last_status")),
+                      "failed");
+  assert_true(json_integer_value(json_object_get(j, "failed")) >= 1);
+  json_decref(j);
+
+  /* The pool's last error: the run's task, its word and its message. */
+  j = json_call(f, "GET", "/health/thread-pools/w", NULL, 200);
+  json_t *e = json_object_get(j, "last_error");
+  assert_int_equal(json_object_size(e), 5);
+  assert_true(json_integer_value(json_object_get(e, "id")) > 0);
+  assert_string_equal(json_string_value(json_object_get(e, "name")),
+                      "sched_task");
+  assert_string_equal(json_string_value(json_object_get(e, "status")),
+                      "failed");
+  assert_string_equal(json_string_value(json_object_get(e, "message")),
+                      "the backup disk is full");
+  double age = json_real_value(json_object_get(e, "age_s"));
+  assert_true(json_is_real(json_object_get(e, "age_s")) && age >= 0 &&
+              age < 30);
+  json_decref(j);
+
+  /* Once it succeeds it is fresh again. */
+  atomic_store(&bad.fail, false);
+  sched_wait_t fresh = {f, "backup", 0, 0, -1, false};
+  assert_true(th_run_until(f->base, sched_fresh, &fresh, 20.0));
+  /* Gone, it degrades nothing. */
+  tpool_schedule_cancel(s);
+  health_reasons(f, &status, reasons, sizeof(reasons));
+  assert_int_equal(status, 200);
   teardown(f);
 }
 
@@ -1044,6 +1537,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_http_add_source_refuses_bad_ones),
       cmocka_unit_test(test_http_source_json_keeps_its_shape),
       cmocka_unit_test(test_http_dashboard_draws_sources),
+      cmocka_unit_test(test_http_schedule_json_keeps_its_shape),
+      cmocka_unit_test(test_http_schedules_routes),
+      cmocka_unit_test(test_http_schedule_actions_refused),
+      cmocka_unit_test(test_http_stale_schedule_and_last_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
