@@ -914,7 +914,8 @@ static void test_config_sections_refuse_bad_definitions(void **state) {
       tpool_config_load_sections(&l->o, "/nonexistent/t.ini", &bad, 1, &err),
       -EINVAL);
   /* A section with no keys is a valid section that takes none. */
-  bad = (tpool_config_section_t){"empty", NULL, 0, NULL, 0};
+  bad =
+      (tpool_config_section_t){"empty", NULL, 0, NULL, 0, 0, NULL, NULL, 0, 0};
   assert_int_equal(tpool_config_parse_sections(&l->o, "[empty]\n", 8, "t.ini",
                                                &bad, 1, &err),
                    0);

@@ -113,9 +113,10 @@ static void fuzz_sections(const uint8_t *data, size_t size, int lines) {
   static app_t a, a0;
   static app2_t b, b0;
   tpool_config_section_t s[3] = {
-      {"app", app_keys, NELEMS(app_keys), &a, sizeof(a)},
-      {"app", app2_keys, NELEMS(app2_keys), &b, sizeof(b)},
-      {"app.extra", extra_keys, NELEMS(extra_keys), &b, sizeof(b)},
+      {"app", app_keys, NELEMS(app_keys), &a, sizeof(a), 0, NULL, NULL, 0, 0},
+      {"app", app2_keys, NELEMS(app2_keys), &b, sizeof(b), 0, NULL, NULL, 0, 0},
+      {"app.extra", extra_keys, NELEMS(extra_keys), &b, sizeof(b), 0, NULL,
+       NULL, 0, 0},
   };
   tpool_options_init(&o);
   memcpy(&before, &o, sizeof(o));
