@@ -17,16 +17,20 @@
  *   scan.c         one pool's scan for the monitor: expiry, stuck tasks,
  *                  failed-start retries
  *   snapshot.c     one pool's snapshot, its running tasks, lookup by id
- *   pool.c         the executor: submit, life cycle, resize, cancel,
- *                  a retry's return to the queue
+ *   pool.c         the executor: submit (delayed too), life cycle,
+ *                  resize, cancel, a retry's or delayed task's arrival in
+ *                  the queue
  *   worker.c       its threads: start, take work, run it, retire
- *   retry.c        a task's wait for its next attempt (a backoff timer)
+ *   schedule.c     periodic tasks: a loop timer that submits runs
+ *   retry.c        a task's wait on a loop timer: a retry's backoff, or
+ *                  a delayed submit's delay
  *   task.c         task records and the one function that ends a task
  *   history.c      the ring of finished tasks
  *   breaker.c      the circuit breaker's state machine
  *   shared.c       what the pools need of their manager: waking a
  *                  shutdown, kicking the monitor, finding a loop's
- *                  bridge, the manager's reference count
+ *                  bridge or a route's pool, the manager's reference
+ *                  count
  * tests/layering.sh checks this from the compiled objects.
  *
  * Lock order (every lock tpool takes, complete; a lock may be taken while
@@ -35,6 +39,7 @@
  *   reconf_mu -> manager mu -> pool mu -> future mu
  *                                      -> bridge timer_mu (core)
  *                                      -> libevent's base lock
+ *   sched_mu -> manager mu, pool mu, libevent's base lock
  *   mon_mu, log mu (core): leaves, taken under any of the above
  *
  * - reconf_mu (manager): serialises tpool_manager_reconfigure(), which
@@ -48,6 +53,11 @@
  *   it may be posted to its loop (the bridge's timer_mu when its delivery
  *   may wait); a retry arms or fires its timer (evtimer_add, event_active:
  *   libevent's base lock). Never two pools' locks at once.
+ * - sched_mu (manager): the schedules, their state and their runs
+ *   (schedule.c). A tick or a run now submits under it (pool mu, and the
+ *   manager mu if a worker's start fails and wakes a shutdown), a
+ *   schedule's timer is set under it (libevent's base lock); no pool lock
+ *   is ever held while it is taken.
  * - future mu: a future's result and waiters; nothing is taken under it.
  * - bridge timer_mu: the coalescing timer of one loop (loop_bridge.c).
  * - libevent's base lock: libevent releases it before running callbacks,
