@@ -4,7 +4,8 @@ Chromium, driven through chromedriver by Selenium (Debian's chromium,
 chromium-driver and python3-selenium), against a tpool-server that run.sh
 started on 127.0.0.1.
 
-Checks that the five pools appear, that the numbers move when tasks are
+Checks that the five pools appear (and no Schedules panel, with no
+schedule configured), that the numbers move when tasks are
 posted, that the log button asks for the admin token and works, that the
 page says so when the server stops answering and recovers when it is back,
 and that the browser console stays clean (no error logged, no uncaught
@@ -219,6 +220,18 @@ class Test:
                         "'section.pool')].map((e) => e.dataset.pool);")
         if cards != POOLS:
             raise Failure("pools shown: " + ",".join(cards))
+        # No schedule in this config: the Schedules panel stays hidden
+        # once /health/schedules has answered, and no pool shows a last
+        # error before any task failed.
+        self.wait("GET /health/schedules drawn (an empty table)",
+                  "performance.getEntriesByType('resource').some((e) =>"
+                  " e.name.endsWith('/health/schedules'))")
+        time.sleep(1.5)
+        if self.js("return !document.getElementById('schedules').hidden ||"
+                   " !!document.querySelector('#schedule-rows tr');"):
+            raise Failure("the Schedules panel shows with no schedule")
+        if self.js("return !!document.querySelector('.lasterr');"):
+            raise Failure("a pool shows a last error before any failed")
 
         # Load: the cpu pool's busy workers and totals move.
         before = self.text("#pool-cpu table")
