@@ -185,6 +185,18 @@ static int check_schedules(const server_config_t *c, const char *file,
   d.read_fd = -1;
   for (size_t i = 0; i < c->nschedules; i++) {
     const schedule_options_t *o = &c->schedules[i];
+    /* Each key in range, for values set in code (tpool checks a family's
+       defaults only): the element as a section of its own. */
+    char label[sizeof("schedule.") + TPOOL_NAME_MAX];
+    snprintf(label, sizeof(label), "schedule.%.*s", TPOOL_NAME_MAX - 1,
+             o->name);
+    tpool_config_section_t one = {
+        label,     schedule_keys, NELEMS(schedule_keys),
+        (void *)o, sizeof(*o),    0,
+        NULL,      NULL,          0,
+        0};
+    if (tpool_config_check_section(&one, file, err) != 0)
+      return -EINVAL;
     if (!o->task[0]) {
       schedule_error(err, file, o, "task",
                      "missing (the JSON body of POST /tasks/{pool}, on one "
