@@ -6,8 +6,12 @@
  * token; 5000 requests over the five pools leave counters that match what
  * the client saw, in the JSON and in /metrics; promtool accepts /metrics
  * taken under load (the promtool run: server_promtool); SIGHUP reloads the file
- * (or keeps the running configuration when it is bad); SIGTERM during load
- * answers every accepted request, also those of keep-alive clients that go on
+ * (or keeps the running configuration when it is bad); [schedule.NAME]
+ * sections run from the start and change on SIGHUP (removed, paused,
+ * retimed, added, made anew; a bad one refuses the reload, or the start);
+ * a task with "delay_s" is looked up as "scheduled" and answered after its
+ * delay, and bad delays get 400; SIGTERM during load answers every
+ * accepted request, also those of keep-alive clients that go on
  * sending through the drain, and exits 0; clients that send slowly harm nothing
  * (clients that hang up early: test_reliability.c).
  *
