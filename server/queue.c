@@ -33,6 +33,14 @@ static int queue_target(task_route_t *d, const task_t *t, const char *by,
              "count: a queued entry is one task (add one entry per copy)");
     return 400;
   }
+  if (t->delay_s > 0) {
+    /* The consumer holds an entry until its task ends, and reclaim_after
+       would hand a long-delayed one to another replica. */
+    snprintf(why, size,
+             "delay_s: a queued entry runs when a replica reads it (add it "
+             "when it is due)");
+    return 400;
+  }
   return task_target(d, t, by, name, &pool, why, size);
 }
 

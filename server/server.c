@@ -30,8 +30,12 @@
  * more, briefly, for the last replies to reach their sockets, and ends.
  * The process exits when every loop has.
  * Reload (SIGHUP): read the file again; on success apply what can change
- * live (tpool_manager_reconfigure() here, the admin token and HTTP limits
- * on each loop); on failure keep everything and log why.
+ * live (tpool_manager_reconfigure() and the schedules here, the admin
+ * token and HTTP limits on each loop); on failure keep everything and log
+ * why.
+ * Schedules ([schedule.NAME], schedules.c): timers on loop 0, made once
+ * the pools run, changed by a reload, left to the manager's shutdown
+ * (which makes them quiet) and free.
  * Demo data ([demo], demo_work.h; demo_data.c): before the pools start,
  * the data directory, the SQLite database and the read file are made if
  * missing (atomically, so an interrupted first start leaves nothing half
@@ -220,8 +224,8 @@ static void on_closed(evutil_socket_t fd, short what, void *arg) {
   if (s->consumer) {
     server_log(s, TPOOL_LOG_INFO,
                "Redis: no more entries read; finishing the ones held");
-    tpool_redis_consumer_stop(s->consumer, drain_left_s(s),
-                              start_drain_thread, s);
+    tpool_redis_consumer_stop(s->consumer, drain_left_s(s), start_drain_thread,
+                              s);
     return;
   }
 #endif
@@ -239,6 +243,8 @@ static void reload(server_t *s) {
   server_config_init(next);
   tpool_config_error_t err;
   int rc = server_config_load(next, s->config_path, &err);
+  if (rc == 0)
+    rc = schedules_check(s, next, &err);
   if (rc == 0)
     rc = tpool_manager_reconfigure(s->m, &next->core, &err);
   if (rc != 0) {
@@ -279,6 +285,7 @@ static void reload(server_t *s) {
     next->redis = s->cfg->redis;
   }
 #endif
+  schedules_reload(s, next);
   /* The admin token and the limits: every loop applies them itself. */
   pthread_mutex_lock(&s->http_mu);
   s->http_next = next->http;
@@ -526,6 +533,9 @@ int server_start(server_t *s) {
   }
   if (s->self_check)
     server_self_check(s->m, demo_db_pool(&s->cfg->core) != NULL);
+  rc = schedules_start(s);
+  if (rc != 0)
+    return rc;
 #ifdef TPOOL_SERVER_REDIS
   rc = redis_start(s);
   if (rc != 0)
@@ -583,6 +593,7 @@ void server_stop(server_t *s) {
   /* The manager first: its last completions still reply through evhttp. */
   if (s->m)
     tpool_manager_free(s->m);
+  schedules_free(s);
   for (int i = 0; i < 3; i++)
     if (s->signals[i])
       event_free(s->signals[i]);

@@ -88,6 +88,9 @@ struct server {
   atomic_uint db_opened;      /* atomic: connections the db hook opened */
   unsigned db_logged;         /* loop 0 only: how many were logged */
   struct event *db_opened_ev; /* wakes loop 0 to log them */
+  /* The [schedule.NAME] schedules running (schedules.c); loop 0 only. */
+  struct sched *scheds;
+  size_t nscheds;
 };
 
 /* Logs "Server " and the message through the manager's log. Thread: any. */
@@ -143,6 +146,32 @@ void demo_data_on_opened(evutil_socket_t fd, short what, void *arg);
  */
 int server_listen(const char *host, uint16_t port, unsigned n, int *fds,
                   char *url, size_t url_size);
+
+/* ---- schedules.c ----------------------------------------------------------
+ */
+
+/* Checks the [schedule.NAME] sections of c against the running manager
+   (its pools and routes, which a reload does not change) and loop 0's
+   task routes, as schedules_start() and schedules_reload() will make
+   them. Returns 0, or -EINVAL with *err filled ("FILE:LINE:
+   [schedule.NAME] pool: ..."). Thread: loop 0. */
+int schedules_check(server_t *s, const server_config_t *c,
+                    tpool_config_error_t *err);
+
+/* Makes a schedule of every [schedule.NAME] of s->cfg on loop 0's base
+   (tpool logs each). Returns 0, or a negative errno after logging why.
+   Thread: main, once the manager runs and before loop 0 does. */
+int schedules_start(server_t *s);
+
+/* Makes the running schedules those of `next` (checked by
+   schedules_check()): cancels, makes and updates them, and logs "Config
+   reload: schedules: A added, R removed, C changed, U unchanged" when
+   either file has any. Thread: loop 0. */
+void schedules_reload(server_t *s, const server_config_t *next);
+
+/* Frees the server's list, once the manager (which frees the schedules
+   themselves) is gone. Thread: main. */
+void schedules_free(server_t *s);
 
 /* ---- self_check.c ---------------------------------------------------------
  */

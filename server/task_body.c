@@ -1,8 +1,10 @@
 /*
  * task_body.c — the JSON body of POST /tasks[/{pool}]: which work, with
  * which input, under which name, and how (attempts, a start deadline, a
- * batch of copies). Every field is checked before anything is submitted,
- * and a bad one is answered with a 400 that names it.
+ * delay, a batch of copies). Every field is checked before anything is
+ * submitted, and a bad one is answered with a 400 that names it. The
+ * task of a [schedule.NAME] section is the same body, with what a
+ * schedule adds (task_parse_scheduled()).
  */
 #include "tasks.h"
 
@@ -19,13 +21,13 @@ const char *const work_names[NWORK] = {"sleep", "spin",  "fail",
 #define WORK_LIST                                                              \
   "\"sleep\", \"spin\", \"fail\", \"query\", \"dense\", \"embed\", "           \
   "\"hash\", \"read\" or \"flaky\""
-/* The one field each kind takes besides name, work and start_timeout_s. */
+/* The one field each kind takes besides the fields of every kind. */
 static const char *const work_fields[NWORK] = {
     "ms", "ms", "ms", "key", "size", "text", "bytes", "bytes", "failures"};
 /* Every field of a body, for the message about an unknown one. */
 #define FIELD_LIST                                                             \
-  "name, work, start_timeout_s, attempts, count, concurrency, ms, key, "       \
-  "size, text, bytes, failures"
+  "name, work, start_timeout_s, delay_s, attempts, count, concurrency, ms, "   \
+  "key, size, text, bytes, failures"
 /* Limits of the fields every kind takes. */
 #define ATTEMPTS_MAX 100
 #define FAILURES_MAX 100
@@ -217,6 +219,14 @@ bool task_parse_json(task_route_t *d, const char *data, size_t len, task_t *t,
         return false;
       }
       *start_timeout_s = s;
+    } else if (strcmp(key, "delay_s") == 0) {
+      double s = json_number_value(v);
+      if (!json_is_number(v) || !(s > 0 && s <= TASK_DELAY_MAX_S)) {
+        task_fail(e, 400, "delay_s: expected seconds above 0, up to %.0f",
+                  TASK_DELAY_MAX_S);
+        return false;
+      }
+      t->delay_s = s;
     } else if (!parse_common(e, key, v, t)) {
       return false;
     } else if (strcmp(key, "attempts") == 0 || strcmp(key, "count") == 0 ||
@@ -240,7 +250,81 @@ bool task_parse_json(task_route_t *d, const char *data, size_t len, task_t *t,
               work_names[t->kind]);
     return false;
   }
+  if (t->delay_s > 0 && t->count > 1) {
+    task_fail(e, 400,
+              "delay_s: not with count above 1 (a batch starts at once)");
+    return false;
+  }
   return true;
+}
+
+bool task_parse_scheduled(task_route_t *d, const char *data, size_t len,
+                          task_t *t, const char **name, double *start_timeout_s,
+                          json_t **doc, task_error_t *e) {
+  if (!task_parse_json(d, data, len, t, name, start_timeout_s, doc, e))
+    return false;
+  if (t->count > 1) {
+    task_fail(e, 400,
+              "count: a schedule runs one task per run (expected 1, got %u)",
+              t->count);
+    return false;
+  }
+  if (t->delay_s > 0) {
+    task_fail(e, 400, "delay_s: not for a schedule (its runs follow every)");
+    return false;
+  }
+  if (t->kind == WORK_FLAKY) {
+    task_fail(e, 400,
+              "work: \"flaky\" cannot be scheduled (it counts its runs "
+              "across the attempts of one task, which a scheduled run does "
+              "not keep); use \"fail\" for runs that fail");
+    return false;
+  }
+  return true;
+}
+
+int task_pool_allows(const task_t *t, const char *pool, char *why,
+                     size_t size) {
+  if (t->kind == WORK_QUERY && strcmp(pool, DB_POOL) != 0) {
+    /* Only the db pool's threads open a connection (server.c). */
+    snprintf(why, size,
+             "work: \"query\" runs on the " DB_POOL " pool, not on \"%.64s\"",
+             pool);
+    return 400;
+  }
+  return 0;
+}
+
+void task_free(task_t *t) {
+  for (unsigned i = 0; t->copies && i < t->count; i++)
+    task_free(t->copies[i]);
+  free(t->copies);
+  free(t->text);
+  free(t->vector);
+  free(t);
+}
+
+task_t *task_copy(const task_t *t) {
+  task_t *c = malloc(sizeof(*c));
+  if (!c)
+    return NULL;
+  memcpy(c, t, sizeof(*c));
+  c->copies = NULL;
+  c->count = 0;
+  c->req = NULL;
+  c->why = NULL;
+  c->vector = NULL;
+  c->ntokens = 0;
+  c->runs = 0;
+  memset(&c->out, 0, sizeof(c->out));
+  c->text = t->text_len ? malloc(t->text_len) : NULL;
+  if (t->text_len && !c->text) {
+    free(c);
+    return NULL;
+  }
+  if (c->text)
+    memcpy(c->text, t->text, t->text_len);
+  return c;
 }
 
 bool task_parse_body(task_route_t *d, struct evhttp_request *req, task_t *t,

@@ -30,8 +30,6 @@
 #define PREFIX_TASKS "/tasks"
 #define ALLOW_GET "GET, HEAD"
 #define ALLOW_POST "POST"
-/* The pool whose workers hold the database connections. */
-#define DB_POOL "db"
 
 /* The index of the tpool-server loop the calling thread runs, set as each
    loop thread starts (0 on any other thread). Replies carry it as "loop":
@@ -40,15 +38,6 @@ static _Thread_local unsigned current_loop;
 
 void tasks_enter_loop(unsigned index) {
   current_loop = index;
-}
-
-void task_free(task_t *t) {
-  for (unsigned i = 0; t->copies && i < t->count; i++)
-    task_free(t->copies[i]);
-  free(t->copies);
-  free(t->text);
-  free(t->vector);
-  free(t);
 }
 
 /* ---- the work, on a worker thread --------------------------------------- */
@@ -92,8 +81,7 @@ static int run_embed(task_t *t) {
   return demo_embed(t->text, t->text_len, t->dim, t->vector, &t->ntokens);
 }
 
-int task_run(void *arg) {
-  task_t *t = arg;
+static int run_kind(task_t *t) {
   switch (t->kind) {
   case WORK_SPIN:
     spin_ms(t->ms);
@@ -118,6 +106,14 @@ int task_run(void *arg) {
   }
   sleep_ms(t->ms);
   return 0;
+}
+
+int task_run(void *arg) {
+  task_t *t = arg;
+  int rc = run_kind(t);
+  if (rc != 0 && t->why)
+    tpool_task_set_error(t->why);
+  return rc;
 }
 
 /* ---- completion, on the loop thread ------------------------------------- */
@@ -412,14 +408,7 @@ int task_target(task_route_t *d, const task_t *t, const char *by,
     }
     *pool = tpool_pool_name(p);
   }
-  if (t->kind == WORK_QUERY && strcmp(*pool, DB_POOL) != 0) {
-    /* Only the db pool's threads open a connection (server.c). */
-    snprintf(why, size,
-             "work: \"query\" runs on the " DB_POOL " pool, not on \"%.64s\"",
-             *pool);
-    return 400;
-  }
-  return 0;
+  return task_pool_allows(t, *pool, why, size);
 }
 
 /* Submits the request's task to `pool`, or, when `pool` is NULL, to the
@@ -457,6 +446,7 @@ static void submit(task_route_t *d, struct evhttp_request *req,
   opts.base = evhttp_connection_get_base(evhttp_request_get_connection(req));
   opts.start_timeout_s = start_timeout_s;
   opts.max_attempts = t->max_attempts;
+  opts.delay_s = t->delay_s;
   if (t->count > 1) {
     submit_batch(d, req, tpool_manager_pool(d->m, pool), name, t, &opts);
     json_decref(doc);
@@ -548,18 +538,8 @@ static void submit_batch(task_route_t *d, struct evhttp_request *req,
   unsigned k = t->concurrency ? t->concurrency : t->count;
   bool whole = (t->copies = calloc(t->count, sizeof(*t->copies))) != NULL;
   for (unsigned i = 0; whole && i < t->count; i++) {
-    task_t *c = malloc(sizeof(*c));
-    if (c) {
-      memcpy(c, t, sizeof(*c));
-      c->copies = NULL;
-      c->count = 0;
-      c->req = NULL;
-      c->text = t->text_len ? malloc(t->text_len) : NULL;
-      if (c->text)
-        memcpy(c->text, t->text, t->text_len);
-    }
-    if (!c || (t->text_len && !c->text)) {
-      free(c);
+    task_t *c = task_copy(t);
+    if (!c) {
       t->count = i; /* the copies task_free() is to free */
       whole = false;
       break;

@@ -27,6 +27,13 @@
 #define DEMO_MS_MAX 60000
 #endif
 
+/* The pool whose workers hold the database connections: "query" runs
+   there only. */
+#define DB_POOL "db"
+
+/* The longest "delay_s": tpool's own bound, 30 days. */
+#define TASK_DELAY_MAX_S TPOOL_DELAY_MAX_S
+
 /* The kinds of work a task runs. */
 enum work_kind {
   WORK_SLEEP,
@@ -89,6 +96,7 @@ struct task {
      `concurrency` in flight, and the request is answered once. */
   unsigned count, concurrency;
   unsigned max_attempts; /* "attempts"; 0: the pool's retry_attempts */
+  double delay_s;        /* "delay_s"; 0: none (tpool_task_opts_t) */
   uint64_t start_ns;
   const char *pool_name; /* a batch's, for its reply */
   char name[TPOOL_TASK_NAME_MAX];
@@ -123,6 +131,26 @@ bool task_parse_json(task_route_t *d, const char *data, size_t len, task_t *t,
                      task_error_t *e);
 
 /*
+ * task_body.c: checks `len` bytes of JSON, the task of a [schedule.NAME]
+ * section, as task_parse_json() does, and what a schedule adds: a
+ * schedule runs one task per run (no "count" above 1), when `every` says
+ * (no "delay_s"), and a run's attempts share no state ("flaky" counts its
+ * runs across the attempts of one task, which a scheduled run does not
+ * keep: each attempt works on a copy).
+ * Returns: true; false with *e filled. *doc as task_parse_json().
+ */
+bool task_parse_scheduled(task_route_t *d, const char *data, size_t len,
+                          task_t *t, const char **name, double *start_timeout_s,
+                          json_t **doc, task_error_t *e);
+
+/*
+ * task_body.c: whether a parsed task may run on the pool called `pool`
+ * ("query" runs on the db pool only).
+ * Returns: 0; or 400 after writing why[0..size).
+ */
+int task_pool_allows(const task_t *t, const char *pool, char *why, size_t size);
+
+/*
  * task_body.c: checks the JSON body of a POST /tasks request and fills *t
  * (its kind and input), *name (borrowed from *doc; NULL when the body has
  * none) and *start_timeout_s. "work" is read first: the other fields are
@@ -144,10 +172,17 @@ bool task_parse_body(task_route_t *d, struct evhttp_request *req, task_t *t,
 int task_target(task_route_t *d, const task_t *t, const char *by,
                 const char *name, const char **pool, char *why, size_t size);
 
-/* Frees a task and its copies. */
+/* task_body.c: frees a task and its copies. */
 void task_free(task_t *t);
 
-/* The work of a task, on a worker thread: what its kind says. */
+/* A new copy of parsed task t for one run of its work (its own text, no
+   output yet, no copies): what a schedule's attempt works on, since runs
+   may overlap and the worker writes the task. NULL when out of memory. */
+task_t *task_copy(const task_t *t);
+
+/* The work of a task, on a worker thread: what its kind says. A failure
+   with a message (t->why) gives it to tpool_task_set_error(), so the
+   pool's last error says it. */
 int task_run(void *arg);
 
 /*

@@ -5,11 +5,15 @@
  * error status answers as docs/server.md says, with and without an admin
  * token; 5000 requests over the five pools leave counters that match what
  * the client saw, in the JSON and in /metrics; promtool accepts /metrics
- * taken under load (the promtool run: server_promtool); SIGHUP reloads the file (or keeps the running configuration when
- * it is bad); SIGTERM during load answers every accepted request, also
- * those of keep-alive clients that go on sending through the drain, and
- * exits 0; clients that send slowly harm nothing (clients that hang up
- * early: test_reliability.c).
+ * taken under load (the promtool run: server_promtool); SIGHUP reloads the file
+ * (or keeps the running configuration when it is bad); [schedule.NAME]
+ * sections run from the start and change on SIGHUP (removed, paused,
+ * retimed, added, made anew; a bad one refuses the reload, or the start);
+ * a task with "delay_s" is looked up as "scheduled" and answered after its
+ * delay, and bad delays get 400; SIGTERM during load answers every
+ * accepted request, also those of keep-alive clients that go on
+ * sending through the drain, and exits 0; clients that send slowly harm nothing
+ * (clients that hang up early: test_reliability.c).
  *
  * Each case writes a config file into a mkdtemp() directory, spawns the
  * server (path in $TPOOL_SERVER) with its stderr on a pipe that a reader
@@ -989,6 +993,252 @@ static void test_server_sighup_reloads_config(void **state) {
   server_stop_ok(s);
 }
 
+/* ---- schedules and delayed tasks ------------------------------------------
+ */
+
+/* A pool's counter from /health/thread-pools/{pool}. */
+static json_int_t pool_count(fixture_t *fx, server_t *s, const char *pool,
+                             const char *key) {
+  json_t *p = get_pool(fx, s, pool);
+  json_int_t n = jint(p, key);
+  json_decref(p);
+  return n;
+}
+
+/* Waits until the pool's counter `key` reaches `want`. */
+static void wait_count(fixture_t *fx, server_t *s, const char *pool,
+                       const char *key, json_int_t want) {
+  struct timespec since;
+  th_now(&since);
+  json_int_t n;
+  while ((n = pool_count(fx, s, pool, key)) < want) {
+    if (th_elapsed(&since) > WAIT_S) {
+      print_log(s);
+      fail_msg("%s %s: %" JSON_INTEGER_FORMAT
+               " after %.0fs, want %" JSON_INTEGER_FORMAT,
+               pool, key, n, WAIT_S, want);
+    }
+    nap_ms(50);
+  }
+}
+
+/* The pool's counter `key` does not move for a while (nothing of it is
+   submitted any more); returns its value. */
+static json_int_t steady_count(fixture_t *fx, server_t *s, const char *pool,
+                               const char *key) {
+  nap_ms(300); /* a run submitted just before may still end */
+  json_int_t n = pool_count(fx, s, pool, key);
+  nap_ms(800); /* four intervals of 0.2 s */
+  assert_int_equal(pool_count(fx, s, pool, key), n);
+  return n;
+}
+
+#define SCHEDULE_A                                                             \
+  "[schedule.a]\npool = cpu\nevery = 0.2\n"                                    \
+  "task = {\"work\": \"sleep\", \"ms\": 1}\n"
+#define SCHEDULE_B(every, enabled)                                             \
+  "[schedule.b]\nevery = " every "\nenabled = " enabled "\n"                   \
+  "task = {\"name\": \"reports.b\", \"work\": \"spin\", \"ms\": 1}\n"
+#define SCHEDULE_C(ms)                                                         \
+  "[schedule.c]\npool = inference\nevery = 0.2\njitter = 0.5\n"                \
+  "task = {\"work\": \"fail\", \"ms\": " ms "}\n"
+
+/* Two schedules run from the start, on a pool and on a route; SIGHUP
+   removes one, pauses and retimes the other, adds a third, then makes one
+   anew when its task changes; a bad section refuses the whole reload. */
+static void test_server_schedules_run_and_reload(void **state) {
+  fixture_t *fx = *state;
+  write_config(
+      fx, HTTP_LOCAL SMALL_POOLS
+      "[routes]\nreports.* = io\n" SCHEDULE_A SCHEDULE_B("0.2", "true"));
+  server_t *s = server_start(fx);
+  assert_int_equal(log_count(s, "INFO Schedule[a] Every 0.200s on "
+                                "ThreadPool[cpu] (task 'a', jitter 0.00, "
+                                "overlap skip)"),
+                   1);
+  assert_int_equal(log_count(s, "INFO Schedule[b] Every 0.200s on "
+                                "ThreadPool[io] (task 'reports.b', jitter "
+                                "0.00, overlap skip)"),
+                   1);
+  /* Both run, every 0.2 s: three runs each within WAIT_S. */
+  wait_count(fx, s, "cpu", "completed", 3);
+  wait_count(fx, s, "io", "completed", 3);
+  assert_int_equal(pool_count(fx, s, "cpu", "failed"), 0);
+
+  /* a removed, b paused (enabled = false) and every 0.3, c added. */
+  write_config(fx, HTTP_LOCAL SMALL_POOLS
+               "[routes]\nreports.* = io\n" SCHEDULE_B("0.3", "false")
+                   SCHEDULE_C("0"));
+  reload(s,
+         "Server Config reload: schedules: 1 added, 1 removed, 1 changed, "
+         "0 unchanged",
+         1);
+  wait_log(s, "INFO Schedule[a] Cancelled", 1);
+  wait_log(s,
+           "INFO Server Config reload: [schedule.b] now every 0.300s, "
+           "jitter 0.00, overlap skip, alert_after 0, paused",
+           1);
+  wait_log(s,
+           "INFO Schedule[c] Every 0.200s on ThreadPool[inference] (task "
+           "'c', jitter 0.50, overlap skip)",
+           1);
+  steady_count(fx, s, "cpu", "submitted");
+  steady_count(fx, s, "io", "submitted");
+  wait_count(fx, s, "inference", "failed", 3);
+
+  /* c's task changes: made anew; b is left as it is. */
+  write_config(fx, HTTP_LOCAL SMALL_POOLS
+               "[routes]\nreports.* = io\n" SCHEDULE_B("0.3", "false")
+                   SCHEDULE_C("2"));
+  reload(s,
+         "Server Config reload: schedules: 0 added, 0 removed, 1 changed, "
+         "1 unchanged",
+         1);
+  wait_log(s, "INFO Schedule[c] Cancelled", 1);
+  wait_log(s, "INFO Schedule[c] Every 0.200s", 2);
+  assert_int_equal(log_count(s, "[schedule.b] now"), 1);
+  json_int_t failed = pool_count(fx, s, "inference", "failed");
+  wait_count(fx, s, "inference", "failed", failed + 2);
+
+  /* A bad section refuses the whole reload: c keeps running, b paused. */
+  char where[512];
+  write_config(fx,
+               HTTP_LOCAL "[pool.cpu]\nworkers = 9\n"
+                          "[routes]\nreports.* = io\n" SCHEDULE_B(
+                              "0.2", "true") "[schedule.c]\npool = gpu\n"
+                                             "task = {\"work\": \"fail\"}\n");
+  reload(s, "Config reload failed", 1);
+  snprintf(where, sizeof(where),
+           "ERROR Server Config reload failed, keeping the running "
+           "configuration: %s:11: [schedule.c] pool: no pool named \"gpu\"",
+           fx->config);
+  wait_log(s, where, 1);
+  assert_int_equal(pool_count(fx, s, "cpu", "max_workers"), 4);
+  failed = pool_count(fx, s, "inference", "failed");
+  wait_count(fx, s, "inference", "failed", failed + 2);
+  steady_count(fx, s, "io", "submitted");
+
+  /* A pool the reload adds runs only after a restart: refused too. */
+  write_config(fx, HTTP_LOCAL SMALL_POOLS "[pool.extra]\nworkers = 1\n"
+                                          "[schedule.x]\npool = extra\n"
+                                          "task = {\"work\": \"sleep\"}\n");
+  reload(s, "Config reload failed", 2);
+  snprintf(where, sizeof(where),
+           "%s:15: [schedule.x] pool: no pool named \"extra\" runs (pools "
+           "added by a reload start at a restart)",
+           fx->config);
+  wait_log(s, where, 1);
+  server_stop_ok(s);
+}
+
+/* A bad [schedule.NAME] stops the start, naming the file, line and key. */
+static void test_server_schedules_bad_config(void **state) {
+  fixture_t *fx = *state;
+  char where[512];
+  const char *const needles[] = {where, NULL};
+  snprintf(where, sizeof(where),
+           "%s:3: [schedule.nightly] task: count: a schedule runs one task "
+           "per run (expected 1, got 3)",
+           fx->config);
+  expect_refused_start(fx,
+                       HTTP_LOCAL
+                       "[schedule.nightly]\npool = cpu\n"
+                       "task = {\"work\": \"sleep\", \"count\": 3}\n",
+                       NULL, needles);
+  snprintf(where, sizeof(where),
+           "%s:5: [schedule.nightly] every: expected seconds in "
+           "0.001..2.592e+06, got \"0.0001\"",
+           fx->config);
+  expect_refused_start(fx,
+                       HTTP_LOCAL "[schedule.nightly]\npool = cpu\n"
+                                  "every = 0.0001\n",
+                       NULL, needles);
+}
+
+/* "delay_s": the task waits, looked up as "scheduled", then runs and is
+   answered; bad values are refused naming the field. */
+static void test_server_delayed_task(void **state) {
+  fixture_t *fx = *state;
+  write_config(fx, HTTP_LOCAL SMALL_POOLS);
+  server_t *s = server_start(fx);
+
+  /* The first task of this server is #1: sent, not awaited. */
+  static const char body[] = "{\"work\":\"sleep\",\"delay_s\":1.5}";
+  char req[256];
+  int n = snprintf(req, sizeof(req),
+                   "POST /tasks/cpu HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                   "%zu\r\n\r\n%s",
+                   strlen(body), body);
+  struct timespec since;
+  th_now(&since);
+  int fd = th_raw_connect(s->port);
+  assert_true(fd >= 0);
+  assert_true(th_raw_send(fd, req, (size_t)n));
+  json_t *j = NULL;
+  for (;;) { /* 404 until the request has been read */
+    th_response_t r;
+    call(fx, s, "GET", "/tasks/1", NULL, NULL, &r);
+    if (r.status == 200) {
+      j = th_json(&r);
+      th_response_free(&r);
+      break;
+    }
+    th_response_free(&r);
+    assert_true(th_elapsed(&since) < WAIT_S);
+    nap_ms(20);
+  }
+  if (th_elapsed(&since) < 1.0) /* else too slow a box to tell */
+    assert_string_equal(jstr(j, "state"), "scheduled");
+  json_decref(j);
+  json_t *cpu = get_pool(fx, s, "cpu");
+  assert_int_equal(jint(cpu, "completed"), 0);
+  json_decref(cpu);
+  th_response_t r;
+  assert_int_equal(th_raw_read_response(fd, WAIT_S, &r), 0);
+  close(fd);
+  expect_status(&r, 200);
+  assert_true(th_elapsed(&since) >= 1.5);
+  j = th_json(&r);
+  assert_int_equal(jint(j, "id"), 1);
+  assert_string_equal(jstr(j, "status"), "ok");
+  json_decref(j);
+  th_response_free(&r);
+
+  /* A shorter one, awaited: it takes its delay. */
+  th_now(&since);
+  j = call_json(fx, s, "POST", "/tasks/cpu", NULL,
+                "{\"name\":\"later\",\"work\":\"sleep\",\"ms\":1,"
+                "\"delay_s\":0.3}",
+                200);
+  assert_true(th_elapsed(&since) >= 0.3);
+  assert_string_equal(jstr(j, "name"), "later");
+  json_decref(j);
+  j = get_json(fx, s, "/tasks/2");
+  assert_string_equal(jstr(j, "state"), "done");
+  json_decref(j);
+
+  static const char *const bad[] = {
+      "{\"work\":\"sleep\",\"delay_s\":0}",
+      "{\"work\":\"sleep\",\"delay_s\":-1}",
+      "{\"work\":\"sleep\",\"delay_s\":2592000.5}",
+      "{\"work\":\"sleep\",\"delay_s\":\"1\"}",
+      "{\"work\":\"sleep\",\"delay_s\":null}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    call_error(fx, s, "POST", "/tasks/cpu", NULL, bad[i], 400,
+               "delay_s: expected seconds above 0, up to 2592000");
+  call_error(fx, s, "POST", "/tasks/cpu", NULL,
+             "{\"work\":\"sleep\",\"delay_s\":1,\"count\":2}", 400,
+             "delay_s: not with count above 1 (a batch starts at once)");
+  call_error(fx, s, "POST", "/tasks/cpu", NULL,
+             "{\"work\":\"sleep\",\"wait_s\":1}", 400,
+             "wait_s: unknown field (expected name, work, start_timeout_s, "
+             "delay_s, attempts, count, concurrency, ms, key, size, text, "
+             "bytes, failures)");
+  /* The longest delay is taken (and ends cancelled by the drain). */
+  server_stop_ok(s);
+}
+
 /* ---- SIGTERM --------------------------------------------------------------
  */
 
@@ -1208,6 +1458,12 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_server_load_counters_match, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_sighup_reloads_config, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_schedules_run_and_reload,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_schedules_bad_config, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_server_delayed_task, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(
           test_server_sigterm_during_load_answers_all, setup, teardown),

@@ -366,6 +366,250 @@ static void test_config_redis(void **state) {
 }
 #endif
 
+/* [schedule.NAME]: the family's defaults and values, each bad value named
+   with the file, line and key, too many sections, and the checks made
+   after the load, which name the section's line; a refused file changes
+   nothing. */
+#define TASK_SLEEP "task = {\"work\": \"sleep\", \"ms\": 1}\n"
+
+/* Whether the text is refused with `want`, changing nothing; says why
+   not. */
+static bool schedule_refuse(const char *text, const char *want) {
+  server_config_t *c = config_new(), *copy = config_new();
+  tpool_config_error_t err;
+  bool ok = server_config_parse(c, text, strlen(text), "s", &err) == -EINVAL &&
+            strcmp(err.text, want) == 0;
+
+  if (!ok)
+    print_error("%s\n  got:  %s\n  want: %s\n", text, err.text, want);
+  assert_memory_equal(c, copy, sizeof(*c));
+  free(c);
+  free(copy);
+  return ok;
+}
+
+static void test_config_schedules(void **state) {
+  static const char good[] =
+      "[schedule.backup]\npool = io\nevery = 0.001\njitter = 0.25\n"
+      "overlap = queue\nenabled = false\nalert_after = 3\n"
+      "task = {\"name\": \"nightly\", \"work\": \"hash\", \"bytes\": 64, "
+      "\"attempts\": 2, \"start_timeout_s\": 5} ; a comment\n"
+      "[routes]\nreports.* = cpu\n"
+      "[schedule.reports.daily]\n" TASK_SLEEP
+      "[schedule.q]\npool = db\nevery = 2592000\njitter = 1\n"
+      "alert_after = 1000000\n"
+      "task = {\"work\":\"query\",\"key\":1}\n";
+  server_config_t *c = config_new();
+  tpool_config_error_t err;
+
+  (void)state;
+  assert_int_equal(c->nschedules, 0);
+  assert_true(schedule_defaults.every_s == 60);
+  assert_true(schedule_defaults.jitter == 0);
+  assert_string_equal(schedule_defaults.overlap, "skip");
+  assert_true(schedule_defaults.enabled);
+  assert_int_equal(schedule_defaults.alert_after, 0);
+  assert_string_equal(schedule_defaults.pool, "");
+  assert_string_equal(schedule_defaults.task, "");
+
+  assert_int_equal(server_config_parse(c, good, strlen(good), "s", &err), 0);
+  assert_int_equal(c->nschedules, 3);
+  schedule_options_t *b = &c->schedules[0], *r = &c->schedules[1],
+                     *q = &c->schedules[2];
+  assert_string_equal(b->name, "backup");
+  assert_int_equal(b->line, 1);
+  assert_string_equal(b->pool, "io");
+  assert_true(b->every_s == 0.001);
+  assert_true(b->jitter == 0.25);
+  assert_string_equal(b->overlap, "queue");
+  assert_int_equal(schedule_overlap(b), TPOOL_OVERLAP_QUEUE);
+  assert_false(b->enabled);
+  assert_int_equal(b->alert_after, 3);
+  assert_string_equal(b->task,
+                      "{\"name\": \"nightly\", \"work\": \"hash\", \"bytes\": "
+                      "64, \"attempts\": 2, \"start_timeout_s\": 5}");
+  /* Only a task: the defaults, and the pool its name is routed to. */
+  assert_string_equal(r->name, "reports.daily");
+  assert_int_equal(r->line, 11);
+  assert_string_equal(r->pool, "");
+  assert_true(r->every_s == 60);
+  assert_true(r->jitter == 0);
+  assert_string_equal(r->overlap, "skip");
+  assert_int_equal(schedule_overlap(r), TPOOL_OVERLAP_SKIP);
+  assert_true(r->enabled);
+  assert_int_equal(r->alert_after, 0);
+  assert_string_equal(q->name, "q");
+  assert_true(q->every_s == 2592000);
+  assert_true(q->jitter == 1);
+  assert_int_equal(q->alert_after, 1000000);
+  assert_int_equal(server_config_check(c, &err), 0);
+  /* A second file replaces the family. */
+  static const char one[] = "[schedule.x]\npool = io\n" TASK_SLEEP;
+  assert_int_equal(server_config_parse(c, one, strlen(one), "s", &err), 0);
+  assert_int_equal(c->nschedules, 1);
+  assert_string_equal(c->schedules[0].name, "x");
+  assert_int_equal(c->schedules[0].line, 1);
+  free(c);
+
+  static const struct {
+    const char *text, *want;
+  } bad[] = {
+      /* The loader's own checks, on the key's line. */
+      {"[schedule.a]\nevery = 0\n" TASK_SLEEP,
+       "s:2: [schedule.a] every: expected seconds in 0.001..2.592e+06, got "
+       "\"0\""},
+      {"[schedule.a]\nevery = 2592000.5\n" TASK_SLEEP,
+       "s:2: [schedule.a] every: expected seconds in 0.001..2.592e+06, got "
+       "\"2592000.5\""},
+      {"[schedule.a]\nevery = 1m\n" TASK_SLEEP,
+       "s:2: [schedule.a] every: expected seconds in 0.001..2.592e+06, got "
+       "\"1m\""},
+      {"[schedule.a]\njitter = 1.5\n" TASK_SLEEP,
+       "s:2: [schedule.a] jitter: expected a fraction in 0..1, got \"1.5\""},
+      {"[schedule.a]\noverlap = wait\n" TASK_SLEEP,
+       "s:2: [schedule.a] overlap: expected skip or queue, got \"wait\""},
+      {"[schedule.a]\noverlap = queued\n" TASK_SLEEP,
+       "s:2: [schedule.a] overlap: expected skip or queue, got \"queued\""},
+      {"[schedule.a]\noverlap =\n" TASK_SLEEP,
+       "s:2: [schedule.a] overlap: expected skip or queue, got \"\""},
+      {"[schedule.a]\nenabled = maybe\n" TASK_SLEEP,
+       "s:2: [schedule.a] enabled: expected true or false, got \"maybe\""},
+      {"[schedule.a]\nalert_after = 1000001\n" TASK_SLEEP,
+       "s:2: [schedule.a] alert_after: expected 0..1000000, got \"1000001\""},
+      {"[schedule.a]\nalert_after = -1\n" TASK_SLEEP,
+       "s:2: [schedule.a] alert_after: expected 0..1000000, got \"-1\""},
+      {"[schedule.a]\npool = GPU\n" TASK_SLEEP,
+       "s:2: [schedule.a] pool: expected a pool name (a-z, 0-9, _ and -), or "
+       "nothing, got \"GPU\""},
+      {"[schedule.a]\npool = a-very-long-pool-name-of-32-chars\n" TASK_SLEEP,
+       "s:2: [schedule.a] pool: expected a pool name (a-z, 0-9, _ and -), or "
+       "nothing, got \"a-very-long-pool-name-of-32-chars\""},
+      {"[schedule.a]\ncount = 1\n", "s:2: [schedule.a] count: unknown key"},
+      {"[schedule.a]\n" TASK_SLEEP "every = 1\nevery = 2\n",
+       "s:4: [schedule.a] every: set twice (first at line 3)"},
+      {"[schedule.a]\n" TASK_SLEEP "[schedule.a]\n" TASK_SLEEP,
+       "s:3: [schedule.a]: duplicate section (first at line 1)"},
+      {"[schedule.Big]\n" TASK_SLEEP,
+       "s:1: [schedule.Big]: schedule name must be 1..31 of a-z, 0-9, _, - "
+       "and ."},
+      /* After the load, on the section's line. */
+      {"[general]\n\n[schedule.a]\nevery = 1\n",
+       "s:3: [schedule.a] task: missing (the JSON body of POST "
+       "/tasks/{pool}, on one line)"},
+      {"[schedule.a]\ntask = {\"work\": \"sleep\"\n",
+       "s:1: [schedule.a] task: body: invalid JSON at line 1, column 16: "
+       "'}' expected near end of file"},
+      {"[schedule.a]\ntask = [1]\n",
+       "s:1: [schedule.a] task: body: expected a JSON object"},
+      {"[schedule.a]\ntask = {\"work\": \"nap\"}\n",
+       "s:1: [schedule.a] task: work: expected \"sleep\", \"spin\", \"fail\", "
+       "\"query\", \"dense\", \"embed\", \"hash\", \"read\" or \"flaky\""},
+      {"[schedule.a]\ntask = {\"work\": \"read\", \"bytes\": 16777217}\n",
+       "s:1: [schedule.a] task: bytes: expected an integer 0..16777216"},
+      {"[schedule.a]\ntask = {\"work\": \"sleep\", \"count\": 2}\n",
+       "s:1: [schedule.a] task: count: a schedule runs one task per run "
+       "(expected 1, got 2)"},
+      {"[schedule.a]\ntask = {\"work\": \"sleep\", \"delay_s\": 1}\n",
+       "s:1: [schedule.a] task: delay_s: not for a schedule (its runs "
+       "follow every)"},
+      {"[schedule.a]\ntask = {\"work\": \"flaky\", \"failures\": 1}\n",
+       "s:1: [schedule.a] task: work: \"flaky\" cannot be scheduled (it "
+       "counts its runs across the attempts of one task, which a scheduled "
+       "run does not keep); use \"fail\" for runs that fail"},
+      {"[schedule.a]\npool = gpu\n" TASK_SLEEP,
+       "s:1: [schedule.a] pool: no pool named \"gpu\""},
+      {"[pool.db]\nenabled = false\n[schedule.a]\npool = db\n" TASK_SLEEP,
+       "s:3: [schedule.a] pool: pool \"db\" is disabled"},
+      {"[schedule.a]\n" TASK_SLEEP,
+       "s:1: [schedule.a] pool: none set, and no [routes] pattern matches "
+       "the task's name \"a\""},
+      {"[routes]\nr.* = io\n[schedule.r.x]\n"
+       "task = {\"name\": \"other\", \"work\": \"sleep\"}\n",
+       "s:3: [schedule.r.x] pool: none set, and no [routes] pattern matches "
+       "the task's name \"other\""},
+      {"[schedule.a]\npool = cpu\ntask = {\"work\": \"query\", \"key\": 1}\n",
+       "s:1: [schedule.a] task: work: \"query\" runs on the db pool, not on "
+       "\"cpu\""},
+      {"[routes]\n* = io\n[schedule.a]\n"
+       "task = {\"work\": \"query\", \"key\": 1}\n",
+       "s:3: [schedule.a] task: work: \"query\" runs on the db pool, not on "
+       "\"io\""},
+      /* The first error by line, and all or nothing. */
+      {"[schedule.a]\npool = io\n" TASK_SLEEP "[schedule.b]\nevery = x\n",
+       "s:5: [schedule.b] every: expected seconds in 0.001..2.592e+06, got "
+       "\"x\""},
+      {"[schedule.a]\npool = io\n" TASK_SLEEP "[schedule.b]\npool = io\n"
+       "[pool.cpu]\nworkers = 2\n",
+       "s:4: [schedule.b] task: missing (the JSON body of POST "
+       "/tasks/{pool}, on one line)"},
+  };
+  size_t failed = 0;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    failed += !schedule_refuse(bad[i].text, bad[i].want);
+  assert_int_equal(failed, 0);
+}
+
+/* At most SCHEDULES_MAX sections; a task as long as a line allows. */
+static void test_config_schedules_limits(void **state) {
+  size_t cap = (SCHEDULES_MAX + 1) * 64 + 256;
+  char *text = malloc(cap);
+  server_config_t *c = config_new();
+  tpool_config_error_t err;
+  size_t n = 0;
+
+  (void)state;
+  assert_non_null(text);
+  for (unsigned i = 0; i < SCHEDULES_MAX; i++)
+    n += (size_t)snprintf(text + n, cap - n,
+                          "[schedule.s%u]\npool = io\n" TASK_SLEEP, i);
+  assert_int_equal(server_config_parse(c, text, n, "m", &err), 0);
+  assert_int_equal(c->nschedules, SCHEDULES_MAX);
+  assert_string_equal(c->schedules[SCHEDULES_MAX - 1].name, "s255");
+  n += (size_t)snprintf(text + n, cap - n, "[schedule.one-more]\n");
+  server_config_init(c);
+  assert_int_equal(server_config_parse(c, text, n, "m", &err), -EINVAL);
+  assert_string_equal(err.text, "m:769: [schedule.one-more]: too many "
+                                "[schedule.*] sections (at most 256)");
+  assert_int_equal(c->nschedules, 0);
+
+  /* 198 bytes: "task = " and 191 bytes of JSON. */
+  n = (size_t)snprintf(text, cap,
+                       "[schedule.long]\npool = io\n"
+                       "task = {\"work\": \"embed\", \"text\": \"%0*d\"}",
+                       191 - 29, 7);
+  assert_int_equal(server_config_parse(c, text, n, "m", &err), 0);
+  assert_int_equal(strlen(c->schedules[0].task), 191);
+  text[n++] = ' ';
+  assert_int_equal(server_config_parse(c, text, n, "m", &err), -EINVAL);
+  assert_string_equal(err.text, "m:3: line longer than 198 bytes");
+  free(text);
+  free(c);
+}
+
+/* Values set in code: named "options" and the section. */
+static void test_config_schedules_set_in_code(void **state) {
+  server_config_t *c = config_new();
+  tpool_config_error_t err;
+
+  (void)state;
+  c->nschedules = 1;
+  c->schedules[0] = schedule_defaults;
+  strcpy(c->schedules[0].name, "coded");
+  strcpy(c->schedules[0].pool, "cpu");
+  check_fails_with(c, "options: [schedule.coded] task: missing (the JSON "
+                      "body of POST /tasks/{pool}, on one line)");
+  strcpy(c->schedules[0].task, "{\"work\":\"spin\",\"ms\":5}");
+  assert_int_equal(server_config_check(c, &err), 0);
+  c->schedules[0].every_s = 0;
+  check_fails_with(c, "options: [schedule.coded] every: expected seconds in "
+                      "0.001..2.592e+06, got \"0\"");
+  c->schedules[0].every_s = 1;
+  strcpy(c->schedules[0].overlap, "both");
+  check_fails_with(c, "options: [schedule.coded] overlap: expected skip or "
+                      "queue, got \"both\"");
+  free(c);
+}
+
 /* Values set in code, with the loader's words. */
 static void test_config_check_ranges(void **state) {
   server_config_t *c = config_new();
@@ -422,6 +666,9 @@ int main(void) {
 #ifdef TPOOL_SERVER_REDIS
       cmocka_unit_test(test_config_redis),
 #endif
+      cmocka_unit_test(test_config_schedules),
+      cmocka_unit_test(test_config_schedules_limits),
+      cmocka_unit_test(test_config_schedules_set_in_code),
       cmocka_unit_test(test_config_check_ranges),
   };
 

@@ -1075,6 +1075,7 @@ def case_routes(env):
         (b'{"work":"query","key":1}', "work:"),
         (b'{"work":"sleep","ms":1,"name":""}', "name:"),
         (b'{"work":"sleep","ms":1,"attempts":0}', "attempts:"),
+        (b'{"work":"sleep","ms":1,"delay_s":1}', "delay_s: a queued entry"),
     ]
     for raw, field in bad:
         st, doc, _ = s.post("/queue/cpu", raw)
@@ -1138,7 +1139,9 @@ def case_routes(env):
               ({"task": '{"work":"sleep","ms":1,"name":"zzz"}'},
                'no route for task name "zzz"'),
               ({"task": '{"work":"sleep","ms":1,"count":3}', "pool": "cpu"},
-               "count:")]
+               "count:"),
+              ({"task": '{"work":"sleep","delay_s":5}', "pool": "cpu"},
+               "delay_s: a queued entry runs when a replica reads it")]
     acked = s.redis_health()["acked"]
     ids = [r.xadd(STREAM, fields) for fields, _ in cannot]
     wait_until("records of the entries that cannot run",
