@@ -1131,8 +1131,8 @@ TPOOL_API int tpool_manager_log_status(tpool_manager_t *m);
  * Timing: runs are planned on a grid, start + n * every_s (start is the
  * moment of tpool_schedule_new(), or of resume), each moved later by a
  * random part of jitter * every_s, so that schedules made together do
- * not fire together. A run that falls due while the loop was stalled, or
- * the schedule paused, is not made up for: the timer runs once, counts
+ * not fire together. A run that falls due while the loop was stalled is
+ * not made up for: the timer runs once, counts
  * the grid points it missed as skipped, and plans the next run on the
  * grid again — never a burst. A run the pool refuses (queue full, breaker
  * open, shutting down) is skipped and counted too, and logged.
@@ -1262,7 +1262,8 @@ typedef struct tpool_schedule_stats {
   /* Counters since the schedule was made: runs submitted (runs = ok +
      failed + cancelled + runs still running or queued), runs that ended
      in error (failed), and planned runs that were not made (skipped:
-     overlap, missed while stalled or paused, refused by the pool). */
+     overlap, missed while the loop stalled, refused by the pool; the
+     time spent paused counts nowhere). */
   uint64_t runs, ok, failed, cancelled, skipped;
   bool has_last;            /* a run has ended; the last_* fields say how */
   int last_status;          /* as its done callback got it */
