@@ -1131,6 +1131,131 @@ static void test_server_schedules_run_and_reload(void **state) {
   server_stop_ok(s);
 }
 
+/* A schedule's JSON from GET /health/schedules/{name}. */
+static json_t *get_schedule(fixture_t *fx, server_t *s, const char *name) {
+  char path[96];
+  snprintf(path, sizeof(path), "/health/schedules/%s", name);
+  return get_json(fx, s, path);
+}
+
+/* Waits until /health answers `status`; returns its JSON. */
+static json_t *wait_health(fixture_t *fx, server_t *s, int status) {
+  struct timespec since;
+  th_now(&since);
+  for (;;) {
+    th_response_t r;
+    call(fx, s, "GET", "/health", NULL, NULL, &r);
+    if (r.status == status) {
+      json_t *j = json_loads(r.body, 0, NULL);
+      th_response_free(&r);
+      assert_non_null(j);
+      return j;
+    }
+    th_response_free(&r);
+    if (th_elapsed(&since) > WAIT_S) {
+      print_log(s);
+      fail_msg("/health did not answer %d in %.0fs", status, WAIT_S);
+    }
+    nap_ms(50);
+  }
+}
+
+/* The schedules as a client sees them: GET /health/schedules, the three
+   POSTs, a failing schedule going stale (/health 503 schedule_stale) with
+   its message as the pool's last_error, and a pause made over HTTP that
+   outlives a reload leaving `enabled` alone. */
+static void test_server_schedules_over_http(void **state) {
+  fixture_t *fx = *state;
+  const char *config = HTTP_LOCAL SMALL_POOLS
+      "[schedule.broken]\npool = inference\nevery = 0.1\nalert_after = 2\n"
+      "task = {\"name\": \"nightly\", \"work\": \"fail\"}\n"
+      "[schedule.fine]\npool = cpu\nevery = 30\n"
+      "task = {\"work\": \"sleep\", \"ms\": 1}\n";
+  write_config(fx, "%s", config);
+  server_t *s = server_start(fx);
+
+  json_t *all = get_json(fx, s, "/health/schedules");
+  json_t *sch = jobj(all, "schedules");
+  assert_int_equal(json_object_size(sch), 2);
+  json_t *fine = jobj(sch, "fine");
+  assert_string_equal(jstr(fine, "pool"), "cpu");
+  assert_true(jnum(fine, "every_s") == 30);
+  assert_int_equal(jint(fine, "runs"), 0);
+  assert_true(json_is_null(json_object_get(fine, "last_status")));
+  assert_false(json_is_true(json_object_get(fine, "paused")));
+  json_decref(all);
+
+  /* The failing one goes stale; /health says so, the pool shows why. */
+  json_t *h = wait_health(fx, s, 503);
+  json_t *reasons = json_object_get(h, "reasons");
+  bool stale = false;
+  for (size_t i = 0; i < json_array_size(reasons); i++)
+    stale |= strcmp(jstr(json_array_get(reasons, i), "reason"),
+                    "schedule_stale") == 0;
+  assert_true(stale);
+  json_decref(h);
+  json_t *broken = get_schedule(fx, s, "broken");
+  assert_true(jint(broken, "failed") >= 2);
+  assert_string_equal(jstr(broken, "last_status"), "failed");
+  assert_true(json_is_true(json_object_get(broken, "stale")));
+  json_decref(broken);
+  json_t *p = get_pool(fx, s, "inference");
+  json_t *le = jobj(p, "last_error");
+  assert_string_equal(jstr(le, "name"), "nightly");
+  assert_string_equal(jstr(le, "status"), "failed");
+  assert_string_equal(jstr(le, "message"), "input/output error");
+  json_decref(p);
+
+  /* Pausing the failing one: not stale while paused, /health is ok. */
+  json_t *j = call_json(fx, s, "POST", "/health/schedules/broken/pause", NULL,
+                        NULL, 200);
+  assert_true(json_is_true(json_object_get(j, "paused")));
+  json_decref(j);
+  json_decref(wait_health(fx, s, 200));
+
+  /* Run now: an ordinary task of its pool, looked up by its id. */
+  j = call_json(fx, s, "POST", "/health/schedules/fine/run-now", NULL, NULL,
+                202);
+  json_int_t id = jint(j, "task_id");
+  json_decref(j);
+  char path[64];
+  snprintf(path, sizeof(path), "/tasks/%" JSON_INTEGER_FORMAT, id);
+  struct timespec since;
+  th_now(&since);
+  for (;;) {
+    j = get_json(fx, s, path);
+    bool done = strcmp(jstr(j, "state"), "done") == 0;
+    json_decref(j);
+    if (done)
+      break;
+    assert_true(th_elapsed(&since) < WAIT_S);
+    nap_ms(20);
+  }
+  fine = get_schedule(fx, s, "fine");
+  assert_int_equal(jint(fine, "runs"), 1);
+  assert_int_equal(jint(fine, "ok"), 1);
+  json_decref(fine);
+  call_error(fx, s, "POST", "/health/schedules/nope/run-now", NULL, NULL, 404,
+             "no schedule named \"nope\"");
+
+  /* A reload that leaves `enabled` alone keeps the pause. */
+  reload(s,
+         "Server Config reload: schedules: 0 added, 0 removed, 0 changed, "
+         "2 unchanged",
+         1);
+  broken = get_schedule(fx, s, "broken");
+  assert_true(json_is_true(json_object_get(broken, "paused")));
+  assert_true(json_is_null(json_object_get(broken, "next_run_in_s")));
+  json_decref(broken);
+  char *metrics = get_metrics(fx, s);
+  assert_non_null(strstr(metrics, "tpool_schedule_runs_total{schedule=\"fine\","
+                                  "pool=\"cpu\"} 1"));
+  assert_non_null(strstr(metrics, "tpool_schedule_lateness_seconds_count{"
+                                  "schedule=\"fine\",pool=\"cpu\"} 1"));
+  free(metrics);
+  server_stop_ok(s);
+}
+
 /* A bad [schedule.NAME] stops the start, naming the file, line and key. */
 static void test_server_schedules_bad_config(void **state) {
   fixture_t *fx = *state;
@@ -1461,6 +1586,8 @@ int main(int argc, char **argv) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_schedules_run_and_reload,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_schedules_over_http, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_server_schedules_bad_config, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_server_delayed_task, setup,
