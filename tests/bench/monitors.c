@@ -40,14 +40,18 @@
  * opens half-way between two ticks of the (a)/(b) grid. Runs planned in
  * the window are kept (exactly, as floats, in the monitor) and sent to the
  * bench through a pipe at the end. At the window's two ends the bench
- * reads utime + stime of every process of the way from /proc/PID/stat
- * (CPU % = CPU seconds / wall seconds x 100: 100 = one core busy); at its
- * end also Pss from /proc/PID/smaps_rollup and Threads from
- * /proc/PID/status, summed over the way's processes (the bench and the
- * server excluded), and the server's count of open connections. The
- * monitors keep running until the readings are done, then stop by
- * themselves. Every child dies with the bench (PR_SET_PDEATHSIG), and an
- * alarm bounds the whole run.
+ * reads the CPU time of every process of the way (CPU % = CPU seconds /
+ * wall seconds x 100: 100 = one core busy) twice: the time on a CPU of
+ * each of its threads, in ns, from /proc/PID/task/TID/schedstat (the
+ * table's figure), and utime + stime from /proc/PID/stat, which counts
+ * whole clock ticks (10 ms) and so stays at 0 for a process that has used
+ * less than one: (a)'s monitors do. At the window's end it also reads Pss
+ * from /proc/PID/smaps_rollup, and Threads and VmPTE (page tables, which
+ * the PSS leaves out) from /proc/PID/status, summed over the way's
+ * processes (the bench and the server excluded), and the server's count
+ * of open connections. The monitors keep running until the readings are
+ * done, then stop by themselves. Every child dies with the bench
+ * (PR_SET_PDEATHSIG), and an alarm bounds the whole run.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -146,6 +150,7 @@ typedef struct row {
   bool ok;
   unsigned processes;
   double pss_kib;
+  double pte_kib; /* page tables, outside the PSS */
   unsigned long threads;
   double cpu_percent;      /* schedstat */
   double cpu_stat_percent; /* utime + stime */
@@ -733,9 +738,11 @@ static void run_way(const config_t *cfg, way_t way, unsigned n,
   for (unsigned i = 0; i < nproc; i++) {
     double pss = proc_field(pids[i], "smaps_rollup", "Pss:");
     double th = proc_field(pids[i], "status", "Threads:");
-    if (pss < 0 || th < 0)
+    double pte = proc_field(pids[i], "status", "VmPTE:");
+    if (pss < 0 || th < 0 || pte < 0)
       row->ok = false;
     row->pss_kib += pss;
+    row->pte_kib += pte;
     row->threads += (unsigned long)th;
   }
 
@@ -783,10 +790,11 @@ static void run_way(const config_t *cfg, way_t way, unsigned n,
 
 static void print_table(const config_t *cfg, const row_t *rows, size_t nrows) {
   printf("\n| way | N | processes | threads | memory (PSS, MiB) | "
-         "PSS per monitor (KiB) | CPU %% of a core | CPU %% (stat) | "
+         "PSS per monitor (KiB) | page tables (MiB) | CPU %% of a core | CPU "
+         "%% (stat) | "
          "connections | "
          "runs in window | lateness p50 (ms) | lateness p99 (ms) |\n");
-  printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (size_t i = 0; i < nrows; i++) {
     const row_t *r = &rows[i];
     char way[64];
@@ -795,14 +803,16 @@ static void print_table(const config_t *cfg, const row_t *rows, size_t nrows) {
     else
       snprintf(way, sizeof way, "a %s each", way_names[r->way]);
     if (!r->ok) {
-      printf("| %s | %u | failed | | | | | | | | | |\n", way, r->n);
+      printf("| %s | %u | failed | | | | | | | | | | |\n", way, r->n);
       continue;
     }
-    printf("| %s | %u | %u | %lu | %.1f | %.1f | %.2f | %.2f | %ld | %zu/%zu | "
+    printf("| %s | %u | %u | %lu | %.1f | %.1f | %.1f | %.2f | %.2f | %ld | "
+           "%zu/%zu | "
            "%.3f | %.3f |\n",
            way, r->n, r->processes, r->threads, r->pss_kib / 1024.0,
-           r->pss_kib / r->n, r->cpu_percent, r->cpu_stat_percent,
-           r->connections, r->runs, r->planned, r->p50_ms, r->p99_ms);
+           r->pss_kib / r->n, r->pte_kib / 1024.0, r->cpu_percent,
+           r->cpu_stat_percent, r->connections, r->runs, r->planned, r->p50_ms,
+           r->p99_ms);
   }
   for (size_t i = 0; i < nrows; i++) {
     const row_t *r = &rows[i];
