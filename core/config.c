@@ -15,6 +15,13 @@
  * copies replace the originals only when the whole file and the checks
  * pass, so a bad file changes nothing. The first error (by line) is the
  * one reported.
+ *
+ * DESIGN: a family of sections ("schedule.*") is one extra_t whose copy
+ * holds all `max` elements; each [schedule.X] takes the next one, filled
+ * from the defaults, its name and its line, and keys then go into that
+ * element. The elements already taken are the record of the names seen
+ * (duplicates are found there), so a family needs no other bookkeeping
+ * than their count. Only the elements taken are written back.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the GNU strerror_r() */
@@ -58,9 +65,11 @@ typedef struct extra {
   const tpool_config_section_t *s;
   tpool__keydef_t *keys; /* s->nkeys, converted */
   int *key_line;         /* where each key was set, or 0 */
-  unsigned char *copy;   /* s->size bytes */
+  unsigned char *copy;   /* s->size bytes; a family's s->max * s->size */
   size_t group;          /* the first section of this name */
   int first_line;        /* the group's first: where [name] was seen */
+  size_t prefix;         /* a family: strlen("schedule."), else 0 */
+  size_t n;              /* a family: elements taken */
 } extra_t;
 
 typedef struct parser {
@@ -81,7 +90,8 @@ typedef struct parser {
   int pool_line[TPOOL_POOLS_MAX];
   extra_t *extras; /* the sections of other layers */
   size_t nextras;
-  size_t group; /* SEC_EXTRA: the current section's group */
+  size_t group;           /* SEC_EXTRA: the current section's group */
+  unsigned char *element; /* SEC_EXTRA, a family: the current element */
 
   bool failed;
   int code; /* of the error: -EINVAL, or -ENOMEM */
@@ -140,13 +150,80 @@ static int *pool_section(parser_t *p, const char *s, size_t n) {
 static int *extra_section(parser_t *p, const char *s, size_t n) {
   for (size_t i = 0; i < p->nextras; i++) {
     const char *name = p->extras[i].s->name;
-    if (p->extras[i].group == i && strlen(name) == n &&
-        memcmp(name, s, n) == 0) {
+    if (p->extras[i].group == i && p->extras[i].prefix == 0 &&
+        strlen(name) == n && memcmp(name, s, n) == 0) {
       p->group = i;
       return &p->extras[i].first_line;
     }
   }
   return NULL;
+}
+
+/* The family whose names s[0..n) is one of ("schedule." and anything),
+   or p->nextras. No two families, and no other section, share names. */
+static size_t family_of(parser_t *p, const char *s, size_t n) {
+  size_t i;
+
+  for (i = 0; i < p->nextras; i++) {
+    const extra_t *x = &p->extras[i];
+    if (x->prefix > 0 && n >= x->prefix &&
+        memcmp(s, x->s->name, x->prefix) == 0)
+      break;
+  }
+  return i;
+}
+
+/* 1..TPOOL_NAME_MAX - 1 of a-z 0-9 _ - and ., as a family's names are. */
+static bool family_name_ok(const char *s, size_t n) {
+  if (n == 0 || n >= TPOOL_NAME_MAX)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-' || c == '.'))
+      return false;
+  }
+  return true;
+}
+
+/* Starts [schedule.X] of the family extras[e] (s[0..n) is X): takes its
+   next element, or fails. */
+static void family_section(parser_t *p, size_t e, const char *s, size_t n) {
+  extra_t *x = &p->extras[e];
+  const tpool_config_section_t *fs = x->s;
+  unsigned char *el;
+  int line;
+
+  if (!family_name_ok(s, n)) {
+    fail(p, p->line, p->label,
+         "%.*s name must be 1..%d of a-z, 0-9, _, - and .",
+         (int)(x->prefix - 1), fs->name, TPOOL_NAME_MAX - 1);
+    return;
+  }
+  for (size_t i = 0; i < x->n; i++) {
+    el = x->copy + i * fs->size;
+    if (strncmp((const char *)el + fs->name_offset, s, n) == 0 &&
+        el[fs->name_offset + n] == '\0') {
+      memcpy(&line, el + fs->line_offset, sizeof(line));
+      fail(p, p->line, p->label, "duplicate section (first at line %d)", line);
+      return;
+    }
+  }
+  if (x->n == fs->max) {
+    fail(p, p->line, p->label, "too many [%s] sections (at most %zu)", fs->name,
+         fs->max);
+    return;
+  }
+  el = x->copy + x->n++ * fs->size;
+  memcpy(el, fs->defaults, fs->size);
+  memset(el + fs->name_offset, 0, TPOOL_NAME_MAX); /* zero-padded */
+  memcpy(el + fs->name_offset, s, n);
+  memcpy(el + fs->line_offset, &p->line, sizeof(p->line));
+  /* Keys are set once per instance, not once per family. */
+  memset(x->key_line, 0, fs->nkeys * sizeof(*x->key_line));
+  p->sec = SEC_EXTRA;
+  p->group = e;
+  p->element = el;
 }
 
 /* "unknown section (expected [general], [http], ..., [pool.NAME] or
@@ -157,9 +234,13 @@ static void fail_unknown_section(parser_t *p) {
 
   tpool__sbuf_init(&b, msg, sizeof(msg));
   tpool__sbuf_addf(&b, "unknown section (expected [general], ");
-  for (size_t i = 0; i < p->nextras; i++)
-    if (p->extras[i].group == i)
-      tpool__sbuf_addf(&b, "[%s], ", p->extras[i].s->name);
+  for (size_t i = 0; i < p->nextras; i++) {
+    const extra_t *x = &p->extras[i];
+    if (x->prefix > 0)
+      tpool__sbuf_addf(&b, "[%.*sNAME], ", (int)x->prefix, x->s->name);
+    else if (x->group == i)
+      tpool__sbuf_addf(&b, "[%s], ", x->s->name);
+  }
   tpool__sbuf_addf(&b, "[pool.NAME] or [routes])");
   fail(p, p->line, p->label, "%s", msg);
 }
@@ -168,6 +249,7 @@ static void fail_unknown_section(parser_t *p) {
 static void section_start(parser_t *p, const char *s, size_t n) {
   tpool__sbuf_t b;
   int *first;
+  size_t e;
 
   tpool__sbuf_init(&b, p->label, sizeof(p->label));
   tpool__sbuf_addf(&b, "[");
@@ -175,6 +257,7 @@ static void section_start(parser_t *p, const char *s, size_t n) {
   tpool__sbuf_addf(&b, "]");
 
   p->pool = NULL;
+  p->element = NULL;
   if (n == 7 && memcmp(s, "general", 7) == 0) {
     p->sec = SEC_GENERAL;
     p->keys = tpool__general_keys;
@@ -194,6 +277,9 @@ static void section_start(parser_t *p, const char *s, size_t n) {
       return;
   } else if ((first = extra_section(p, s, n)) != NULL) {
     p->sec = SEC_EXTRA;
+  } else if ((e = family_of(p, s, n)) < p->nextras) {
+    family_section(p, e, s + p->extras[e].prefix, n - p->extras[e].prefix);
+    return;
   } else {
     fail_unknown_section(p);
     return;
@@ -367,7 +453,7 @@ static int handler(void *user, const char *section, const char *name,
         if (strcmp(x->keys[i].name, name) == 0) {
           def = &x->keys[i];
           line = &x->key_line[i];
-          base = x->copy;
+          base = x->prefix > 0 ? p->element : x->copy;
           break;
         }
       }
@@ -408,31 +494,62 @@ static void extras_free(parser_t *p) {
   free(p->extras);
 }
 
+/* Checks sections[0..n) against the rules of tpool_config_section_t, each
+   on its own and, for a family, against the others: the loader must know
+   which section a header names. Returns 0, or -EINVAL with *err (if not
+   NULL) naming `file`. */
+static int check_sections(const char *file,
+                          const tpool_config_section_t *sections, size_t n,
+                          tpool_config_error_t *err) {
+  char why[sizeof(err->message)], msg[sizeof(err->message)];
+  tpool__sbuf_t wb, mb;
+  bool ok = true;
+
+  tpool__sbuf_init(&wb, why, sizeof(why));
+  if (n > 0 && sections == NULL) {
+    tpool__sbuf_addf(&wb, "no sections");
+    ok = false;
+  }
+  for (size_t i = 0; ok && i < n; i++)
+    ok = tpool__section_prepare(&sections[i], NULL, &wb);
+  /* [schedule.x] must name one section: no other section's name starts
+     with a family's "schedule.", another family's included. */
+  for (size_t i = 0; ok && i < n; i++) {
+    if (!tpool__section_is_family(&sections[i]))
+      continue;
+    size_t prefix = strlen(sections[i].name) - 1;
+    for (size_t j = 0; ok && j < n; j++) {
+      if (j != i && strncmp(sections[j].name, sections[i].name, prefix) == 0) {
+        tpool__sbuf_addf(&wb,
+                         "[%s] and [%s] share names: a family shares "
+                         "its names with no other section",
+                         sections[i].name, sections[j].name);
+        ok = false;
+      }
+    }
+  }
+  if (!ok && err != NULL) {
+    tpool__sbuf_init(&mb, msg, sizeof(msg));
+    tpool__sbuf_addf(&mb, "invalid argument: %s", why);
+    tpool__config_error_set(err, file, 0, NULL, msg);
+  }
+  return ok ? 0 : -EINVAL;
+}
+
 /* Checks sections[0..n) (see tpool_config_section_t) and makes the copies
    they are parsed into. Returns 0, or -EINVAL or -ENOMEM with p->err. */
 static int extras_prepare(parser_t *p, const tpool_config_section_t *sections,
                           size_t n) {
   char why[sizeof(p->err.message)];
   tpool__sbuf_t wb;
+  int rc;
 
   if (n == 0)
     return 0;
-  if (sections == NULL) {
-    tpool__config_error_set(&p->err, p->name, 0, NULL,
-                            "invalid argument: no sections");
-    return -EINVAL;
-  }
+  rc = check_sections(p->name, sections, n, &p->err);
+  if (rc != 0)
+    return rc;
   tpool__sbuf_init(&wb, why, sizeof(why));
-  for (size_t i = 0; i < n; i++) {
-    if (!tpool__section_prepare(&sections[i], NULL, &wb)) {
-      char msg[sizeof(p->err.message)];
-      tpool__sbuf_t mb;
-      tpool__sbuf_init(&mb, msg, sizeof(msg));
-      tpool__sbuf_addf(&mb, "invalid argument: %s", why);
-      tpool__config_error_set(&p->err, p->name, 0, NULL, msg);
-      return -EINVAL;
-    }
-  }
   p->extras = calloc(n, sizeof(*p->extras));
   if (p->extras == NULL)
     goto oom;
@@ -448,13 +565,17 @@ static int extras_prepare(parser_t *p, const tpool_config_section_t *sections,
         break;
       }
     }
+    if (tpool__section_is_family(s))
+      x->prefix = strlen(s->name) - 1;
     x->keys = calloc(s->nkeys + 1, sizeof(*x->keys));
     x->key_line = calloc(s->nkeys + 1, sizeof(*x->key_line));
-    x->copy = malloc(s->size + 1);
+    /* A family's elements are filled from its defaults as they are taken;
+       check_sections() saw that max * size fits. */
+    x->copy = malloc((x->prefix > 0 ? s->max * s->size : s->size) + 1);
     if (x->keys == NULL || x->key_line == NULL || x->copy == NULL)
       goto oom;
     tpool__section_prepare(s, x->keys, &wb);
-    if (s->size > 0)
+    if (s->size > 0 && x->prefix == 0)
       memcpy(x->copy, s->data, s->size);
   }
   return 0;
@@ -464,10 +585,17 @@ oom:
 }
 
 /* Writes back every field a key of each section fills: sections that share
-   their data (or parts of it) change only their own fields. */
+   their data (or parts of it) change only their own fields. A family
+   shares nothing: its elements taken are written whole, and its count. */
 static void extras_commit(parser_t *p) {
   for (size_t i = 0; i < p->nextras; i++) {
     extra_t *x = &p->extras[i];
+    if (x->prefix > 0) {
+      if (x->n > 0)
+        memcpy(x->s->data, x->copy, x->n * x->s->size);
+      *x->s->count = x->n;
+      continue;
+    }
     for (size_t k = 0; k < x->s->nkeys; k++) {
       size_t off = x->keys[k].offset;
       memcpy((unsigned char *)x->s->data + off, x->copy + off,
@@ -493,7 +621,10 @@ static int check_copies(parser_t *p) {
     cs[i].name = p->extras[i].s->name;
     cs[i].keys = p->extras[i].keys;
     cs[i].nkeys = p->extras[i].s->nkeys;
-    cs[i].data = p->extras[i].copy;
+    /* A family's fields set in code are its defaults; those the file set
+       were checked as they were parsed. */
+    cs[i].data =
+        p->extras[i].prefix > 0 ? p->extras[i].s->defaults : p->extras[i].copy;
   }
   rc = tpool__options_check(&p->o, cs, p->nextras, &p->err);
   free(cs);
@@ -652,30 +783,6 @@ static int read_file(const char *path, char **out, size_t *len,
   }
   *out = buf;
   *len = n;
-  return 0;
-}
-
-/* Checks the sections before the file is read, so that a mistake in them
-   is reported as such whatever the file. */
-static int check_sections(const char *file,
-                          const tpool_config_section_t *sections, size_t n,
-                          tpool_config_error_t *err) {
-  char why[sizeof(err->message)], msg[sizeof(err->message)];
-  tpool__sbuf_t wb;
-
-  tpool__sbuf_init(&wb, why, sizeof(why));
-  for (size_t i = 0; i < n; i++) {
-    if (sections == NULL || !tpool__section_prepare(&sections[i], NULL, &wb)) {
-      if (err != NULL) {
-        tpool__sbuf_t mb;
-        tpool__sbuf_init(&mb, msg, sizeof(msg));
-        tpool__sbuf_addf(&mb, "invalid argument: %s",
-                         sections ? why : "no sections");
-        tpool__config_error_set(err, file, 0, NULL, msg);
-      }
-      return -EINVAL;
-    }
-  }
   return 0;
 }
 

@@ -118,12 +118,16 @@ bool tpool__keydef_check(const tpool__keydef_t *k, const void *base,
 
 /*
  * Checks section *s against the rules of tpool_config_section_t (its name,
- * and every key's type, bounds and field inside data[0..size), aligned)
+ * every key's type, bounds and field inside data[0..size), aligned, and
+ * a family's own members)
  * and, if defs is not NULL, converts its keys into defs[0..s->nkeys).
  * Returns true; or false with what is wrong appended to *why.
  */
 bool tpool__section_prepare(const tpool_config_section_t *s,
                             tpool__keydef_t *defs, tpool__sbuf_t *why);
+
+/* Whether *s is a family of sections: its name ends in ".*". */
+bool tpool__section_is_family(const tpool_config_section_t *s);
 
 /* The internal form of a public key (no flags). */
 void tpool__keydef_from_public(const tpool_config_key_t *k, tpool__keydef_t *d);

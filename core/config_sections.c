@@ -5,6 +5,13 @@
  * the layer's own, known types, sane bounds, every field inside the data
  * and aligned), and their keys turned into core's own key definitions, so
  * that one parser and one checker (config_values.c) serve every section.
+ *
+ * DESIGN: a family ("schedule.*") is checked here as one element of
+ * `size` bytes — its keys, the name and line fields its instances get,
+ * and `defaults` — plus what makes `max` elements of it addressable
+ * (size a multiple of every field's alignment, max * size in a size_t).
+ * Whether a family's names collide with another section's is a question
+ * about the whole list, which the loader asks (config.c).
  */
 #include "config_keys.h"
 
@@ -82,13 +89,21 @@ static size_t field_align(tpool__kind_t kind) {
 /* The longest string field a key may ask for (PATH, TOKEN, STRING). */
 #define STRING_KEY_MAX 65536.0
 
-/* A section name: 1..63 of A-Z a-z 0-9 _ . -, none of core's own. */
+bool tpool__section_is_family(const tpool_config_section_t *s) {
+  size_t n = s->name ? strlen(s->name) : 0;
+  return n >= 2 && strcmp(s->name + n - 2, ".*") == 0;
+}
+
+/* A section name: 1..63 of A-Z a-z 0-9 _ . -, none of core's own; or a
+   family's, such a name followed by ".*" (63 in all). */
 static bool section_name_ok(const char *name) {
   size_t n = name ? strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                  "abcdefghijklmnopqrstuvwxyz0123456789_.-")
                   : 0;
-  return n > 0 && n < 64 && name[n] == '\0' && strcmp(name, "general") != 0 &&
-         strcmp(name, "routes") != 0 && strncmp(name, "pool.", 5) != 0;
+  bool family = n > 1 && name[n - 1] == '.' && strcmp(name + n, "*") == 0;
+  return n > 0 && n + family < 64 && (name[n] == '\0' || family) &&
+         strcmp(name, "general") != 0 && strcmp(name, "routes") != 0 &&
+         strncmp(name, "pool.", 5) != 0;
 }
 
 /* The largest value the field of a numeric type holds. */
@@ -128,6 +143,44 @@ static bool is_string_type(tpool_config_type_t t) {
          t == TPOOL_CONFIG_STRING;
 }
 
+/* Whether [a, a + an) and [b, b + bn) share a byte. */
+static bool overlaps(size_t a, size_t an, size_t b, size_t bn) {
+  return a < b + bn && b < a + an;
+}
+
+/* The rules of a family's own members (tpool.h); a section that is not a
+   family has them all 0. */
+static bool family_ok(const tpool_config_section_t *s, tpool__sbuf_t *why) {
+  const char *problem = NULL;
+
+  if (!tpool__section_is_family(s)) {
+    if (s->max != 0 || s->count != NULL || s->defaults != NULL ||
+        s->name_offset != 0 || s->line_offset != 0)
+      problem = "max, count, defaults, name_offset and line_offset are for "
+                "a family (a name ending in .*) only";
+  } else if (s->max < 1 || s->count == NULL || s->defaults == NULL ||
+             s->data == NULL) {
+    problem = "a family needs max >= 1, count, defaults and data";
+  } else if (s->name_offset > s->size ||
+             s->size - s->name_offset < TPOOL_NAME_MAX ||
+             s->line_offset > s->size ||
+             s->size - s->line_offset < sizeof(int) ||
+             overlaps(s->name_offset, TPOOL_NAME_MAX, s->line_offset,
+                      sizeof(int))) {
+    problem = "its name (char[TPOOL_NAME_MAX]) and line (int) fields lie "
+              "outside an element, or over each other";
+  } else if (s->line_offset % alignof(int) != 0 ||
+             s->size % alignof(int) != 0 ||
+             (uintptr_t)s->data % alignof(int) != 0) {
+    problem = "its line field is not aligned for an int";
+  } else if (s->max > SIZE_MAX / s->size) {
+    problem = "max elements of size bytes are more than a size_t counts";
+  }
+  if (problem != NULL)
+    tpool__sbuf_addf(why, "[%s]: %s", s->name, problem);
+  return problem == NULL;
+}
+
 bool tpool__section_prepare(const tpool_config_section_t *s,
                             tpool__keydef_t *defs, tpool__sbuf_t *why) {
   size_t i;
@@ -141,14 +194,17 @@ bool tpool__section_prepare(const tpool_config_section_t *s,
       tpool__sbuf_echo(why, s->name, strlen(s->name));
       tpool__sbuf_addf(why, "\"");
     }
-    tpool__sbuf_addf(why, " (1..63 of A-Z a-z 0-9 _ . -, not general, "
-                          "routes or pool.*)");
+    tpool__sbuf_addf(why, " (1..63 of A-Z a-z 0-9 _ . -, or such a name "
+                          "and .* for a family; not general, routes or "
+                          "pool.*)");
     return false;
   }
   if (s->nkeys > 0 && (s->keys == NULL || s->data == NULL)) {
     tpool__sbuf_addf(why, "[%s]: keys or data missing", s->name);
     return false;
   }
+  if (!family_ok(s, why))
+    return false;
   for (i = 0; i < s->nkeys; i++) {
     const tpool_config_key_t *k = &s->keys[i];
     tpool__keydef_t d;
@@ -166,11 +222,19 @@ bool tpool__section_prepare(const tpool_config_section_t *s,
     else if (k->type == TPOOL_CONFIG_STRING &&
              (k->valid == NULL) != (k->expect == NULL))
       problem = "valid and expect go together";
+    else if (s->max > 0 && (overlaps(k->offset, tpool__keydef_field_size(&d),
+                                     s->name_offset, TPOOL_NAME_MAX) ||
+                            overlaps(k->offset, tpool__keydef_field_size(&d),
+                                     s->line_offset, sizeof(int))))
+      problem = "its field overlaps the name or line of the family";
     else if (k->offset > s->size ||
              tpool__keydef_field_size(&d) > s->size - k->offset)
       problem = "its field lies outside the section's data";
     else if (k->offset % field_align(d.kind) != 0 ||
-             (uintptr_t)s->data % field_align(d.kind) != 0)
+             (uintptr_t)s->data % field_align(d.kind) != 0 ||
+             (s->max > 0 &&
+              (s->size % field_align(d.kind) != 0 ||
+               (uintptr_t)s->defaults % field_align(d.kind) != 0)))
       problem = "its field is not aligned for its type";
     if (problem != NULL) {
       tpool__sbuf_addf(why, "[%s] ", s->name);

@@ -45,3 +45,18 @@ const char *tpool_err_name(int err) {
     return "UNKNOWN";
   }
 }
+
+const char *tpool_status_word(int status) {
+  switch (status) {
+  case 0:
+    return "ok";
+  case -ECANCELED:
+    return "cancelled";
+  case -ETIMEDOUT:
+    return "expired";
+  case -TPOOL_ECIRCUIT:
+    return "refused";
+  default:
+    return "failed";
+  }
+}

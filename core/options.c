@@ -311,10 +311,13 @@ int tpool_config_check_section(const tpool_config_section_t *s,
   if (!tpool__section_prepare(s, NULL, &wb)) {
     check_fail(&c, 0, NULL, "invalid argument: %s", why);
   } else {
+    /* A family's elements are copies of its defaults until a file fills
+       them: the defaults are what is set in code. */
+    const void *base = tpool__section_is_family(s) ? s->defaults : s->data;
     snprintf(label, sizeof(label), "[%s]", s->name);
     for (i = 0; i < s->nkeys && !c.failed; i++) {
       tpool__keydef_from_public(&s->keys[i], &def);
-      check_keys(&c, &def, 1, s->data, label, 0, false);
+      check_keys(&c, &def, 1, base, label, 0, false);
     }
   }
   if (c.failed && err != NULL)

@@ -115,6 +115,15 @@ TPOOL_API const char *tpool_strerror(int err);
  */
 TPOOL_API const char *tpool_err_name(int err);
 
+/*
+ * How a task ended, in one word, as tpool's routes report it: "ok" (0),
+ * "cancelled" (-ECANCELED), "expired" (-ETIMEDOUT), "refused"
+ * (-TPOOL_ECIRCUIT) or "failed" (any other code).
+ * Returns: a static string; never NULL.
+ * Thread: any.
+ */
+TPOOL_API const char *tpool_status_word(int status);
+
 /* ------------------------------------------------------------------------
  * Logging
  * ------------------------------------------------------------------------ */

@@ -86,8 +86,7 @@ int64_t tpool_submit_future(tpool_pool_t *pool, const char *name,
     o = *opts;
     o.base = NULL; /* no done callback: retries borrow the first loop */
   }
-  int64_t id = tpool__submit(pool, name, future_run, NULL, f, &o,
-                             future_ended);
+  int64_t id = tpool__submit(pool, name, future_run, NULL, f, &o, future_ended);
   if (id < 0) { /* refused: no task holds it */
     atomic_store(&f->refs, 1);
     unref(f);

@@ -24,7 +24,6 @@
 #include "pools_internal.h"
 
 #include <errno.h>
-#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +39,7 @@ static void manager_destroy(tpool_manager_t *m) {
   pthread_mutex_destroy(&m->mon_mu);
   pthread_cond_destroy(&m->state_cv);
   pthread_mutex_destroy(&m->reconf_mu);
+  pthread_mutex_destroy(&m->sched_mu);
   pthread_mutex_destroy(&m->mu);
   tpool__log_destroy(&m->log);
   free(m->opts);
@@ -53,6 +53,8 @@ static int init_sync(tpool_manager_t *m) {
     return -ENOMEM;
   if (pthread_mutex_init(&m->reconf_mu, NULL) != 0)
     goto no_reconf_mu;
+  if (pthread_mutex_init(&m->sched_mu, NULL) != 0)
+    goto no_sched_mu;
   if (tpool__cond_init(&m->state_cv) != 0)
     goto no_state_cv;
   if (pthread_mutex_init(&m->mon_mu, NULL) != 0)
@@ -65,6 +67,8 @@ no_mon_cv:
 no_mon_mu:
   pthread_cond_destroy(&m->state_cv);
 no_state_cv:
+  pthread_mutex_destroy(&m->sched_mu);
+no_sched_mu:
   pthread_mutex_destroy(&m->reconf_mu);
 no_reconf_mu:
   pthread_mutex_destroy(&m->mu);
@@ -108,6 +112,8 @@ int tpool_manager_new(const tpool_options_t *o, tpool_manager_t **out) {
   atomic_init(&m->mon_next_ns, UINT64_MAX);
   m->created_ns = tpool__now_ns();
   m->completion_batch = o->completion_batch;
+  TAILQ_INIT(&m->schedules);
+  TAILQ_INIT(&m->dying);
   for (size_t i = 0; i < o->npools; i++) {
     if (!o->pools[i].enabled)
       continue;
@@ -330,6 +336,7 @@ void tpool_manager_free(tpool_manager_t *m) {
   }
   for (size_t i = 0; i < m->npools; i++) /* timers on the stopped loops */
     tpool__retry_free_all(m->pools[i]);
+  tpool__schedules_free_all(m); /* after their runs' done callbacks */
   tpool__log_close(&m->log);
   tpool__manager_unref(m);
 }
@@ -346,12 +353,7 @@ tpool_pool_t *tpool_manager_pool(tpool_manager_t *m, const char *name) {
 }
 
 tpool_pool_t *tpool_manager_route(tpool_manager_t *m, const char *name) {
-  if (!m || !name)
-    return NULL;
-  for (size_t i = 0; i < m->nroutes; i++)
-    if (fnmatch(m->routes[i].pattern, name, 0) == 0)
-      return m->routes[i].pool;
-  return NULL;
+  return m && name ? tpool__manager_route(m, name) : NULL;
 }
 
 int64_t tpool_manager_submit_routed(tpool_manager_t *m, const char *name,

@@ -201,30 +201,74 @@ static int enqueue(tpool_pool_t *p, tpool__task_t *t) {
   return 0;
 }
 
-/* Puts a task coming back from a retry's wait at the end of the queue
-   (whatever the queue limit; see retry.c), its start deadline counted
-   again from now. *wake: signal work_cv after unlocking; *deadline: the
-   new deadline to kick the monitor with (0: none). Returns how many
-   workers the caller must spawn after unlocking (already counted). Under
-   mu. */
-static unsigned push_again(tpool_pool_t *p, tpool__task_t *t, bool *wake,
-                           uint64_t *deadline) {
+/* A delayed submit: counted submitted, refused while stopping or when as
+   many tasks as the queue limit are scheduled already, else held on a
+   timer (r) until it comes due. */
+static int enqueue_delayed(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
+                           uint64_t delay_ns) {
+  pthread_mutex_lock(&p->mu);
+  tpool__pool_absorb(p); /* keeps the counts in step */
+  p->submitted++;
+  int rc = p->stopping                       ? -ESHUTDOWN
+           : p->nscheduled >= p->queue_limit ? -EAGAIN
+                                             : 0;
+  if (rc == 0 && !tpool__retry_delay(p, t, r, delay_ns))
+    rc = -ENOMEM;
+  if (rc != 0) {
+    p->rejected++;
+    p->last_reject_ns = tpool__now_ns();
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+/* Puts a task coming back from a wait on its timer at the end of the
+   queue (whatever the queue limit; see retry.c), its start deadline
+   counted again from now; `retry` when the wait was a retry's backoff
+   (not a delayed submit's). *wake: signal work_cv after unlocking;
+   *deadline: the new deadline to kick the monitor with (0: none).
+   Returns how many workers the caller must spawn after unlocking
+   (already counted). Under mu. */
+static unsigned push_again(tpool_pool_t *p, tpool__task_t *t, bool retry,
+                           bool *wake, uint64_t *deadline) {
   unsigned spawn = 0;
   uint64_t now = tpool__now_ns();
   t->retry = NULL;
   if (t->deadline_ns) /* the same start timeout, from now */
     t->deadline_ns = now + (t->deadline_ns - t->submit_ns);
   *deadline = t->deadline_ns;
-  t->submit_ns = now; /* this attempt's wait starts now */
+  t->submit_ns = now;          /* this attempt's wait starts now */
   t->start_ns = t->end_ns = 0; /* and it has not run yet */
   if (!p->stopping && needs_thread(p)) {
     tpool__pool_count_new(p, 1);
     spawn = 1;
   }
   tpool__queue_push(p, t);
-  p->retries_total++;
+  p->retries_total += retry;
   *wake = tpool__wake_claim(p);
   return spawn;
+}
+
+/* The rest of tpool__submit() for a task with a delay: its timer record
+   is made here, outside the lock. Returns the id, or the refusal (t is
+   freed then). */
+static int64_t submit_delayed(tpool_pool_t *p, tpool__task_t *t,
+                              uint64_t delay_ns, bool verbose) {
+  int64_t id = t->id;
+  if (verbose) /* before: once scheduled, `t` may come due and end */
+    tpool__log_task(p, TPOOL_LOG_INFO, id, "Scheduling '%s' in %.3fs", t->name,
+                    tpool__ns_to_s(delay_ns));
+  tpool__retry_t *r = tpool__retry_new(t, tpool__pool_retry_due);
+  int rc = r ? enqueue_delayed(p, t, r, delay_ns) : -ENOMEM;
+  if (rc != 0) {
+    tpool__retry_discard(r);
+    tpool__task_free(t);
+    if (verbose)
+      tpool__log_task(p, TPOOL_LOG_INFO, id, "Rejected: %s",
+                      tpool_strerror(rc));
+    return rc;
+  }
+  return id;
 }
 
 int64_t tpool_submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
@@ -242,6 +286,9 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   tpool_manager_t *m = p->m;
   tpool__bridge_t *bridge = NULL;
   unsigned max_attempts = opts ? opts->max_attempts : 0;
+  double delay_s = opts ? opts->delay_s : 0;
+  if (!(delay_s >= 0 && delay_s <= TPOOL_DELAY_MAX_S)) /* NaN too */
+    return -EINVAL;
   if (done) {
     bridge = tpool__manager_bridge(m, opts ? opts->base : NULL);
     if (!bridge)
@@ -251,6 +298,11 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
                                                   memory_order_relaxed)) > 1) {
     /* Retries wait on a loop's timer: borrow the first one, if any. */
     bridge = tpool__manager_bridge(m, NULL);
+  }
+  if (delay_s > 0 && !bridge) { /* so does a delay, which needs one */
+    bridge = tpool__manager_bridge(m, NULL);
+    if (!bridge)
+      return -EINVAL;
   }
   tpool__task_t *t = tpool__task_new();
   if (!t)
@@ -286,6 +338,8 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   t->name[len] = '\0';
 
   bool verbose = tpool__verbose(m);
+  if (delay_s > 0)
+    return submit_delayed(p, t, tpool__s_to_ns(delay_s), verbose);
   if (verbose) {
     /* Logged before the task is queued, so its "Completed" line cannot
        come first. The counts are read under the lock but may have moved
@@ -314,7 +368,7 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   return id;
 }
 
-/* ---- a retry comes back ------------------------------------------------- */
+/* ---- a retry or a delayed task comes due -------------------------------- */
 
 void tpool__pool_retry_due(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
@@ -326,14 +380,18 @@ void tpool__pool_retry_due(evutil_socket_t fd, short what, void *arg) {
   uint64_t deadline = 0;
   tpool__breaker_news_t news = {0};
   pthread_mutex_lock(&p->mu);
+  uint64_t now = tpool__now_ns();
+  if (tpool__retry_early(r, now)) {
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
   tpool__task_t *t = tpool__retry_due(p, r); /* NULL: cancelled, or stopped */
   if (t) {
-    uint64_t now = tpool__now_ns();
     if (p->breaker.window &&
         tpool__breaker_admit(&p->breaker, now, &t->trial_gen, &news) != 0)
       tpool__task_end(p, t, -TPOOL_ECIRCUIT, TPOOL__NOT_RUN, now, NULL);
     else
-      spawn = push_again(p, t, &wake, &deadline);
+      spawn = push_again(p, t, !r->delayed, &wake, &deadline);
   }
   pthread_mutex_unlock(&p->mu);
   if (wake)
@@ -468,20 +526,30 @@ void tpool__pool_stop(tpool_pool_t *p) {
   p->stopping = true;
   atomic_store(&p->closed, true);
   /* Every task waiting out a backoff goes back to the queue now, for the
-     drain to run. */
-  uint64_t deadline = 0;
+     drain to run; a delayed task is cancelled: it never runs early. */
+  uint64_t deadline = 0, now = tpool__now_ns();
+  size_t cancelled = 0;
   tpool__retry_t *r;
   TAILQ_FOREACH(r, &p->retries, link) {
     if (!r->task)
       continue;
     tpool__task_t *t = tpool__retry_detach(p, r);
+    if (r->delayed) {
+      tpool__task_end(p, t, -ECANCELED, TPOOL__NOT_RUN, now, NULL);
+      cancelled++;
+      continue;
+    }
     bool wake; /* every worker is woken below; none is started */
     uint64_t d = 0;
-    push_again(p, t, &wake, &d);
+    push_again(p, t, true, &wake, &d);
     if (d && (!deadline || d < deadline))
       deadline = d;
   }
   pthread_mutex_unlock(&p->mu);
+  if (cancelled > 0)
+    tpool__logf(&p->m->log, TPOOL_LOG_INFO,
+                "ThreadPool[%s] Cancelled %zu scheduled task(s) at shutdown",
+                p->name, cancelled);
   if (deadline)
     tpool__monitor_kick(p->m, deadline);
   pthread_cond_broadcast(&p->work_cv);
@@ -591,13 +659,16 @@ int tpool__pool_cancel(tpool_pool_t *p, int64_t id) {
   TAILQ_FOREACH(r, &p->retries, link) {
     if (!r->task || r->task->id != id)
       continue;
-    t = tpool__retry_detach(p, r); /* waiting out a backoff: ends now */
-    /* Its times stay those of its last run. */
-    tpool__task_end(p, t, -ECANCELED, TPOOL__NOT_RUN, t->end_ns, NULL);
+    bool delayed = r->delayed;
+    t = tpool__retry_detach(p, r); /* waiting on its timer: ends now */
+    /* A retry's times stay those of its last run. */
+    tpool__task_end(p, t, -ECANCELED, TPOOL__NOT_RUN,
+                    delayed ? tpool__now_ns() : t->end_ns, NULL);
     pthread_mutex_unlock(&p->mu);
     if (tpool__verbose(p->m))
       tpool__log_task(p, TPOOL_LOG_INFO, id,
-                      "Cancelled while waiting to retry");
+                      delayed ? "Cancelled while scheduled"
+                              : "Cancelled while waiting to retry");
     tpool__manager_notify(p->m);
     return 0;
   }

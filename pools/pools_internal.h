@@ -91,24 +91,37 @@ typedef struct tpool__task {
      status and `arg`, before it is handed to its loop; NULL: none. A
      future completes through it (future.c). Runs under the pool's mu. */
   void (*on_end)(int status, void *arg);
-  uint16_t attempt;       /* runs so far, this one included */
-  uint16_t max_attempts;  /* 0: the pool's retry_attempts */
-  uint32_t trial_gen;     /* a breaker trial of that generation; 0: no */
-  uint64_t backoff_ns;    /* first retry backoff; 0: the pool's */
+  uint16_t attempt;      /* runs so far, this one included */
+  uint16_t max_attempts; /* 0: the pool's retry_attempts */
+  uint32_t trial_gen;    /* a breaker trial of that generation; 0: no */
+  uint64_t backoff_ns;   /* first retry backoff; 0: the pool's */
   /* Set (under mu) while the task waits out a backoff; see retry.c. */
   struct tpool__retry *retry;
   char name[TPOOL_TASK_NAME_MAX];
 } tpool__task_t;
 
-/* A task's wait for its next attempt: from the worker's decision until
-   its timer fires (or the record is freed). Protected by its pool's mu;
-   see retry.c. */
+/* A task's wait on a timer of its loop before it joins the queue: for
+   its next attempt (a retry's backoff), or for its first (a delayed
+   submit: `delayed`). From the decision until its timer fires (or the
+   record is freed). Protected by its pool's mu; see retry.c. */
 typedef struct tpool__retry {
   TAILQ_ENTRY(tpool__retry) link; /* on the pool's `retries` */
   tpool_pool_t *pool;
   tpool__task_t *task; /* NULL once taken (cancelled, or queued at stop) */
-  struct event *ev;    /* the backoff timer, on the task's loop */
+  struct event *ev;    /* the timer, on the task's loop */
+  bool delayed;        /* a delayed submit's wait, not a retry's */
+  uint64_t due_ns;     /* when the wait ends */
 } tpool__retry_t;
+
+/* The last task of a pool that ended in error (tpool_last_error_t). */
+typedef struct tpool__last_error {
+  bool set;
+  int64_t id;
+  int status;
+  uint64_t end_ns;
+  char name[TPOOL_TASK_NAME_MAX];
+  char message[TPOOL_ERROR_MESSAGE_MAX];
+} tpool__last_error_t;
 
 /* A finished task, as the pool's history keeps it. */
 typedef struct tpool__record {
@@ -218,8 +231,9 @@ struct tpool_pool {
   /* Retries, breaker, history; protected by mu. */
   _Atomic unsigned retry_attempts; /* atomic: a submit reads it unlocked */
   uint64_t retry_backoff_ns, retry_backoff_max_ns;
-  TAILQ_HEAD(, tpool__retry) retries; /* waiting to be queued again */
-  size_t nretrying;                   /* tasks of `retries` */
+  TAILQ_HEAD(, tpool__retry) retries; /* waiting to be queued (again) */
+  size_t nretrying;                   /* tasks of `retries` retrying */
+  size_t nscheduled;                  /* tasks of `retries` delayed */
   tpool__breaker_t breaker;
   tpool__record_t *history; /* a ring of history_cap (fixed) */
   size_t history_cap, history_len, history_next;
@@ -229,6 +243,7 @@ struct tpool_pool {
   uint64_t retries_total;
   uint64_t stuck_total, thread_failures, threads_started, threads_retired;
   uint64_t last_reject_ns; /* 0 = never */
+  tpool__last_error_t last_error;
   tpool__hist_t run_hist;
   tpool__hist_t wait_hist;
 
@@ -274,6 +289,13 @@ struct tpool_manager {
   bool started;            /* protected by mu */
   bool shut;               /* protected by mu */
 
+  /* Schedules (schedule.c), by creation; the list, every schedule's
+     state and its runs are protected by sched_mu. */
+  pthread_mutex_t sched_mu;
+  TAILQ_HEAD(, tpool_schedule) schedules;
+  size_t nschedules;
+  TAILQ_HEAD(, tpool_schedule) dying; /* cancelled, awaiting their end */
+
   /* The monitor thread: deadlines, stuck tasks, the periodic table. */
   pthread_t mon_thread;
   bool mon_running; /* set by start, read by free */
@@ -291,6 +313,10 @@ struct tpool_manager {
 };
 
 /* ---- shared.c ----------------------------------------------------------- */
+
+/* The pool [routes] give a task called `name`, or NULL (see
+   tpool_manager_route()). Thread: any. */
+tpool_pool_t *tpool__manager_route(tpool_manager_t *m, const char *name);
 
 /* Wakes a shutdown waiting on state_cv, if one may be. Thread: any, with no
    pool lock held. */
@@ -420,6 +446,11 @@ void tpool__task_post(tpool__task_t *t);
 void tpool__task_deliver(tpool__node_t *node, void *arg);
 /* Frees a task whose done callback will never run. */
 void tpool__task_discard(tpool__node_t *node, void *arg);
+/* What the running work said with tpool_task_set_error(), for the
+   pool's last error; cleared before each attempt (worker.c). */
+extern _Thread_local bool tpool__work_error_set;
+extern _Thread_local char tpool__work_error[TPOOL_ERROR_MESSAGE_MAX];
+
 /* Logs "ThreadPool[name] Task #id: <message>". Without mu. */
 void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
                      const char *fmt, ...) TPOOL_PRINTF(4, 5);
@@ -435,6 +466,11 @@ tpool__retry_t *tpool__retry_new(const tpool__task_t *t,
 /* Frees a record that holds no task: one tpool__retry_take() did not use,
    or one whose timer has fired. */
 void tpool__retry_discard(tpool__retry_t *r);
+/* A delayed submit's wait: sets r's timer for delay_ns and holds t on
+   `retries` until it fires. Returns false if the timer cannot be set.
+   Under mu. */
+bool tpool__retry_delay(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
+                        uint64_t delay_ns);
 /* The worker's verdict on a task whose work returned -TPOOL_ERETRY: true
    if it may run again — then its timer is set for the backoff (*delay_ns)
    and r, which the pool now owns, holds it on `retries`; false if it ends
@@ -444,12 +480,18 @@ bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
 /* Takes the task of waiting retry r (for a cancel or a stop) and makes its
    timer fire at once, so that its `due` frees r. Under mu. */
 tpool__task_t *tpool__retry_detach(tpool_pool_t *p, tpool__retry_t *r);
+/* In the timer's `due`, first: true if it fired before r's time (it has
+   been set again for the rest). Under mu. */
+bool tpool__retry_early(tpool__retry_t *r, uint64_t now);
 /* In the timer's `due`: takes r off the pool's list and returns its task,
    or NULL if a cancel or a stop took it. Under mu. */
 tpool__task_t *tpool__retry_due(tpool_pool_t *p, tpool__retry_t *r);
 /* Frees the records left (their loops have stopped). Called by
    tpool_manager_free() on its thread, without mu. */
 void tpool__retry_free_all(tpool_pool_t *p);
+
+/* A random fraction in [0, 1), from a per-thread generator: for jitter. */
+double tpool__random_fraction(void);
 
 /* ---- pool.c ------------------------------------------------------------- */
 
@@ -534,9 +576,9 @@ bool tpool__pool_settle(tpool_pool_t *p);
 /* Applies the live settings of *po (limits, queue limit, idle and soft
    timeouts, spin, retries, breaker) and logs what changed. Without mu. */
 void tpool__pool_configure(tpool_pool_t *p, const tpool_pool_options_t *po);
-/* The timer callback of a retry (tpool__retry_new's `due`): puts the
-   task back at the end of its queue, unless the breaker refuses it. Runs
-   on the task's loop. */
+/* The timer callback of a retry or a delayed submit (tpool__retry_new's
+   `due`): puts the task at the end of its queue, unless the breaker
+   refuses it. Runs on the task's loop. */
 void tpool__pool_retry_due(evutil_socket_t fd, short what, void *arg);
 /* ---- worker.c ----------------------------------------------------------- */
 
@@ -595,6 +637,13 @@ int tpool__pool_find(tpool_pool_t *p, int64_t id, tpool_task_record_t *out);
    and none (after failed thread creations). Returns the time at which it
    next needs to look (UINT64_MAX: nothing to watch). Without mu. */
 uint64_t tpool__pool_scan(tpool_pool_t *p, uint64_t now);
+
+/* ---- schedule.c --------------------------------------------------------- */
+
+/* Frees every schedule left, running each one's release callback: called
+   by tpool_manager_free() on its thread once the loops' last done
+   callbacks have run. */
+void tpool__schedules_free_all(tpool_manager_t *m);
 
 /* ---- stats.c, status.c, monitor.c --------------------------------------- */
 

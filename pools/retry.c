@@ -1,6 +1,8 @@
 /*
- * retry.c — a task's wait for its next attempt, after its work asked to
- * run again (-TPOOL_ERETRY): the backoff, and its timer on a loop.
+ * retry.c — a task's wait on a timer of its loop before it joins its
+ * queue: for its next attempt, after its work asked to run again
+ * (-TPOOL_ERETRY): the backoff; or for its first, when it was submitted
+ * with a delay (tpool_task_opts_t.delay_s): a *scheduled* task.
  *
  * DESIGN
  * The worker that ran the attempt decides, under the pool's mu, that
@@ -23,6 +25,11 @@
  * A stop puts every waiting task back in the queue at once (pool.c), so a
  * drain runs its next attempt instead of waiting out the backoff; an
  * attempt that asks for a retry after stop ends the task.
+ * A delayed submit waits the same way, on a record marked `delayed` and
+ * counted in `nscheduled` rather than `nretrying`, set by the submitting
+ * thread (tpool__retry_delay); it differs only where it ends: a stop
+ * cancels it rather than queue it early (a delayed task never runs before
+ * its time), and its coming due is not a retry.
  * A task coming back re-enters its queue even when the queue is full: it
  * was accepted once and is not lost now (the queue may briefly hold more
  * than its limit by the tasks coming back). It is subject to the circuit
@@ -38,7 +45,7 @@
 
 /* A random fraction in [0, 1), per thread: xorshift64*, seeded once from
    the clock and the thread's own address. Jitter needs no more. */
-static double random_fraction(void) {
+double tpool__random_fraction(void) {
   static _Thread_local uint64_t state;
   if (state == 0)
     state = (tpool__now_ns() ^ (uint64_t)(uintptr_t)&state) | 1;
@@ -59,19 +66,66 @@ static uint64_t backoff_ns(const tpool_pool_t *p, const tpool__task_t *t) {
     d *= 2;
   if (d > cap)
     d = cap;
-  return d - (uint64_t)((double)(d / 2) * random_fraction());
+  return d - (uint64_t)((double)(d / 2) * tpool__random_fraction());
+}
+
+/* Takes the task of waiting record r, which still holds one. Under mu. */
+static tpool__task_t *take(tpool_pool_t *p, tpool__retry_t *r) {
+  tpool__task_t *t = r->task;
+  r->task = NULL;
+  t->retry = NULL;
+  t->trial_gen = 0; /* its last run decided its trial, if it was one */
+  if (r->delayed)
+    p->nscheduled--;
+  else
+    p->nretrying--;
+  return t;
 }
 
 tpool__task_t *tpool__retry_due(tpool_pool_t *p, tpool__retry_t *r) {
   TAILQ_REMOVE(&p->retries, r, link);
-  tpool__task_t *t = r->task;
-  if (!t)
-    return NULL; /* taken by a cancel or a stop */
-  r->task = NULL;
-  t->retry = NULL;
-  t->trial_gen = 0; /* its last run decided its trial, if it was one */
-  p->nretrying--;
-  return t;
+  return r->task ? take(p, r) : NULL; /* NULL: a cancel or a stop took it */
+}
+
+/* Arms r's timer for d ns and puts t on `retries`. Under mu. */
+static bool wait_on_timer(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
+                          uint64_t d);
+
+bool tpool__retry_early(tpool__retry_t *r, uint64_t now) {
+  if (!r->task || now >= r->due_ns)
+    return false;
+  /* libevent counts a timer from the loop's cached time, which may be
+     older than the moment it was set: wait out the rest. */
+  uint64_t d = r->due_ns - now;
+  struct timeval tv = {(time_t)(d / 1000000000u),
+                       (suseconds_t)(d % 1000000000u / 1000u + 1)};
+  return evtimer_add(r->ev, &tv) == 0;
+}
+
+/* Arms r's timer for d ns and puts t on `retries`. Under mu. */
+static bool wait_on_timer(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
+                          uint64_t d) {
+  struct timeval tv = {(time_t)(d / 1000000000u),
+                       (suseconds_t)(d % 1000000000u / 1000u)};
+  /* Filled before the timer is set: its `due` reads r->pool before it can
+     take mu, which this thread holds. */
+  r->pool = p;
+  r->task = t;
+  r->due_ns = tpool__now_ns() + d;
+  if (evtimer_add(r->ev, &tv) != 0)
+    return false;
+  t->retry = r;
+  TAILQ_INSERT_TAIL(&p->retries, r, link);
+  return true;
+}
+
+bool tpool__retry_delay(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
+                        uint64_t delay_ns) {
+  r->delayed = true;
+  if (!wait_on_timer(p, t, r, delay_ns))
+    return false;
+  p->nscheduled++;
+  return true;
 }
 
 bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
@@ -82,16 +136,8 @@ bool tpool__retry_take(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
   if (!r || !r->ev || t->attempt >= max || p->stopping)
     return false;
   uint64_t d = backoff_ns(p, t);
-  struct timeval tv = {(time_t)(d / 1000000000u),
-                       (suseconds_t)(d % 1000000000u / 1000u)};
-  /* Filled before the timer is set: its `due` reads r->pool before it can
-     take mu, which this thread holds. */
-  r->pool = p;
-  r->task = t;
-  if (evtimer_add(r->ev, &tv) != 0)
+  if (!wait_on_timer(p, t, r, d))
     return false;
-  t->retry = r;
-  TAILQ_INSERT_TAIL(&p->retries, r, link);
   p->nretrying++;
   *delay_ns = d;
   return true;
@@ -119,11 +165,7 @@ void tpool__retry_discard(tpool__retry_t *r) {
 }
 
 tpool__task_t *tpool__retry_detach(tpool_pool_t *p, tpool__retry_t *r) {
-  tpool__task_t *t = r->task;
-  r->task = NULL;
-  t->retry = NULL;
-  t->trial_gen = 0; /* its last run decided its trial, if it was one */
-  p->nretrying--;
+  tpool__task_t *t = take(p, r);
   event_active(r->ev, EV_TIMEOUT, 1); /* its `due` frees the record */
   return t;
 }

@@ -2,7 +2,8 @@
  * shared.c — what the pools and their workers need of their manager, kept
  * apart from manager.c so that calls run one way (pools_internal.h): wake
  * a shutdown that waits for the pools to finish, make the monitor thread
- * look sooner, find the bridge of a loop, and hold the manager alive.
+ * look sooner, find the bridge of a loop or the pool of a route, and hold
+ * the manager alive.
  *
  * Each function touches only the manager's fields named in its comment
  * and calls nothing else in pools/. The last reference frees the manager
@@ -10,6 +11,8 @@
  * task that outlived tpool_manager_free()) need not know how.
  */
 #include "pools_internal.h"
+
+#include <fnmatch.h>
 
 void tpool__manager_notify(tpool_manager_t *m) {
   /* `mu` and `state_cv`: a shutdown waits there (manager.c). */
@@ -49,4 +52,12 @@ void tpool__manager_ref(tpool_manager_t *m) {
 void tpool__manager_unref(tpool_manager_t *m) {
   if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
     m->release(m);
+}
+
+tpool_pool_t *tpool__manager_route(tpool_manager_t *m, const char *name) {
+  /* `routes`, fixed after tpool_manager_new(). */
+  for (size_t i = 0; i < m->nroutes; i++)
+    if (fnmatch(m->routes[i].pattern, name, 0) == 0)
+      return m->routes[i].pool;
+  return NULL;
 }

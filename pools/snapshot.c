@@ -48,6 +48,16 @@ int tpool__pool_snapshot(tpool_pool_t *p, tpool_pool_stats_t *ps) {
   ps->threads_retired = p->threads_retired;
   ps->retries = p->retries_total;
   ps->retrying = p->nretrying;
+  ps->scheduled = p->nscheduled;
+  const tpool__last_error_t *le = &p->last_error;
+  if (le->set) {
+    ps->last_error.set = true;
+    ps->last_error.id = le->id;
+    ps->last_error.status = le->status;
+    memcpy(ps->last_error.name, le->name, sizeof(le->name));
+    memcpy(ps->last_error.message, le->message, sizeof(le->message));
+    ps->last_error.age_s = tpool__ns_to_s(now - le->end_ns);
+  }
   tpool__breaker_news_t news = {0};
   tpool__breaker_stats(&p->breaker, now, &ps->breaker, &news);
   ps->soft_timeout_s = tpool__ns_to_s(p->soft_timeout_ns);
@@ -135,8 +145,11 @@ static const tpool__task_t *find_live(tpool_pool_t *p, int64_t id,
   }
   tpool__retry_t *r;
   TAILQ_FOREACH(r, &p->retries, link) {
-    if (r->task && r->task->id == id)
+    if (r->task && r->task->id == id) {
+      if (r->delayed)
+        *state = TPOOL_TASK_SCHEDULED;
       return r->task;
+    }
   }
   tpool__worker_t *w;
   *state = TPOOL_TASK_RUNNING;

@@ -1,9 +1,9 @@
 /*
  * status.c — the text status report: a table with one line per pool
  * (busy/max workers, utilisation, queue) and its running tasks under it,
- * then the totals, as docs/server.md shows it. It is built from a snapshot, never from live pool
- * fields, and written to the log as one message so its lines stay
- * together.
+ * then the totals, as docs/server.md shows it. It is built from a snapshot,
+ * never from live pool fields, and written to the log as one message so its
+ * lines stay together.
  */
 #include "pools_internal.h"
 

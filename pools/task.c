@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /*
  * Task records are recycled through a small free list per thread instead
@@ -107,6 +108,31 @@ void tpool__log_task(tpool_pool_t *p, tpool_log_level_t lv, int64_t id,
 
 /* ---- ending ------------------------------------------------------------- */
 
+_Thread_local bool tpool__work_error_set;
+_Thread_local char tpool__work_error[TPOOL_ERROR_MESSAGE_MAX];
+
+void tpool_task_set_error(const char *message) {
+  tpool__work_error_set = message != NULL;
+  if (message)
+    snprintf(tpool__work_error, sizeof(tpool__work_error), "%s", message);
+}
+
+/* Remembers t as the pool's last error: what its work said if it ran and
+   said something, else the status's own words. Under mu. */
+static void note_error(tpool_pool_t *p, const tpool__task_t *t,
+                       tpool__run_t ran) {
+  tpool__last_error_t *e = &p->last_error;
+  e->set = true;
+  e->id = t->id;
+  e->status = t->status;
+  e->end_ns = t->end_ns;
+  memcpy(e->name, t->name, sizeof(e->name));
+  const char *msg = ran == TPOOL__RAN && tpool__work_error_set
+                        ? tpool__work_error
+                        : tpool_strerror(t->status);
+  snprintf(e->message, sizeof(e->message), "%s", msg);
+}
+
 void tpool__task_end(tpool_pool_t *p, tpool__task_t *t, int status,
                      tpool__run_t ran, uint64_t now, tpool__task_t **later) {
   t->status = status;
@@ -127,6 +153,8 @@ void tpool__task_end(tpool_pool_t *p, tpool__task_t *t, int status,
        (a task waiting out a backoff holds none: its last run decided). */
     tpool__breaker_unadmit(&p->breaker, t->trial_gen);
   }
+  if (status != 0 && status != -ECANCELED)
+    note_error(p, t, ran);
   tpool__history_add(p, t);
   if (t->on_end)
     t->on_end(status, t->arg);

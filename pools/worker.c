@@ -10,19 +10,18 @@
  * ran (tpool__task_end, keeping it to post later), moves what direct
  * submits pushed on the intake to the queue and pops the next in the same
  * critical section, and posts the ended task to its loop's bridge after
- * unlocking; with nothing left to pop it posts before it sleeps. Before it sleeps or retires it counts itself
- * out of `nawake`, then looks at `queued` once more (pool.c,
- * submit_direct). Idle workers above the minimum wait
- * with the idle timeout and retire when it passes; at or below the
- * minimum they wait without a timeout, so a quiet pool costs no wakeups.
- * Workers above a lowered maximum retire when they next look for work; on
- * shutdown they drain the queue, then retire. A retiring worker posts its
- * last completion before it counts itself out (`nexiting`), so once a pool
- * is finished every completion is on its bridge. Threads are joinable: a
- * retired worker's record waits on the pool's zombie list until someone
- * joins it, so "shut down" means every thread has exited. Only a worker
- * still inside a task at free is left running; the last such worker frees
- * the manager and detaches itself.
+ * unlocking; with nothing left to pop it posts before it sleeps. Before it
+ * sleeps or retires it counts itself out of `nawake`, then looks at `queued`
+ * once more (pool.c, submit_direct). Idle workers above the minimum wait with
+ * the idle timeout and retire when it passes; at or below the minimum they wait
+ * without a timeout, so a quiet pool costs no wakeups. Workers above a lowered
+ * maximum retire when they next look for work; on shutdown they drain the
+ * queue, then retire. A retiring worker posts its last completion before it
+ * counts itself out (`nexiting`), so once a pool is finished every completion
+ * is on its bridge. Threads are joinable: a retired worker's record waits on
+ * the pool's zombie list until someone joins it, so "shut down" means every
+ * thread has exited. Only a worker still inside a task at free is left running;
+ * the last such worker frees the manager and detaches itself.
  */
 #include "pools_internal.h"
 
@@ -317,6 +316,8 @@ counted_out:
 /* Runs the task's work; its status and end time are set when it ends
    (tpool__task_end), or kept for the next attempt. */
 static void run_task(tpool_pool_t *p, tpool__task_t *t) {
+  if (tpool__work_error_set) /* what an earlier task said */
+    tpool__work_error_set = false;
   int status = t->work(t->arg);
   t->end_ns = tpool__now_ns();
   t->status = status;
@@ -461,10 +462,9 @@ static void *worker_main(void *arg) {
       tpool__monitor_kick(m, t->start_ns + soft);
     run_task(p, t);
     /* A retry's record and timer are made here, outside the lock. */
-    tpool__retry_t *retry =
-        t->status == -TPOOL_ERETRY
-            ? tpool__retry_new(t, tpool__pool_retry_due)
-            : NULL;
+    tpool__retry_t *retry = t->status == -TPOOL_ERETRY
+                                ? tpool__retry_new(t, tpool__pool_retry_due)
+                                : NULL;
     uint64_t backoff = 0;
 
     pthread_mutex_lock(&p->mu);

@@ -256,15 +256,16 @@ void th_assert_invariant(tpool_manager_t *m) {
     const tpool_pool_stats_t *p = &s->pools[i];
     if (p->submitted != p->rejected + p->completed + p->failed + p->cancelled +
                             p->expired ||
-        p->queued != 0 || p->busy_workers != 0 || p->retrying != 0)
+        p->queued != 0 || p->busy_workers != 0 || p->retrying != 0 ||
+        p->scheduled != 0)
       fail_msg("pool %s: submitted %llu != rejected %llu + completed %llu + "
                "failed %llu + cancelled %llu + expired %llu (queued %zu, busy "
-               "%u, retrying %zu)",
+               "%u, retrying %zu, scheduled %zu)",
                p->name, (unsigned long long)p->submitted,
                (unsigned long long)p->rejected,
                (unsigned long long)p->completed, (unsigned long long)p->failed,
                (unsigned long long)p->cancelled, (unsigned long long)p->expired,
-               p->queued, p->busy_workers, p->retrying);
+               p->queued, p->busy_workers, p->retrying, p->scheduled);
   }
   tpool_stats_free(s);
 }

@@ -110,7 +110,8 @@ bool th_wait_stats(tpool_manager_t *m, struct event_base *base,
 /* A copy of one pool's snapshot (active tasks dropped). */
 tpool_pool_stats_t th_pool_stats(tpool_manager_t *m, const char *pool);
 
-/* Asserts, for every pool: nothing queued or running, and
+/* Asserts, for every pool: nothing queued, running, retrying or
+   scheduled, and
    submitted = rejected + completed + failed + cancelled + expired. */
 void th_assert_invariant(tpool_manager_t *m);
 

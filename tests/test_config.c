@@ -914,7 +914,8 @@ static void test_config_sections_refuse_bad_definitions(void **state) {
       tpool_config_load_sections(&l->o, "/nonexistent/t.ini", &bad, 1, &err),
       -EINVAL);
   /* A section with no keys is a valid section that takes none. */
-  bad = (tpool_config_section_t){"empty", NULL, 0, NULL, 0};
+  bad =
+      (tpool_config_section_t){"empty", NULL, 0, NULL, 0, 0, NULL, NULL, 0, 0};
   assert_int_equal(tpool_config_parse_sections(&l->o, "[empty]\n", 8, "t.ini",
                                                &bad, 1, &err),
                    0);
@@ -923,6 +924,370 @@ static void test_config_sections_refuse_bad_definitions(void **state) {
                    -EINVAL);
   assert_string_equal(err.text, "t.ini:2: [empty] k: unknown key");
   free(l);
+}
+
+/* ------------------------------------------------------------------------
+ * Families of sections: [schedule.NAME]
+ * ------------------------------------------------------------------------ */
+
+/* One [schedule.NAME]: its name and line, and a field of a few types. */
+typedef struct sched {
+  char name[TPOOL_NAME_MAX];
+  int line;
+  unsigned every;
+  double jitter_s;
+  char pool[17]; /* TOKEN, 1..16 characters */
+  bool on;
+} sched_t;
+
+#define S(f) offsetof(sched_t, f)
+static const tpool_config_key_t sched_keys[] = {
+    {"every", TPOOL_CONFIG_UINT, 1, 3600, S(every), NULL, NULL},
+    {"jitter", TPOOL_CONFIG_SECONDS, 0, 60, S(jitter_s), NULL, NULL},
+    {"pool", TPOOL_CONFIG_TOKEN, 1, 16, S(pool), NULL, NULL},
+    {"on", TPOOL_CONFIG_BOOL, 0, 0, S(on), NULL, NULL},
+};
+#define SCHED_MAX 3
+
+/* The sections of layers_t and the family [schedule.*] beside them. */
+typedef struct family {
+  layers_t l;
+  sched_t sched[SCHED_MAX];
+  size_t nsched;
+  sched_t defaults;
+  tpool_config_section_t s[4];
+} family_t;
+
+static void family_init(family_t *f) {
+  memset(f, 0, sizeof(*f));
+  layers_init(&f->l);
+  /* Elements the file does not take must stay as they are. */
+  memset(f->sched, 0x5a, sizeof(f->sched));
+  f->nsched = 99;
+  f->defaults.every = 60;
+  f->defaults.jitter_s = 0.5;
+  strcpy(f->defaults.pool, "io");
+  f->defaults.on = true;
+  memcpy(f->s, f->l.s, sizeof(f->l.s));
+  f->s[3] = (tpool_config_section_t){
+      "schedule.*", sched_keys, NELEMS(sched_keys), f->sched, sizeof(sched_t),
+      SCHED_MAX,    &f->nsched, &f->defaults,       S(name),  S(line)};
+}
+
+static int family_parse(family_t *f, const char *text,
+                        tpool_config_error_t *err) {
+  return tpool_config_parse_sections(&f->l.o, text, strlen(text), "t.ini", f->s,
+                                     4, err);
+}
+
+/* Parses text, which must fail with `want`, and checks that nothing
+   changed: the options, the other sections, the elements and the count. */
+static void family_refuse(const char *text, const char *want) {
+  family_t *f = malloc(sizeof(*f)), *before = malloc(sizeof(*f));
+  tpool_config_error_t err;
+
+  assert_non_null(f);
+  assert_non_null(before);
+  family_init(f);
+  memcpy(before, f, sizeof(*f));
+  if (family_parse(f, text, &err) != -EINVAL || strcmp(err.text, want) != 0)
+    fail_msg("%s\n  got:  %s\n  want: %s", text, err.text, want);
+  assert_memory_equal(&f->l.o, &before->l.o, sizeof(f->l.o));
+  assert_memory_equal(&f->l.layer, &before->l.layer, sizeof(f->l.layer));
+  assert_memory_equal(&f->l.other, &before->l.other, sizeof(f->l.other));
+  assert_memory_equal(f->sched, before->sched, sizeof(f->sched));
+  assert_int_equal(f->nsched, 99);
+  free(f);
+  free(before);
+}
+
+static void test_config_family_fills_its_elements(void **state) {
+  static const char text[] = "[schedule.nightly]\n"
+                             "every = 3600\npool = db\n"
+                             "[layer]\ncount = 5\n"
+                             "[schedule.a-b.c_1]\n"
+                             "every = 7\non = no\njitter = 0\n"
+                             "[extra]\nextra = 9\n"
+                             "[ schedule.x ]\n";
+  family_t *f = malloc(sizeof(*f));
+  tpool_config_error_t err;
+  sched_t untouched;
+
+  (void)state;
+  assert_non_null(f);
+  family_init(f);
+  assert_int_equal(family_parse(f, text, &err), 0);
+  assert_string_equal(err.text, "");
+  assert_int_equal(f->nsched, 3);
+  /* In file order, each with its header's line; "every" is set in two
+     instances, once in each. */
+  assert_string_equal(f->sched[0].name, "nightly");
+  assert_int_equal(f->sched[0].line, 1);
+  assert_int_equal(f->sched[0].every, 3600);
+  assert_string_equal(f->sched[0].pool, "db");
+  assert_true(f->sched[0].jitter_s == 0.5); /* the defaults */
+  assert_true(f->sched[0].on);
+  assert_string_equal(f->sched[1].name, "a-b.c_1");
+  assert_int_equal(f->sched[1].line, 6);
+  assert_int_equal(f->sched[1].every, 7);
+  assert_false(f->sched[1].on);
+  assert_true(f->sched[1].jitter_s == 0);
+  assert_string_equal(f->sched[1].pool, "io");
+  /* An instance without keys is its defaults, its name and its line;
+     the name is zero-padded, as pool names are. */
+  memcpy(&untouched, &f->defaults, sizeof(untouched));
+  strcpy(untouched.name, "x");
+  untouched.line = 12;
+  assert_memory_equal(&f->sched[2], &untouched, sizeof(untouched));
+  /* The other sections of the same file. */
+  assert_int_equal(f->l.layer.count, 5);
+  assert_int_equal(f->l.other.extra, 9);
+  assert_string_equal(f->l.o.config_path, "t.ini");
+
+  /* A second file: the count is its own, the elements past it are left
+     as the first file made them. */
+  sched_t second = f->sched[1], third = f->sched[2];
+  assert_int_equal(family_parse(f, "[schedule.only]\n", &err), 0);
+  assert_int_equal(f->nsched, 1);
+  assert_string_equal(f->sched[0].name, "only");
+  assert_int_equal(f->sched[0].every, 60);
+  assert_memory_equal(&f->sched[1], &second, sizeof(second));
+  assert_memory_equal(&f->sched[2], &third, sizeof(third));
+  assert_int_equal(family_parse(f, "[layer]\n", &err), 0);
+  assert_int_equal(f->nsched, 0);
+  assert_string_equal(f->sched[0].name, "only");
+
+  /* The longest name, and the most instances. */
+  family_init(f);
+  assert_int_equal(family_parse(f,
+                                "[schedule.a]\n[schedule.b]\n"
+                                "[schedule.0123456789012345678901234567890]\n",
+                                &err),
+                   0);
+  assert_int_equal(f->nsched, 3);
+  assert_string_equal(f->sched[2].name, "0123456789012345678901234567890");
+
+  /* tpool_config_load_sections() reads a file the same way. */
+  char path[] = "/tmp/tpool-test-family-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "\n[schedule.f]\nevery = 2\n", 24), 24);
+  close(fd);
+  assert_int_equal(tpool_config_load_sections(&f->l.o, path, f->s, 4, &err), 0);
+  assert_int_equal(f->nsched, 1);
+  assert_int_equal(f->sched[0].every, 2);
+  assert_int_equal(f->sched[0].line, 2);
+  unlink(path);
+  free(f);
+}
+
+static void test_config_family_errors(void **state) {
+  static const struct {
+    const char *text, *want;
+  } cases[] = {
+      {"[schedule.Nightly]\n",
+       "t.ini:1: [schedule.Nightly]: schedule name must be 1..31 of a-z, "
+       "0-9, _, - and ."},
+      {"[schedule.]\n", "t.ini:1: [schedule.]: schedule name must be 1..31 "
+                        "of a-z, 0-9, _, - and ."},
+      {"[schedule.a b]\n", "t.ini:1: [schedule.a b]: schedule name must be "
+                           "1..31 of a-z, 0-9, _, - and ."},
+      {"[schedule.*]\n", "t.ini:1: [schedule.*]: schedule name must be 1..31 "
+                         "of a-z, 0-9, _, - and ."},
+      /* 32 characters (the label is cut short, as every long key is). */
+      {"[schedule.01234567890123456789012345678901]\n",
+       "t.ini:1: [schedule.0123456789012345678901234567890...]: schedule name "
+       "must be 1..31 of a-z, 0-9, _, - and ."},
+      {"[schedule.a]\n[schedule.b]\n\n[schedule.a]\n",
+       "t.ini:4: [schedule.a]: duplicate section (first at line 1)"},
+      {"[schedule.a]\n[schedule.b]\n[schedule.c]\n[schedule.d]\n",
+       "t.ini:4: [schedule.d]: too many [schedule.*] sections (at most 3)"},
+      {"[schedule.a]\nnope = 1\n", "t.ini:2: [schedule.a] nope: unknown key"},
+      {"[schedule.a]\nevery = 1\nevery = 2\n",
+       "t.ini:3: [schedule.a] every: set twice (first at line 2)"},
+      {"[schedule.a]\nevery = 1\n[schedule.b]\nevery = 2\nevery = 3\n",
+       "t.ini:5: [schedule.b] every: set twice (first at line 4)"},
+      {"[schedule.a]\nevery = 0\n",
+       "t.ini:2: [schedule.a] every: expected 1..3600, got \"0\""},
+      {"[schedule.a]\n[schedule.b]\njitter = 61\n",
+       "t.ini:3: [schedule.b] jitter: expected seconds in 0..60, got \"61\""},
+      /* The keys of another section are not a family's. */
+      {"[schedule.a]\ncount = 1\n", "t.ini:2: [schedule.a] count: unknown key"},
+      /* All or nothing: a later error, in the family or elsewhere. */
+      {"[schedule.a]\nevery = 5\n[schedule.b]\n[pool.io]\nworkers = x\n",
+       "t.ini:5: [pool.io] workers: expected 1..4096 or auto, got \"x\""},
+      {"[schedule.a]\nevery = 5\n[layer]\ncount = 0\n",
+       "t.ini:4: [layer] count: expected 1..64, got \"0\""},
+      {"[schedule.a]\nevery = 5\n[schedule.b]\non = maybe\n",
+       "t.ini:4: [schedule.b] on: expected true or false, got \"maybe\""},
+      /* Neither a family's name nor another section's. */
+      {"[schedule]\n", "t.ini:1: [schedule]: unknown section (expected "
+                       "[general], [layer], [extra], [schedule.NAME], "
+                       "[pool.NAME] or [routes])"},
+      {"[sched.a]\n", "t.ini:1: [sched.a]: unknown section (expected "
+                      "[general], [layer], [extra], [schedule.NAME], "
+                      "[pool.NAME] or [routes])"},
+  };
+  (void)state;
+  for (size_t i = 0; i < NELEMS(cases); i++)
+    family_refuse(cases[i].text, cases[i].want);
+}
+
+/* A family's defaults are its fields set in code. */
+static void test_config_family_checks_its_defaults(void **state) {
+  family_t *f = malloc(sizeof(*f));
+  tpool_config_error_t err;
+
+  (void)state;
+  assert_non_null(f);
+  family_init(f);
+  assert_int_equal(tpool_config_check_section(&f->s[3], NULL, &err), 0);
+  f->defaults.every = 0;
+  assert_int_equal(tpool_config_check_section(&f->s[3], NULL, &err), -EINVAL);
+  assert_string_equal(err.text, "options: [schedule.*] every: expected "
+                                "1..3600, got \"0\"");
+  /* The loader checks them too, with the file's name and no line, and
+     changes nothing. */
+  assert_int_equal(family_parse(f, "[schedule.a]\nevery = 5\n", &err), -EINVAL);
+  assert_string_equal(err.text, "t.ini: [schedule.*] every: expected "
+                                "1..3600, got \"0\"");
+  assert_int_equal(f->nsched, 99);
+  f->defaults.every = 1;
+  f->defaults.pool[0] = '\0';
+  assert_int_equal(tpool_config_check_section(&f->s[3], "a.ini", &err),
+                   -EINVAL);
+  assert_string_equal(err.text, "a.ini: [schedule.*] pool: expected 1..16 "
+                                "printable characters without spaces");
+  free(f);
+}
+
+/* Parses an empty text with sections s[0..n), which must be refused with
+   a message that contains `want`. */
+static void family_refuse_definition(const tpool_config_section_t *s, size_t n,
+                                     const char *want) {
+  tpool_options_t o;
+  tpool_config_error_t err;
+
+  tpool_options_init(&o);
+  if (tpool_config_parse_sections(&o, "", 0, "t.ini", s, n, &err) != -EINVAL ||
+      strstr(err.text, want) == NULL)
+    fail_msg("%s: got \"%s\", want \"%s\"", s[n - 1].name, err.text, want);
+  /* Before the file is read: a missing file is not the error. */
+  if (tpool_config_load_sections(&o, "/nonexistent/t.ini", s, n, &err) !=
+          -EINVAL ||
+      strstr(err.text, want) == NULL)
+    fail_msg("%s (load): got \"%s\"", s[n - 1].name, err.text);
+}
+
+static void test_config_family_refuses_bad_definitions(void **state) {
+  family_t *f = malloc(sizeof(*f));
+  tpool_config_section_t s[2];
+  tpool_config_key_t key;
+  tpool_config_error_t err;
+  const char *rule = "t.ini: invalid argument: [schedule.*]: ";
+
+  (void)state;
+  assert_non_null(f);
+  family_init(f);
+  /* Each member of a family is checked. */
+  s[0] = f->s[3];
+  s[0].max = 0;
+  family_refuse_definition(s, 1, rule);
+  s[0] = f->s[3];
+  s[0].count = NULL;
+  family_refuse_definition(s, 1, rule);
+  s[0] = f->s[3];
+  s[0].defaults = NULL;
+  family_refuse_definition(s, 1, rule);
+  s[0] = f->s[3];
+  s[0].data = NULL;
+  family_refuse_definition(s, 1, rule);
+  s[0] = f->s[3];
+  s[0].name_offset = sizeof(sched_t) - TPOOL_NAME_MAX + 1;
+  family_refuse_definition(s, 1, rule);
+  s[0] = f->s[3];
+  s[0].line_offset = sizeof(sched_t);
+  family_refuse_definition(s, 1, rule);
+  s[0] = f->s[3];
+  s[0].line_offset = S(line) + 1; /* misaligned */
+  family_refuse_definition(s, 1, "not aligned");
+  s[0] = f->s[3];
+  s[0].line_offset = S(name) + 4; /* over the name */
+  family_refuse_definition(s, 1, "over each other");
+  s[0] = f->s[3];
+  s[0].size = sizeof(sched_t) - 1; /* elements misaligned */
+  s[0].keys = sched_keys;
+  s[0].nkeys = 1;
+  family_refuse_definition(s, 1, "not aligned");
+  s[0] = f->s[3];
+  s[0].max = SIZE_MAX / 2;
+  family_refuse_definition(s, 1, rule);
+  /* A key over the name or the line. */
+  key = sched_keys[0];
+  key.offset = S(line);
+  s[0] = f->s[3];
+  s[0].keys = &key;
+  s[0].nkeys = 1;
+  family_refuse_definition(s, 1,
+                           "invalid argument: [schedule.*] every: its "
+                           "field overlaps the name or line");
+  /* The members of a family in a section that is not one. */
+  s[0] = f->l.s[0];
+  s[0].max = 1;
+  family_refuse_definition(s, 1, "invalid argument: [layer]: max, count");
+  s[0] = f->l.s[0];
+  s[0].name_offset = 8;
+  family_refuse_definition(s, 1, "invalid argument: [layer]: max, count");
+  /* Names: "prefix.*" and nothing else. */
+  static const char *const names[] = {
+      ".*", "*", "schedule*", "schedule.**", "schedule.*.a", "pool.*", NULL};
+  for (size_t i = 0; i < NELEMS(names); i++) {
+    s[0] = f->s[3];
+    s[0].name = names[i];
+    family_refuse_definition(s, 1, "invalid section name");
+  }
+  /* A family shares its names with no other section. */
+  s[0] = f->s[3];
+  s[1] = f->s[3];
+  family_refuse_definition(s, 2, "[schedule.*] and [schedule.*] share names");
+  s[1] = f->l.s[2];
+  s[1].name = "schedule.x";
+  family_refuse_definition(s, 2, "[schedule.*] and [schedule.x] share names");
+  s[1] = s[0];
+  s[1].name = "schedule.x.*";
+  family_refuse_definition(s, 2,
+                           "[schedule.*] and [schedule.x.*] share "
+                           "names");
+  /* The rules hold for tpool_config_check_section() too. */
+  s[0] = f->s[3];
+  s[0].count = NULL;
+  assert_int_equal(tpool_config_check_section(&s[0], NULL, &err), -EINVAL);
+  assert_non_null(strstr(err.text, "options: invalid argument: "
+                                   "[schedule.*]: "));
+
+  /* Fine: a family beside a section named as its prefix, another family,
+     one of a single element without keys, a name of 63 characters. */
+  s[0] = f->s[3];
+  s[1] = f->l.s[2];
+  s[1].name = "schedule";
+  assert_int_equal(tpool_config_parse_sections(&f->l.o, "[schedule]\n", 11,
+                                               "t.ini", s, 2, &err),
+                   0);
+  s[1] = f->s[3];
+  s[1].name = "sched.*";
+  assert_int_equal(
+      tpool_config_parse_sections(&f->l.o, "", 0, "t.ini", s, 2, &err), 0);
+  s[0] = f->s[3];
+  s[0].keys = NULL;
+  s[0].nkeys = 0;
+  s[0].max = 1;
+  s[0].name = "a234567890123456789012345678901234567890123456789012345678901.*";
+  assert_int_equal(strlen(s[0].name), 63);
+  assert_int_equal(
+      tpool_config_parse_sections(&f->l.o, "[a2345", 6, "t.ini", s, 1, &err),
+      -EINVAL); /* a syntax error: the definition passed */
+  assert_non_null(strstr(err.text, "t.ini:1: syntax error"));
+  free(f);
 }
 
 int main(void) {
@@ -948,6 +1313,10 @@ int main(void) {
       cmocka_unit_test(test_config_sections_check_fields_set_in_code),
       cmocka_unit_test(test_config_sections_refuse_bad_definitions),
       cmocka_unit_test(test_config_sections_string),
+      cmocka_unit_test(test_config_family_fills_its_elements),
+      cmocka_unit_test(test_config_family_errors),
+      cmocka_unit_test(test_config_family_checks_its_defaults),
+      cmocka_unit_test(test_config_family_refuses_bad_definitions),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

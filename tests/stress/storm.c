@@ -7,7 +7,9 @@
  * may pass in the queue. About 10 % ask to be retried (-TPOOL_ERETRY) on
  * their first 1..4 runs, on pools that allow 1 to 4 attempts with
  * backoffs of 0.25..2 ms, some with attempts and a backoff of their own;
- * they complete on a second loop, whose timers run their backoffs. The
+ * they complete on a second loop, whose timers run their backoffs. About
+ * 5 % are submitted with a delay of 0.2..2 ms (scheduled until then, on
+ * that loop's timers too), and must not run before it. The
  * third pool, "flaky", has a circuit breaker; its tasks fail in phases
  * (most of them, or few), so the breaker opens, half-opens and closes
  * again and again, and submits to it are refused with -TPOOL_ECIRCUIT.
@@ -34,7 +36,8 @@
  *     ran;
  * and per pool the manager's counters match the storm's own tally and the
  * accounting invariant holds: submitted = rejected + completed + failed +
- * cancelled + expired, with nothing queued, running or retrying; the
+ * cancelled + expired, with nothing queued, running, retrying or
+ * scheduled; no delayed task ran before its delay; the
  * retries counter lies within what the runs allow (exact unless a task
  * that had run was cancelled); the breaker refused exactly the submits
  * the storm saw refused and the retries that ended -TPOOL_ECIRCUIT (a
@@ -102,8 +105,11 @@ typedef struct {
      its first `asks` runs, then returns -EIO if `fails`, else 0. */
   unsigned char asks;
   bool fails;
-  bool sick;              /* "flaky" in a failing phase */
-  bool deadline;          /* submitted with a start deadline */
+  bool sick;     /* "flaky" in a failing phase */
+  bool deadline; /* submitted with a start deadline */
+  /* A delayed task: when it falls due, in µs from the storm's start
+     (rounded up); 0: no delay. */
+  uint32_t due_us;
   unsigned char attempts; /* attempts allowed: its opts', or its pool's */
   /* As the done callback saw them (counts saturated). */
   bool done_off_loop;
@@ -155,13 +161,14 @@ typedef struct {
   atomic_bool final_shut; /* the last shutdown has returned */
   atomic_bool loops_over; /* both loops have stopped */
 
-  uint64_t start_ns;           /* when the submitters started */
-  atomic_size_t attempts;      /* submit attempts so far, all threads */
-  size_t shutdown_at;          /* shut down once attempts reach this */
-  atomic_bool stopping;        /* shutdown is about to begin, or has */
-  double drain_timeout_s;      /* the shutdown's deadline */
-  atomic_bool shut;            /* shutdown has returned */
-  atomic_bool submitters_done; /* every submitter has returned */
+  uint64_t start_ns;               /* when the submitters started */
+  atomic_uint_fast64_t early_runs; /* delayed tasks that ran too soon */
+  atomic_size_t attempts;          /* submit attempts so far, all threads */
+  size_t shutdown_at;              /* shut down once attempts reach this */
+  atomic_bool stopping;            /* shutdown is about to begin, or has */
+  double drain_timeout_s;          /* the shutdown's deadline */
+  atomic_bool shut;                /* shutdown has returned */
+  atomic_bool submitters_done;     /* every submitter has returned */
   atomic_uint_fast64_t slowest_refusal_ns;
   atomic_uint_fast64_t cancels_tried, cancels_ok;
   atomic_uint_fast64_t cancels_between; /* of a task that had run */
@@ -222,6 +229,9 @@ static int storm_work(void *arg) {
   uintptr_t i = (uintptr_t)arg;
   slot_t *sl = &the_storm->slots[i];
   int run = BUMP(&sl->runs) + 1;
+  if (run == 1 && sl->due_us &&
+      (now_ns() - the_storm->start_ns) / 1000 < sl->due_us)
+    atomic_fetch_add(&the_storm->early_runs, 1);
   volatile uint64_t x = i;
   unsigned spins = (unsigned)((i * 2654435761u) % 4000);
   for (unsigned k = 0; k < spins; k++)
@@ -263,7 +273,9 @@ static int64_t attempt(storm_t *s, size_t i, uint64_t r) {
      timers and done callbacks run there, clear of the main loop's flood
      of completions, so backoffs last about what they say and cancels
      often meet a task waiting one out; and a second base is stormed. */
-  if (sl->asks)
+  if ((r2 >> 44) % 20 == 0) /* about 5 %: delayed by 0.2..2 ms */
+    opts.delay_s = 0.0002 * (double)(1 + (r2 >> 48) % 10);
+  if (sl->asks || opts.delay_s > 0)
     opts.base = s->base2;
   sl->attempts =
       (unsigned char)(opts.max_attempts ? opts.max_attempts
@@ -277,6 +289,9 @@ static int64_t attempt(storm_t *s, size_t i, uint64_t r) {
   sl->looked_attempts = -1;
   sl->gone_runs = -1;
   uint64_t t0 = now_ns();
+  if (opts.delay_s > 0) /* due no earlier than this, rounded up */
+    sl->due_us =
+        (uint32_t)((t0 - s->start_ns) / 1000 + (uint64_t)(opts.delay_s * 1e6));
   int64_t id = tpool_submit(s->pools[sl->pool], "storm", storm_work, storm_done,
                             (void *)(uintptr_t)i, &opts);
   uint64_t took = now_ns() - t0;
@@ -325,14 +340,16 @@ static void storm_done(int status, const tpool_task_info_t *info, void *arg) {
        both have stopped, in tpool_manager_free(). */
     pthread_t self = pthread_self();
     sl->done_off_loop =
-        !pthread_equal(self, sl->asks ? s->loop2_thread : s->loop_thread) &&
+        !pthread_equal(self, sl->asks || sl->due_us ? s->loop2_thread
+                                                    : s->loop_thread) &&
         !(LOAD(&s->loops_over) && pthread_equal(self, s->loop_thread));
     sl->done_after_stop = LOAD(&s->stopping);
   }
   /* Every eighth completion on the main loop submits a task from there (the
      slots after the submitters'), as servers do: the path of a submit made
      on the loop, which polls for completions when a pool spins. */
-  if (i % 8 == 0 && !sl->asks && s->loop_next < s->nslots && !s->auditing)
+  if (i % 8 == 0 && !sl->asks && !sl->due_us && s->loop_next < s->nslots &&
+      !s->auditing)
     attempt(s, s->loop_next++, next_rand(&s->loop_rng));
 }
 
@@ -361,6 +378,8 @@ static bool look_up(storm_t *s, size_t v) {
     sl->looked_times_ok = rec.queue_wait_s >= 0 &&
                           rec.queue_wait_s <= storm_s && rec.run_s >= 0 &&
                           rec.run_s <= storm_s;
+  } else if (rec.state == TPOOL_TASK_SCHEDULED) {
+    return sl->due_us && before == 0 && rec.attempts == 0;
   } else if (rec.state != TPOOL_TASK_QUEUED &&
              rec.state != TPOOL_TASK_RUNNING) {
     return false;
@@ -561,9 +580,11 @@ static int audit_task(storm_t *s, size_t i, tally_t *pt) {
     break;
   case -TPOOL_ECIRCUIT:
     /* Its last run asked for a retry and was allowed one, but the pool's
-       breaker was open when the backoff ended. */
-    ok = pool_setup[sl->pool].breaker_window && runs >= 1 && runs <= asks &&
-         runs < allowed;
+       breaker was open when the backoff ended; or it was delayed, and the
+       breaker was open when it fell due. */
+    ok = pool_setup[sl->pool].breaker_window &&
+         ((runs >= 1 && runs <= asks && runs < allowed) ||
+          (runs == 0 && sl->due_us));
     pt->failed++;
     pt->circuit_ended++;
     break;
@@ -636,7 +657,7 @@ static int audit_pool(storm_t *s, unsigned p, const tpool_pool_stats_t *ps,
   bool invariant = ps->submitted == ps->rejected + ps->completed + ps->failed +
                                         ps->cancelled + ps->expired &&
                    ps->queued == 0 && ps->busy_workers == 0 &&
-                   ps->retrying == 0;
+                   ps->retrying == 0 && ps->scheduled == 0;
   if (!match || !invariant)
     BAD("storm: pool %s: counters submitted %" PRIu64 " rejected %" PRIu64
         " completed %" PRIu64 " failed %" PRIu64 " cancelled %" PRIu64
@@ -765,6 +786,9 @@ static int audit(storm_t *s, const tpool_stats_t *st) {
     }
     bad += audit_pool(s, p, ps, &t[p]);
   }
+  if (atomic_load(&s->early_runs))
+    BAD("storm: %" PRIu64 " delayed task(s) ran before their delay\n",
+        (uint64_t)atomic_load(&s->early_runs));
   if (atomic_load(&s->cancels_bad))
     BAD("storm: %" PRIu64 " cancels returned neither 0, EBUSY nor ENOENT\n",
         (uint64_t)atomic_load(&s->cancels_bad));
