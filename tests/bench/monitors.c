@@ -81,11 +81,11 @@
 #include <tpool.h>
 #include <unistd.h>
 
-#define MSG_LEN 16         /* bytes of a request, and of its reply */
-#define NS_MAX 8           /* values of --n */
-#define MONITORS_MAX 4000u /* under TPOOL_SCHEDULES_MAX */
-#define DURATION_MAX_S 600.0
-#define TAIL_S 1.5 /* after the window, before the monitors stop */
+#define MSG_LEN 16           /* bytes of a request, and of its reply */
+#define NS_MAX 8             /* values of --n */
+#define MONITORS_MAX 4000u   /* under TPOOL_SCHEDULES_MAX */
+#define DURATION_MAX_S 500.0 /* a monitor's samples fit one record */
+#define TAIL_S 1.5           /* after the window, before the monitors stop */
 #define POOL_NAME "monitors"
 #define RECORD_SAMPLES                                                         \
   ((PIPE_BUF - sizeof(record_head_t)) / sizeof(float)) /* one atomic write */
@@ -125,7 +125,9 @@ typedef struct monitor {
   uint32_t seq;
   double grid0;
   unsigned nsamples;
-  float *lateness_us; /* plan->samples_max */
+  /* Per run in the window, µs after its planned time: its start, then
+     its end. 2 * plan->samples_max. */
+  float *lateness_us;
 } monitor_t;
 
 /* A message on the pipe, one write(2) of at most PIPE_BUF bytes. */
@@ -136,7 +138,17 @@ typedef struct record_head {
 } record_head_t;
 
 /* REC_TPOOL_STATS fields. */
-enum { TS_RUNS, TS_SKIPPED, TS_FAILED, TS_MEAN_MS, TS_MAX_MS, TS_P99_MS, TS_N };
+enum {
+  TS_RUNS,
+  TS_SKIPPED,
+  TS_FAILED,
+  TS_MEAN_MS,
+  TS_MAX_MS,
+  TS_P99_MS,
+  TS_WAIT_MEAN_MS, /* queue wait of the runs that ended in the window */
+  TS_WAIT_MAX_MS,
+  TS_N
+};
 
 /* The server's count, in a page shared with the bench. */
 typedef struct shared {
@@ -156,7 +168,8 @@ typedef struct row {
   double cpu_stat_percent; /* utime + stime */
   long connections;
   size_t runs, planned;
-  double p50_ms, p99_ms;
+  double p50_ms, p99_ms;         /* of the runs' starts */
+  double end_p50_ms, end_p99_ms; /* of their ends */
   bool has_tpool_stats;
   float tpool_stats[TS_N];
 } row_t;
@@ -337,20 +350,24 @@ static int job(int fd, uint32_t *seq, double work_us) {
   return 0;
 }
 
-static void monitor_record(monitor_t *m, double planned, double started) {
+static void monitor_record(monitor_t *m, double planned, double started,
+                           double ended) {
   const plan_t *p = m->plan;
-  if (planned >= p->m0 && planned < p->m1 && m->nsamples < p->samples_max)
-    m->lateness_us[m->nsamples++] = (float)((started - planned) * 1e6);
+  if (planned >= p->m0 && planned < p->m1 && m->nsamples < p->samples_max) {
+    m->lateness_us[2 * m->nsamples] = (float)((started - planned) * 1e6);
+    m->lateness_us[2 * m->nsamples + 1] = (float)((ended - planned) * 1e6);
+    m->nsamples++;
+  }
 }
 
 /* Sends a monitor's samples to the bench: one atomic write. */
 static void monitor_report(const monitor_t *m) {
   char buf[PIPE_BUF];
-  record_head_t h = {REC_SAMPLES, m->nsamples};
-  size_t len = sizeof h + m->nsamples * sizeof(float);
+  record_head_t h = {REC_SAMPLES, 2 * m->nsamples};
+  size_t len = sizeof h + h.n * sizeof(float);
 
   memcpy(buf, &h, sizeof h);
-  memcpy(buf + sizeof h, m->lateness_us, m->nsamples * sizeof(float));
+  memcpy(buf + sizeof h, m->lateness_us, h.n * sizeof(float));
   if (write(m->plan->out_fd, buf, len) != (ssize_t)len)
     die("write to the bench", strerror(errno));
 }
@@ -360,7 +377,7 @@ static void monitor_init(monitor_t *m, const plan_t *p, unsigned id) {
   m->plan = p;
   m->id = id;
   m->fd = -1;
-  m->lateness_us = xcalloc(p->samples_max, sizeof(float));
+  m->lateness_us = xcalloc(2 * (size_t)p->samples_max, sizeof(float));
 }
 
 /* (a) and (b): connect, then sleep until each tick of the grid and run the
@@ -380,7 +397,7 @@ static void monitor_loop(monitor_t *m) {
     int rc = job(fd, &m->seq, p->work_us);
     if (rc != 0)
       die("job", strerror(-rc));
-    monitor_record(m, planned, started);
+    monitor_record(m, planned, started, mono_now());
     planned += 1.0;
     double now = mono_now();
     if (planned < now)
@@ -472,8 +489,25 @@ static int schedule_work(void *arg) {
      late would be counted a second early). */
   double planned = m->grid0 + floor(started - m->grid0 + 0.5);
   int rc = job(c->fd, &c->seq, m->plan->work_us);
-  monitor_record(m, planned, started);
+  monitor_record(m, planned, started, mono_now());
   return rc;
+}
+
+/* The queue waits of the runs that ended in the window: the part of the
+   lateness spent in the pool's queue. Loop thread only. */
+static double wait_sum_s, wait_max_s;
+static size_t nwaits;
+
+static void schedule_done(int status, const tpool_task_info_t *info,
+                          void *arg) {
+  const monitor_t *m = arg;
+  double now = mono_now();
+  (void)status;
+  if (now >= m->plan->m0 && now < m->plan->m1) {
+    nwaits++;
+    wait_sum_s += info->queue_wait_s;
+    wait_max_s = fmax(wait_max_s, info->queue_wait_s);
+  }
 }
 
 static void tpool_check(int rc, const char *what) {
@@ -510,6 +544,8 @@ static void tpool_report_stats(tpool_manager_t *mgr, const plan_t *p) {
   v[TS_P99_MS] = n > 0 ? (float)(p99[n / 2] * 1e3) : 0;
   free(p99);
   free(ss);
+  v[TS_WAIT_MEAN_MS] = nwaits > 0 ? (float)(wait_sum_s / nwaits * 1e3) : 0;
+  v[TS_WAIT_MAX_MS] = (float)(wait_max_s * 1e3);
 
   char buf[sizeof(record_head_t) + sizeof v];
   record_head_t h = {REC_TPOOL_STATS, TS_N};
@@ -566,8 +602,8 @@ _Noreturn static void tpool_way_main(const plan_t *p) {
     so.jitter = 0.0;
     snprintf(name, sizeof name, "monitor-%u", i);
     ms[i].grid0 = mono_now();
-    tpool_check(tpool_schedule_new(mgr, name, pool, NULL, schedule_work, NULL,
-                                   NULL, &ms[i], &so, NULL),
+    tpool_check(tpool_schedule_new(mgr, name, pool, NULL, schedule_work,
+                                   schedule_done, NULL, &ms[i], &so, NULL),
                 "tpool_schedule_new");
   }
 
@@ -748,7 +784,8 @@ static void run_way(const config_t *cfg, way_t way, unsigned n,
 
   /* The samples, until every writer has closed the pipe. */
   size_t cap = (size_t)n * p.samples_max, count = 0;
-  double *lat = xcalloc(cap + 1, sizeof *lat);
+  double *lat = xcalloc(cap + 1, sizeof *lat),
+         *end = xcalloc(cap + 1, sizeof *end);
   FILE *in = fdopen(fds[0], "r");
   record_head_t h;
   float v[RECORD_SAMPLES];
@@ -759,8 +796,10 @@ static void run_way(const config_t *cfg, way_t way, unsigned n,
       row->has_tpool_stats = true;
       memcpy(row->tpool_stats, v, sizeof row->tpool_stats);
     } else {
-      for (uint32_t i = 0; i < h.n && count < cap; i++)
-        lat[count++] = v[i] / 1e3; /* ms */
+      for (uint32_t i = 0; i + 1 < h.n && count < cap; i += 2) {
+        lat[count] = v[i] / 1e3; /* ms */
+        end[count++] = v[i + 1] / 1e3;
+      }
     }
   }
   fclose(in);
@@ -773,15 +812,21 @@ static void run_way(const config_t *cfg, way_t way, unsigned n,
   free(pids);
 
   qsort(lat, count, sizeof *lat, cmp_double);
+  qsort(end, count, sizeof *end, cmp_double);
   row->runs = count;
   row->planned = (size_t)n * (size_t)llround(cfg->duration_s);
   if (count > 0) {
-    row->p50_ms = lat[(size_t)ceil(0.50 * (double)count) - 1];
-    row->p99_ms = lat[(size_t)ceil(0.99 * (double)count) - 1];
+    size_t i50 = (size_t)ceil(0.50 * (double)count) - 1;
+    size_t i99 = (size_t)ceil(0.99 * (double)count) - 1;
+    row->p50_ms = lat[i50];
+    row->p99_ms = lat[i99];
+    row->end_p50_ms = end[i50];
+    row->end_p99_ms = end[i99];
   } else {
     row->ok = false;
   }
   free(lat);
+  free(end);
 }
 
 /* ------------------------------------------------------------------------
@@ -793,8 +838,9 @@ static void print_table(const config_t *cfg, const row_t *rows, size_t nrows) {
          "PSS per monitor (KiB) | page tables (MiB) | CPU %% of a core | CPU "
          "%% (stat) | "
          "connections | "
-         "runs in window | lateness p50 (ms) | lateness p99 (ms) |\n");
-  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+         "runs in window | lateness p50 (ms) | lateness p99 (ms) | "
+         "done p50 (ms) | done p99 (ms) |\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (size_t i = 0; i < nrows; i++) {
     const row_t *r = &rows[i];
     char way[64];
@@ -803,16 +849,16 @@ static void print_table(const config_t *cfg, const row_t *rows, size_t nrows) {
     else
       snprintf(way, sizeof way, "a %s each", way_names[r->way]);
     if (!r->ok) {
-      printf("| %s | %u | failed | | | | | | | | | | |\n", way, r->n);
+      printf("| %s | %u | failed | | | | | | | | | | | | |\n", way, r->n);
       continue;
     }
     printf("| %s | %u | %u | %lu | %.1f | %.1f | %.1f | %.2f | %.2f | %ld | "
            "%zu/%zu | "
-           "%.3f | %.3f |\n",
+           "%.3f | %.3f | %.3f | %.3f |\n",
            way, r->n, r->processes, r->threads, r->pss_kib / 1024.0,
            r->pss_kib / r->n, r->pte_kib / 1024.0, r->cpu_percent,
            r->cpu_stat_percent, r->connections, r->runs, r->planned, r->p50_ms,
-           r->p99_ms);
+           r->p99_ms, r->end_p50_ms, r->end_p99_ms);
   }
   for (size_t i = 0; i < nrows; i++) {
     const row_t *r = &rows[i];
@@ -821,10 +867,13 @@ static void print_table(const config_t *cfg, const row_t *rows, size_t nrows) {
     const float *v = r->tpool_stats;
     printf("\ntpool's own lateness histograms, N=%u, all runs since the "
            "start: mean %.3f ms, max %.3f ms, median of the schedules' p99 "
-           "%.3f ms; runs %.0f, skipped %.0f, failed %.0f.",
+           "%.3f ms; runs %.0f, skipped %.0f, failed %.0f. The window's "
+           "runs waited in the pool's queue %.3f ms on average, %.3f ms at "
+           "most.",
            r->n, (double)v[TS_MEAN_MS], (double)v[TS_MAX_MS],
            (double)v[TS_P99_MS], (double)v[TS_RUNS], (double)v[TS_SKIPPED],
-           (double)v[TS_FAILED]);
+           (double)v[TS_FAILED], (double)v[TS_WAIT_MEAN_MS],
+           (double)v[TS_WAIT_MAX_MS]);
   }
   printf("\n");
 }
