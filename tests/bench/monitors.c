@@ -32,9 +32,12 @@
  * job (before the request is sent) minus the run's planned time: the tick
  * the monitor slept until in (a) and (b); in (c) the schedule's creation
  * time (read just before tpool_schedule_new()) plus the nearest whole
- * number of seconds, which the job works out from the clock. tpool's own
- * lateness histograms (tpool_manager_schedules()) are printed after the
- * table as a cross-check.
+ * number of seconds, which the job works out from the clock. "done" is
+ * the same for the job's end, when the monitor has its answer: the fair
+ * comparison, as (a) and (b) start all N jobs at once and share the CPUs
+ * among them, while (c) starts them W at a time. tpool's own lateness
+ * histograms (tpool_manager_schedules()) are printed after the table as a
+ * cross-check, with the average wait of (c)'s runs in the pool's queue.
  *
  * Measuring. After a warm-up (--warmup), a window of --duration seconds
  * opens half-way between two ticks of the (a)/(b) grid. Runs planned in
