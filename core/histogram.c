@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SUB TPOOL__HIST_SUB
@@ -161,6 +162,15 @@ uint64_t tpool__hist_quantile(const tpool__hist_t *h, double q) {
   return v;
 }
 
+/* The cumulative counts of tpool_latency_t from per-bound counts. */
+static void le_cumulative(const uint64_t *le, tpool_latency_t *out) {
+  uint64_t below = 0;
+  for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++) {
+    below += le[i];
+    out->le_count[i] = below;
+  }
+}
+
 void tpool__hist_summary(const tpool__hist_t *h, tpool_latency_t *out) {
   memset(out, 0, sizeof(*out));
   out->count = h->count;
@@ -174,9 +184,42 @@ void tpool__hist_summary(const tpool__hist_t *h, tpool_latency_t *out) {
   out->p90_s = tpool__ns_to_s(v[1]);
   out->p99_s = tpool__ns_to_s(v[2]);
   out->max_s = tpool__ns_to_s(h->max_ns);
-  uint64_t below = 0;
-  for (unsigned i = 0; i < TPOOL_LATENCY_BUCKETS; i++) {
-    below += h->le[i];
-    out->le_count[i] = below;
+  le_cumulative(h->le, out);
+}
+
+/* ---- the small record --------------------------------------------------- */
+
+void tpool__recent_record(tpool__recent_t *r, uint64_t ns) {
+  r->last_ns[r->count % TPOOL__RECENT] = ns;
+  r->le[le_index(ns)]++;
+  r->count++;
+  r->sum_ns += ns;
+  if (ns > r->max_ns)
+    r->max_ns = ns;
+}
+
+static int by_value(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+void tpool__recent_summary(const tpool__recent_t *r, tpool_latency_t *out) {
+  memset(out, 0, sizeof(*out));
+  out->count = r->count;
+  if (r->count == 0)
+    return;
+  out->sum_s = tpool__ns_to_s(r->sum_ns);
+  out->max_s = tpool__ns_to_s(r->max_ns);
+  size_t n = r->count < TPOOL__RECENT ? (size_t)r->count : TPOOL__RECENT;
+  uint64_t v[TPOOL__RECENT];
+  memcpy(v, r->last_ns, n * sizeof(v[0]));
+  qsort(v, n, sizeof(v[0]), by_value);
+  /* The smallest value with at least q of them at or below it. */
+  static const double q[3] = {0.50, 0.90, 0.99};
+  double *p[3] = {&out->p50_s, &out->p90_s, &out->p99_s};
+  for (unsigned k = 0; k < 3; k++) {
+    size_t rank = (size_t)(q[k] * (double)n + 0.999999);
+    *p[k] = tpool__ns_to_s(v[rank ? rank - 1 : 0]);
   }
+  le_cumulative(r->le, out);
 }

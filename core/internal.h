@@ -183,6 +183,26 @@ uint64_t tpool__hist_quantile(const tpool__hist_t *h, double q);
 /* Count, sum, p50, p90, p99, max in seconds and the cumulative counts. */
 void tpool__hist_summary(const tpool__hist_t *h, tpool_latency_t *out);
 
+/* A small latency record, for where there are many of them (a
+   schedule's lateness): since the start, the count, sum, max and the
+   counts per fixed bound of tpool_latency_bound(), exactly as
+   tpool__hist_t keeps them; and the last TPOOL__RECENT values, over which
+   percentiles are exact. About 750 bytes, where a tpool__hist_t takes
+   5 KiB. */
+#define TPOOL__RECENT 64
+typedef struct tpool__recent {
+  uint64_t count;
+  uint64_t sum_ns;
+  uint64_t max_ns;
+  uint64_t le[TPOOL_LATENCY_BUCKETS + 1];
+  uint64_t last_ns[TPOOL__RECENT]; /* a ring; count % TPOOL__RECENT next */
+} tpool__recent_t;
+
+void tpool__recent_record(tpool__recent_t *r, uint64_t ns);
+/* As tpool__hist_summary(): p50, p90 and p99 of the last TPOOL__RECENT
+   values (or of all, when fewer). */
+void tpool__recent_summary(const tpool__recent_t *r, tpool_latency_t *out);
+
 /* ------------------------------------------------------------------------
  * Loop bridge: completions from any thread back to one event_base.
  *

@@ -1274,7 +1274,10 @@ typedef struct tpool_schedule_stats {
      no success, counted from the last success or from the start. */
   bool stale;
   /* How late runs started: from their planned time (jitter included) to
-     the start of their work. */
+     the start of their work. count, sum, max and the bucket counts cover
+     every run since the schedule was made; p50, p90 and p99 are exact
+     over its last 64 runs (a schedule keeps no more, so that thousands
+     of them stay small). */
   tpool_latency_t lateness;
 } tpool_schedule_stats_t;
 

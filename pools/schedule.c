@@ -74,7 +74,7 @@ struct tpool_schedule {
   int last_status;
   uint64_t last_start_ns, last_duration_ns;
   double last_success_unix;
-  tpool__hist_t lateness;
+  tpool__recent_t lateness; /* small: there may be thousands of us */
 };
 
 const char *tpool_overlap_name(tpool_overlap_t overlap) {
@@ -112,6 +112,10 @@ static double wall_now(void) {
 
 /* Sets the timer for fire_ns. Under sched_mu. */
 static void set_timer(tpool_schedule_t *s, uint64_t now) {
+  /* libevent adds the delay to the loop's cached time, taken when this
+     round of callbacks began: bring it to now, or the timer fires early
+     by the time the round has taken so far. */
+  event_base_update_cache_time(s->base);
   uint64_t d = s->fire_ns > now ? s->fire_ns - now : 0;
   struct timeval tv = {(time_t)(d / 1000000000u),
                        (suseconds_t)(d % 1000000000u / 1000u)};
@@ -175,8 +179,8 @@ static void run_done(int status, const tpool_task_info_t *info, void *arg) {
   s->nruns--;
   uint64_t start = atomic_load_explicit(&r->start_ns, memory_order_relaxed);
   if (start) {
-    tpool__hist_record(&s->lateness,
-                       start > r->planned_ns ? start - r->planned_ns : 0);
+    tpool__recent_record(&s->lateness,
+                         start > r->planned_ns ? start - r->planned_ns : 0);
     s->last_start_ns = start;
     s->last_duration_ns = tpool__s_to_ns(info->run_s);
   }
@@ -494,7 +498,7 @@ static void describe(const tpool_schedule_t *s, uint64_t now, bool stopping,
   out->last_success_unix = s->last_success_unix;
   out->stale = s->o.alert_after > 0 && !s->o.paused &&
                now - s->since_ns > (uint64_t)s->o.alert_after * s->every_ns;
-  tpool__hist_summary(&s->lateness, &out->lateness);
+  tpool__recent_summary(&s->lateness, &out->lateness);
 }
 
 int tpool_manager_schedules(tpool_manager_t *m, tpool_schedule_stats_t **out,

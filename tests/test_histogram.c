@@ -207,6 +207,54 @@ static void test_histogram_quantiles_match_linear_walk(void **state) {
   }
 }
 
+/* The small record: exact counts, sum, max and bounds since the start,
+   and percentiles exact over the last TPOOL__RECENT values. */
+static void test_recent_keeps_the_last_values(void **state) {
+  (void)state;
+  tpool__recent_t r;
+  memset(&r, 0, sizeof(r));
+  tpool_latency_t l;
+  tpool__recent_summary(&r, &l);
+  assert_int_equal(l.count, 0);
+  assert_true(l.p99_s == 0);
+  for (uint64_t v = 1; v <= 3; v++) /* fewer than the ring holds */
+    tpool__recent_record(&r, v * 1000000);
+  tpool__recent_summary(&r, &l);
+  assert_true(fabs(l.p50_s - 0.002) < 1e-12);
+  assert_true(fabs(l.p99_s - 0.003) < 1e-12);
+  memset(&r, 0, sizeof(r));
+  /* 1..100 µs, in a shuffled order; the ring keeps the last 64. */
+  uint64_t last[TPOOL__RECENT];
+  for (uint64_t i = 0; i < 100; i++) {
+    uint64_t v = (i * 37 % 100 + 1) * 1000;
+    tpool__recent_record(&r, v);
+    if (i >= 100 - TPOOL__RECENT)
+      last[i - (100 - TPOOL__RECENT)] = v;
+  }
+  for (int i = 0; i < TPOOL__RECENT; i++) /* sort the expected window */
+    for (int j = i + 1; j < TPOOL__RECENT; j++)
+      if (last[j] < last[i]) {
+        uint64_t t = last[i];
+        last[i] = last[j];
+        last[j] = t;
+      }
+  tpool__recent_summary(&r, &l);
+  assert_int_equal(l.count, 100);
+  assert_true(fabs(l.sum_s - 5050e-6) < 1e-9);
+  assert_true(fabs(l.max_s - 100e-6) < 1e-12);
+  assert_true(fabs(l.p50_s - (double)last[31] / 1e9) < 1e-12);
+  assert_true(fabs(l.p90_s - (double)last[57] / 1e9) < 1e-12);
+  assert_true(fabs(l.p99_s - (double)last[63] / 1e9) < 1e-12);
+  /* The bounds count everything since the start, like tpool__hist_t. */
+  tpool__hist_t h;
+  memset(&h, 0, sizeof(h));
+  for (uint64_t v = 1; v <= 100; v++)
+    tpool__hist_record(&h, v * 1000);
+  tpool_latency_t hl;
+  tpool__hist_summary(&h, &hl);
+  assert_memory_equal(l.le_count, hl.le_count, sizeof(l.le_count));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_histogram_buckets_tile_the_range),
@@ -215,6 +263,7 @@ int main(void) {
       cmocka_unit_test(test_histogram_merge_equals_single),
       cmocka_unit_test(test_histogram_prometheus_buckets_are_exact),
       cmocka_unit_test(test_histogram_prometheus_buckets_match_linear_search),
+      cmocka_unit_test(test_recent_keeps_the_last_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
