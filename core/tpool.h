@@ -738,8 +738,8 @@ TPOOL_API void *tpool_thread_context(void);
  * running ends in error (it returns non-zero), `message` becomes its
  * pool's last error message (tpool_last_error_t) instead of
  * tpool_strerror(status). Copied, cut to TPOOL_ERROR_MESSAGE_MAX - 1
- * bytes; NULL clears it. Forgotten when the attempt ends.
- * Thread: worker (elsewhere it does nothing).
+ * bytes; NULL clears it. A worker forgets it before its next attempt.
+ * Thread: worker (called elsewhere it has no effect on any pool).
  */
 TPOOL_API void tpool_task_set_error(const char *message);
 
@@ -1189,15 +1189,16 @@ TPOOL_API void tpool_schedule_opts_init(tpool_schedule_opts_t *o);
  * `arg`. `release` (may be NULL) runs once on that loop when the
  * schedule is gone — after tpool_schedule_cancel() and its last run's
  * done callback, or in tpool_manager_free() — and is the place to free
- * `arg`. The manager keeps the schedule under its name until cancelled.
- * On failure neither callback runs and `arg` stays the caller's.
- * Returns: 0 and *out (borrowed: valid until tpool_schedule_cancel() or
- * tpool_manager_free(); may be NULL if not wanted); -EINVAL (bad name,
- * NULL work, options out of range, base not attached or none attached);
- * -ENOENT no pool (or no route for task_name); -EEXIST a schedule of
- * that name exists; -ENOSPC past TPOOL_SCHEDULES_MAX; -ESHUTDOWN after
- * shutdown; -ENOMEM.
- * Thread: loop of the schedule's base (or before any loop runs).
+ * `arg`; not at all if a run outlived a shutdown's deadline and still
+ * runs at tpool_manager_free() (its work may still use `arg`: the
+ * schedule is then left, and logged). The manager keeps the schedule under its
+ * name until cancelled. On failure neither callback runs and `arg` stays the
+ * caller's. Returns: 0 and *out (borrowed: valid until tpool_schedule_cancel()
+ * or tpool_manager_free(); may be NULL if not wanted); -EINVAL (bad name, NULL
+ * work, options out of range, base not attached or none attached); -ENOENT no
+ * pool (or no route for task_name); -EEXIST a schedule of that name exists;
+ * -ENOSPC past TPOOL_SCHEDULES_MAX; -ESHUTDOWN after shutdown; -ENOMEM. Thread:
+ * loop of the schedule's base (or before any loop runs).
  */
 TPOOL_API int tpool_schedule_new(tpool_manager_t *m, const char *name,
                                  tpool_pool_t *pool, const char *task_name,
@@ -1265,19 +1266,24 @@ typedef struct tpool_schedule_stats {
      overlap, missed while the loop stalled, refused by the pool; the
      time spent paused counts nowhere). */
   uint64_t runs, ok, failed, cancelled, skipped;
-  bool has_last;            /* a run has ended; the last_* fields say how */
-  int last_status;          /* as its done callback got it */
-  double last_duration_s;   /* its time in the work function */
-  double last_run_age_s;    /* since the last run started; -1: none yet */
-  double last_success_unix; /* wall-clock time of the last success; 0 */
+  bool has_last;   /* a run has ended; the last_* fields say how */
+  int last_status; /* as its done callback got it */
+  /* The last run that ended: its time in the work function (its last
+     attempt's); -1 if it never started (cancelled, expired). */
+  double last_duration_s;
+  /* Since the work of the latest run started (it may still be running);
+     -1: none has started yet. */
+  double last_run_age_s;
+  double last_success_unix; /* of the last success (time(2)); 0: none yet */
   /* True when alert_after > 0 and alert_after intervals have passed with
      no success, counted from the last success or from the start. */
   bool stale;
-  /* How late runs started: from their planned time (jitter included) to
-     the start of their work. count, sum, max and the bucket counts cover
-     every run since the schedule was made; p50, p90 and p99 are exact
-     over its last 64 runs (a schedule keeps no more, so that thousands
-     of them stay small). */
+  /* How late runs started: from the time their timer was set for (grid
+     point plus jitter) to the start of their work's first attempt (a
+     retry's backoff is not lateness; a stalled loop is). count, sum, max and
+     the bucket counts cover every run since the schedule was made; p50, p90 and
+     p99 are exact over its last 64 runs (a schedule keeps no more, so that
+     thousands of them stay small). */
   tpool_latency_t lateness;
 } tpool_schedule_stats_t;
 

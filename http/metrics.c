@@ -313,8 +313,8 @@ static const struct {
      "Runs the schedule submitted to its pool.",
      offsetof(tpool_schedule_stats_t, runs)},
     {"tpool_schedule_skipped_total", "counter",
-     "Planned runs not made: a run still in flight, missed while stalled "
-     "or paused, or refused by the pool.",
+     "Planned runs not made: a run still in flight, missed while the loop "
+     "stalled, or refused by the pool.",
      offsetof(tpool_schedule_stats_t, skipped)},
     {"tpool_schedule_failures_total", "counter", "Runs that ended in error.",
      offsetof(tpool_schedule_stats_t, failed)},

@@ -212,8 +212,11 @@ static int enqueue_delayed(tpool_pool_t *p, tpool__task_t *t, tpool__retry_t *r,
   int rc = p->stopping                       ? -ESHUTDOWN
            : p->nscheduled >= p->queue_limit ? -EAGAIN
                                              : 0;
-  if (rc == 0 && !tpool__retry_delay(p, t, r, delay_ns))
-    rc = -ENOMEM;
+  if (rc == 0 && !tpool__retry_delay(p, t, r, delay_ns)) {
+    p->submitted--; /* out of memory for the timer: not the pool's refusal */
+    pthread_mutex_unlock(&p->mu);
+    return -ENOMEM;
+  }
   if (rc != 0) {
     p->rejected++;
     p->last_reject_ns = tpool__now_ns();

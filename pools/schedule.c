@@ -72,7 +72,11 @@ struct tpool_schedule {
   uint64_t runs_total, ok, failed, cancelled_runs, skipped;
   bool has_last;
   int last_status;
-  uint64_t last_start_ns, last_duration_ns;
+  /* When the last run's work started (set by the work: atomic), and the
+     last run that ended: whether it ran, and for how long. */
+  _Atomic uint64_t last_start_ns;
+  bool last_ran;
+  uint64_t last_duration_ns;
   double last_success_unix;
   tpool__recent_t lateness; /* small: there may be thousands of us */
 };
@@ -111,36 +115,59 @@ static double wall_now(void) {
 }
 
 /* Sets the timer for fire_ns. Under sched_mu. */
-static void set_timer(tpool_schedule_t *s, uint64_t now) {
+static void set_timer(tpool_schedule_t *s) {
   /* libevent adds the delay to the loop's cached time, taken when this
      round of callbacks began: bring it to now, or the timer fires early
      by the time the round has taken so far. */
   event_base_update_cache_time(s->base);
+  uint64_t now = tpool__now_ns();
   uint64_t d = s->fire_ns > now ? s->fire_ns - now : 0;
   struct timeval tv = {(time_t)(d / 1000000000u),
                        (suseconds_t)(d % 1000000000u / 1000u)};
   evtimer_add(s->timer, &tv);
 }
 
-/* Plans the run of grid point grid_ns, jitter added, and sets the timer
-   for it. Under sched_mu. */
-static void plan(tpool_schedule_t *s, uint64_t now) {
+/* When the run of grid point grid_ns fires: the point, plus a random
+   part of jitter * every. Under sched_mu. */
+static uint64_t with_jitter(const tpool_schedule_t *s) {
   double j = s->o.jitter * (double)s->every_ns * tpool__random_fraction();
-  s->fire_ns = s->grid_ns + (uint64_t)j;
-  set_timer(s, now);
+  return s->grid_ns + (uint64_t)j;
 }
 
 /* The grid starts again from now: its first point is now (`at_once`) or
    one interval later. Under sched_mu. */
 static void restart(tpool_schedule_t *s, uint64_t now, bool at_once) {
-  s->since_ns = now;
   s->grid_ns = now + (at_once ? 0 : s->every_ns);
-  if (at_once) { /* at once means at once: no jitter */
-    s->fire_ns = now;
-    set_timer(s, now);
-  } else {
-    plan(s, now);
+  /* at once means at once: no jitter */
+  s->fire_ns = at_once ? now : with_jitter(s);
+  set_timer(s);
+}
+
+/* After the run of grid point grid_ns was made at `now`, `late` after
+   its time: plans the next run after now and sets the timer. The points
+   of runs that fell due while the loop stalled (late by an interval or
+   more) are passed over: the run just made stands for them. Returns how
+   many. Under sched_mu. */
+static uint64_t plan_next(tpool_schedule_t *s, uint64_t now, uint64_t late) {
+  uint64_t e = s->every_ns, missed = 0;
+  s->grid_ns += e;
+  /* A point at least an interval behind now was due whatever its
+     jitter (possible only after a stall). */
+  if (now > s->grid_ns) {
+    uint64_t k = (now - s->grid_ns) / e;
+    missed += k;
+    s->grid_ns += k * e;
   }
+  s->fire_ns = with_jitter(s);
+  if (s->fire_ns <= now && late >= e) { /* due too, after a stall */
+    missed++;
+    s->grid_ns += e; /* after now: the grid was within e of it */
+    s->fire_ns = with_jitter(s);
+  }
+  /* Else a run due already (a wide jitter drew it close to the last)
+     fires at once: not a stall's burst, just the jitter's spread. */
+  set_timer(s);
+  return missed;
 }
 
 /* ---- a run ----------------------------------------------------------------
@@ -148,8 +175,12 @@ static void restart(tpool_schedule_t *s, uint64_t now, bool at_once) {
 
 static int run_work(void *arg) {
   run_t *r = arg;
-  atomic_store_explicit(&r->start_ns, tpool__now_ns(), memory_order_relaxed);
-  tpool_schedule_t *s = r->s; /* its fixed fields only */
+  tpool_schedule_t *s = r->s; /* its fixed fields, and last_start_ns */
+  uint64_t now = tpool__now_ns(), never = 0;
+  /* The first attempt's start: a retry's backoff is not lateness. */
+  atomic_compare_exchange_strong_explicit(
+      &r->start_ns, &never, now, memory_order_relaxed, memory_order_relaxed);
+  atomic_store_explicit(&s->last_start_ns, now, memory_order_relaxed);
   return s->work(s->arg);
 }
 
@@ -178,10 +209,10 @@ static void run_done(int status, const tpool_task_info_t *info, void *arg) {
   TAILQ_REMOVE(&s->runs, r, link);
   s->nruns--;
   uint64_t start = atomic_load_explicit(&r->start_ns, memory_order_relaxed);
+  s->last_ran = start != 0;
   if (start) {
     tpool__recent_record(&s->lateness,
                          start > r->planned_ns ? start - r->planned_ns : 0);
-    s->last_start_ns = start;
     s->last_duration_ns = tpool__s_to_ns(info->run_s);
   }
   s->has_last = true;
@@ -264,17 +295,15 @@ static void tick(evutil_socket_t fd, short what, void *arg) {
     /* Quiet: a resume sets the timer again; a stopped manager takes no
        more runs. */
   } else if (now < s->fire_ns) {
-    set_timer(s, now); /* moved later meanwhile, or woke early */
+    set_timer(s); /* moved later meanwhile, or woke early */
   } else {
-    /* The run of grid point grid_ns; the points after it that have
-       passed too are counted, not run. */
-    missed = (now - s->grid_ns) / s->every_ns;
-    uint64_t planned = missed ? s->grid_ns + missed * s->every_ns : s->fire_ns;
-    late_s = tpool__ns_to_s(now - s->fire_ns);
+    /* The run of grid point grid_ns, late by now - fire_ns; the points
+       after it that have passed too are counted, not run. */
+    uint64_t late = now - s->fire_ns;
+    late_s = tpool__ns_to_s(late);
+    launch(s, s->fire_ns, false);
+    missed = plan_next(s, now, late);
     s->skipped += missed;
-    s->grid_ns += (missed + 1) * s->every_ns;
-    launch(s, planned, false);
-    plan(s, now);
   }
   pthread_mutex_unlock(&m->sched_mu);
   if (missed)
@@ -356,9 +385,8 @@ int tpool_schedule_new(tpool_manager_t *m, const char *name, tpool_pool_t *pool,
       TAILQ_INSERT_TAIL(&m->schedules, s, link);
     m->nschedules++;
     uint64_t now = tpool__now_ns();
-    if (o->paused)
-      s->since_ns = now;
-    else
+    s->since_ns = now; /* staleness counts from the start */
+    if (!o->paused)
       restart(s, now, o->first_now);
   }
   pthread_mutex_unlock(&m->sched_mu);
@@ -388,6 +416,8 @@ int tpool_schedule_update(tpool_schedule_t *s, const tpool_schedule_opts_t *o) {
   s->o = *o;
   s->o.base = s->base;
   s->every_ns = tpool__s_to_ns(o->every_s);
+  if (!o->paused && was_paused)
+    s->since_ns = now; /* resumed: staleness counts again from now */
   if (!o->paused && (was_paused || timing))
     restart(s, now, false);
   pthread_mutex_unlock(&m->sched_mu);
@@ -450,6 +480,7 @@ int tpool_manager_schedule_control(tpool_manager_t *m, const char *name,
   } else if (action == TPOOL_SCHEDULE_RESUME) {
     if (s->o.paused) {
       s->o.paused = false;
+      s->since_ns = now; /* staleness counts again from now */
       restart(s, now, false);
     }
   } else if (action == TPOOL_SCHEDULE_RUN_NOW) {
@@ -492,12 +523,15 @@ static void describe(const tpool_schedule_t *s, uint64_t now, bool stopping,
   out->skipped = s->skipped;
   out->has_last = s->has_last;
   out->last_status = s->last_status;
-  out->last_duration_s = tpool__ns_to_s(s->last_duration_ns);
+  out->last_duration_s = s->last_ran ? tpool__ns_to_s(s->last_duration_ns) : -1;
+  uint64_t started =
+      atomic_load_explicit(&s->last_start_ns, memory_order_relaxed);
   out->last_run_age_s =
-      s->last_start_ns ? tpool__ns_to_s(now - s->last_start_ns) : -1;
+      started ? tpool__ns_to_s(now > started ? now - started : 0) : -1;
   out->last_success_unix = s->last_success_unix;
   out->stale = s->o.alert_after > 0 && !s->o.paused &&
-               now - s->since_ns > (uint64_t)s->o.alert_after * s->every_ns;
+               (now > s->since_ns ? now - s->since_ns : 0) / s->every_ns >=
+                   s->o.alert_after;
   tpool__recent_summary(&s->lateness, &out->lateness);
 }
 

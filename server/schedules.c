@@ -225,7 +225,8 @@ static bool update(server_t *s, struct sched *x, const schedule_options_t *o) {
 }
 
 void schedules_reload(server_t *s, const server_config_t *next) {
-  size_t added = 0, removed = 0, changed = 0, same = 0;
+  /* `failed`: could not be made (logged by make()), old one gone. */
+  size_t added = 0, removed = 0, changed = 0, same = 0, failed = 0;
   struct sched *v =
       next->nschedules ? calloc(next->nschedules, sizeof(*v)) : NULL;
   if (next->nschedules && !v) {
@@ -251,9 +252,12 @@ void schedules_reload(server_t *s, const server_config_t *next) {
         (strcmp(x->o.pool, o->pool) != 0 || strcmp(x->o.task, o->task) != 0)) {
       tpool_schedule_cancel(x->h); /* its name is free at once */
       x->h = NULL;
-      if (make(s, o, &v[n]) == 0)
+      if (make(s, o, &v[n]) == 0) {
         n++;
-      changed++;
+        changed++;
+      } else {
+        failed++;
+      }
     } else if (x) {
       if (update(s, x, o))
         changed++;
@@ -266,9 +270,16 @@ void schedules_reload(server_t *s, const server_config_t *next) {
     } else if (make(s, o, &v[n]) == 0) {
       n++;
       added++;
+    } else {
+      failed++;
     }
   }
-  if (s->nscheds > 0 || next->nschedules > 0)
+  if (failed > 0) /* each named by make()'s own line */
+    server_log(s, TPOOL_LOG_WARN,
+               "Config reload: schedules: %zu added, %zu removed, %zu "
+               "changed, %zu unchanged, %zu could not be made",
+               added, removed, changed, same, failed);
+  else if (s->nscheds > 0 || next->nschedules > 0)
     server_log(s, TPOOL_LOG_INFO,
                "Config reload: schedules: %zu added, %zu removed, %zu "
                "changed, %zu unchanged",

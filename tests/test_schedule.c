@@ -411,6 +411,33 @@ static void stalled_loop_counts_missed_runs(void **state) {
   th_log_destroy(&log);
 }
 
+/* A wide jitter spreads runs, some close together; none of that is a
+   stall, so nothing is counted missed. */
+static void wide_jitter_misses_nothing(void **state) {
+  (void)state;
+  th_log_t log;
+  tpool_options_t opts;
+  th_options_logged(&opts, &log);
+  th_add_pool(&opts, "w", 2, 2, 64);
+  struct event_base *base = th_base_new();
+  tpool_manager_t *m = th_manager(&opts, base);
+  sched_t s = {0};
+  tpool_schedule_opts_t o;
+  tpool_schedule_opts_init(&o);
+  o.every_s = 0.02;
+  o.jitter = 1;
+  o.overlap = TPOOL_OVERLAP_QUEUE;
+  make(m, "spread", &s, &o);
+  th_run_until(base, NULL, NULL, 1.0);
+  tpool_schedule_stats_t st = stats_of(m, "spread");
+  assert_int_equal(st.skipped, 0);
+  assert_true(st.runs >= 25 && st.runs <= 51);
+  assert_false(th_log_contains(&log, "Missed"));
+  tpool_manager_free(m);
+  event_base_free(base);
+  th_log_destroy(&log);
+}
+
 static void refused_runs_are_skipped(void **state) {
   (void)state;
   th_log_t log;
@@ -633,6 +660,7 @@ int main(void) {
       cmocka_unit_test(overlap_skip_and_queue),
       cmocka_unit_test(pause_resume_run_now),
       cmocka_unit_test(stalled_loop_counts_missed_runs),
+      cmocka_unit_test(wide_jitter_misses_nothing),
       cmocka_unit_test(refused_runs_are_skipped),
       cmocka_unit_test(stale_until_a_success),
       cmocka_unit_test(routed_named_updated_cancelled),
