@@ -385,14 +385,22 @@ static void pause_resume_run_now(void **state) {
   event_base_free(base);
 }
 
+/* A started manager with one pool "w" of `workers` and a queue of
+   `limit`, its log captured in *log, attached to a new *base. */
+static tpool_manager_t *logged_pool(th_log_t *log, unsigned workers,
+                                    size_t limit, struct event_base **base) {
+  tpool_options_t opts;
+  th_options_logged(&opts, log);
+  th_add_pool(&opts, "w", workers, workers, limit);
+  *base = th_base_new();
+  return th_manager(&opts, *base);
+}
+
 static void stalled_loop_counts_missed_runs(void **state) {
   (void)state;
   th_log_t log;
-  tpool_options_t opts;
-  th_options_logged(&opts, &log);
-  th_add_pool(&opts, "w", 2, 2, 16);
-  struct event_base *base = th_base_new();
-  tpool_manager_t *m = th_manager(&opts, base);
+  struct event_base *base;
+  tpool_manager_t *m = logged_pool(&log, 2, 16, &base);
   sched_t s = {0};
   tpool_schedule_opts_t o;
   tpool_schedule_opts_init(&o);
@@ -416,11 +424,8 @@ static void stalled_loop_counts_missed_runs(void **state) {
 static void wide_jitter_misses_nothing(void **state) {
   (void)state;
   th_log_t log;
-  tpool_options_t opts;
-  th_options_logged(&opts, &log);
-  th_add_pool(&opts, "w", 2, 2, 64);
-  struct event_base *base = th_base_new();
-  tpool_manager_t *m = th_manager(&opts, base);
+  struct event_base *base;
+  tpool_manager_t *m = logged_pool(&log, 2, 64, &base);
   sched_t s = {0};
   tpool_schedule_opts_t o;
   tpool_schedule_opts_init(&o);
@@ -441,11 +446,8 @@ static void wide_jitter_misses_nothing(void **state) {
 static void refused_runs_are_skipped(void **state) {
   (void)state;
   th_log_t log;
-  tpool_options_t opts;
-  th_options_logged(&opts, &log);
-  th_add_pool(&opts, "w", 1, 1, 1);
-  struct event_base *base = th_base_new();
-  tpool_manager_t *m = th_manager(&opts, base);
+  struct event_base *base;
+  tpool_manager_t *m = logged_pool(&log, 1, 1, &base);
   th_tally_t t;
   th_tally_init(&t);
   tpool_pool_t *p = tpool_manager_pool(m, "w");
