@@ -289,8 +289,9 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   tpool_manager_t *m = p->m;
   tpool__bridge_t *bridge = NULL;
   unsigned max_attempts = opts ? opts->max_attempts : 0;
-  double delay_s = opts ? opts->delay_s : 0;
-  if (!(delay_s >= 0 && delay_s <= TPOOL_DELAY_MAX_S)) /* NaN too */
+  /* One test on the common path; NaN and negatives fail the range. */
+  bool delayed = opts && opts->delay_s != 0;
+  if (delayed && !(opts->delay_s > 0 && opts->delay_s <= TPOOL_DELAY_MAX_S))
     return -EINVAL;
   if (done) {
     bridge = tpool__manager_bridge(m, opts ? opts->base : NULL);
@@ -302,7 +303,7 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
     /* Retries wait on a loop's timer: borrow the first one, if any. */
     bridge = tpool__manager_bridge(m, NULL);
   }
-  if (delay_s > 0 && !bridge) { /* so does a delay, which needs one */
+  if (delayed && !bridge) { /* so does a delay, which needs one */
     bridge = tpool__manager_bridge(m, NULL);
     if (!bridge)
       return -EINVAL;
@@ -341,8 +342,8 @@ int64_t tpool__submit(tpool_pool_t *p, const char *name, tpool_work_cb work,
   t->name[len] = '\0';
 
   bool verbose = tpool__verbose(m);
-  if (delay_s > 0)
-    return submit_delayed(p, t, tpool__s_to_ns(delay_s), verbose);
+  if (delayed)
+    return submit_delayed(p, t, tpool__s_to_ns(opts->delay_s), verbose);
   if (verbose) {
     /* Logged before the task is queued, so its "Completed" line cannot
        come first. The counts are read under the lock but may have moved

@@ -67,7 +67,8 @@
  *   back into tpool.
  * No user callback — work, done, thread_start, thread_stop, a batch's or
  * future's — runs under any of these locks; only the log sink runs under
- * the log mu (and, while a reconfiguration logs, under reconf_mu).
+ * the log mu (and under reconf_mu while a reconfiguration logs, under
+ * sched_mu while a schedule submits a run or logs a refusal).
  * libtpool_http takes no lock; tpool-server's own (http_mu) is a leaf.
  */
 #ifndef TPOOL_POOLS_INTERNAL_H

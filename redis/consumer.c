@@ -248,17 +248,11 @@ static void refuse(tpool_redis_consumer_t *c, held_t *h, const char *why) {
   finish(c, h, "failed", b.s, 0);
 }
 
+/* A record's status: tpool's word, but for a task the breaker refused,
+   which a record calls failed (records say ok, failed, cancelled, expired
+   or dead). */
 static const char *status_word(int status) {
-  switch (status) {
-  case 0:
-    return "ok";
-  case -ECANCELED:
-    return "cancelled";
-  case -ETIMEDOUT:
-    return "expired";
-  default:
-    return "failed";
-  }
+  return status == -TPOOL_ECIRCUIT ? "failed" : tpool_status_word(status);
 }
 
 static void on_task_done(int status, const tpool_task_info_t *info, void *arg) {

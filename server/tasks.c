@@ -118,25 +118,24 @@ int task_run(void *arg) {
 
 /* ---- completion, on the loop thread ------------------------------------- */
 
-/* The outcome word and the HTTP status a task's status maps to. */
+/* The outcome word (tpool's, as its routes say it) and the HTTP status a
+   task's status maps to. */
 static const char *outcome(int status, int *http) {
   switch (status) {
   case 0:
     *http = 200;
-    return "ok";
+    break;
   case -ECANCELED:
-    *http = 503;
-    return "cancelled";
-  case -ETIMEDOUT:
-    *http = 504;
-    return "expired";
   case -TPOOL_ECIRCUIT: /* a retry refused by the circuit breaker */
     *http = 503;
-    return "refused";
+    break;
+  case -ETIMEDOUT:
+    *http = 504;
+    break;
   default:
     *http = 500;
-    return "failed";
   }
+  return tpool_status_word(status);
 }
 
 /* A 64-bit checksum as 16 hex digits (JSON integers stop at 2^53). */

@@ -27,11 +27,13 @@
 
 /* ---- producing the text ------------------------------------------------ */
 
-/* The exposition of *s as a NUL-terminated string (caller frees). */
-static char *metrics_text(const tpool_stats_t *s) {
+/* The exposition of *s with the schedules sch[0..n) (caller frees). */
+static char *metrics_text_schedules(const tpool_stats_t *s,
+                                    const tpool_schedule_stats_t *sch,
+                                    size_t n) {
   struct evbuffer *buf = evbuffer_new();
   assert_non_null(buf);
-  assert_int_equal(tpool__metrics_write(buf, s), 0);
+  assert_int_equal(tpool__metrics_write_sources(buf, s, sch, n, NULL), 0);
   size_t len = evbuffer_get_length(buf);
   char *text = malloc(len + 1);
   assert_non_null(text);
@@ -39,6 +41,11 @@ static char *metrics_text(const tpool_stats_t *s) {
   text[len] = '\0';
   evbuffer_free(buf);
   return text;
+}
+
+/* The exposition of *s alone. */
+static char *metrics_text(const tpool_stats_t *s) {
+  return metrics_text_schedules(s, NULL, 0);
 }
 
 static bool gate_taken(void *arg) {
@@ -552,22 +559,6 @@ static void test_metrics_label_values_are_escaped(void **state) {
   th_assert_promtool_accepts(text);
   free(p.samples);
   free(text);
-}
-
-/* The exposition of *s with the schedules sch[0..n) (caller frees). */
-static char *metrics_text_schedules(const tpool_stats_t *s,
-                                    const tpool_schedule_stats_t *sch,
-                                    size_t n) {
-  struct evbuffer *buf = evbuffer_new();
-  assert_non_null(buf);
-  assert_int_equal(tpool__metrics_write_sources(buf, s, sch, n, NULL), 0);
-  size_t len = evbuffer_get_length(buf);
-  char *text = malloc(len + 1);
-  assert_non_null(text);
-  assert_int_equal(evbuffer_remove(buf, text, len), (int)len);
-  text[len] = '\0';
-  evbuffer_free(buf);
-  return text;
 }
 
 static void test_metrics_schedules(void **state) {

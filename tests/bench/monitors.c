@@ -84,6 +84,9 @@
 #include <tpool.h>
 #include <unistd.h>
 
+#define BENCH_NAME "tpool-monitors"
+#include "bench_util.h"
+
 #define MSG_LEN 16           /* bytes of a request, and of its reply */
 #define NS_MAX 8             /* values of --n */
 #define MONITORS_MAX 4000u   /* under TPOOL_SCHEDULES_MAX */
@@ -182,18 +185,6 @@ static shared_t *shared;
 /* ------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------ */
-
-_Noreturn static void die(const char *what, const char *why) {
-  fprintf(stderr, "tpool-monitors[%ld]: %s: %s\n", (long)getpid(), what, why);
-  exit(1);
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n, size);
-  if (p == NULL)
-    die("calloc", strerror(ENOMEM));
-  return p;
-}
 
 static double mono_now(void) {
   struct timespec ts;

@@ -61,6 +61,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#define BENCH_NAME "tpool-bench"
+#include "bench_util.h"
+
 #define POOL_NAME "bench"
 #define LATENCY_WARMUP_TRIPS 1000u
 #define IDLE_SETTLE_MS 200u          /* once the workers look parked */
@@ -164,10 +167,6 @@ typedef struct run {
 
 /* Reports a failure and ends the process: in a child, the parent then
    reports the run as failed. */
-_Noreturn static void die(const char *what, const char *why) {
-  fprintf(stderr, "tpool-bench: %s: %s\n", what, why);
-  exit(1);
-}
 
 static void check_tpool(int64_t rc, const char *what) {
   if (rc < 0)
@@ -177,13 +176,6 @@ static void check_tpool(int64_t rc, const char *what) {
 static void check_uv(int rc, const char *what) {
   if (rc < 0)
     die(what, uv_strerror(rc));
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n, size);
-  if (p == NULL)
-    die("calloc", strerror(ENOMEM));
-  return p;
 }
 
 static uint64_t now_ns(void) {
