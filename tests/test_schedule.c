@@ -520,6 +520,66 @@ static void stale_until_a_success(void **state) {
   event_base_free(base);
 }
 
+/* Asks for a retry on its first attempt of each run. */
+static _Atomic int retry_attempts;
+static int retry_once(void *arg) {
+  (void)arg;
+  return atomic_fetch_add(&retry_attempts, 1) % 2 == 0 ? -TPOOL_ERETRY : 0;
+}
+
+static void runs_take_their_task_options(void **state) {
+  (void)state;
+  struct event_base *base = th_base_new();
+  tpool_manager_t *m = th_one_pool(1, 16, base);
+  tpool_pool_t *p = tpool_manager_pool(m, "w");
+  /* Retries: a run that asks for one runs again and ends once, ok; the
+     backoff is not counted as lateness. */
+  atomic_store(&retry_attempts, 0);
+  tpool_schedule_opts_t o;
+  tpool_schedule_opts_init(&o);
+  o.every_s = 30;
+  o.task.max_attempts = 2;
+  o.task.retry_backoff_s = 0.2;
+  assert_int_equal(tpool_schedule_new(m, "retried", p, NULL, retry_once, NULL,
+                                      NULL, NULL, &o, NULL),
+                   0);
+  assert_int_equal(tpool_manager_schedule_control(m, "retried",
+                                                  TPOOL_SCHEDULE_RUN_NOW, NULL),
+                   0);
+  th_run_until(base, NULL, NULL, 0.6);
+  tpool_schedule_stats_t st = stats_of(m, "retried");
+  assert_int_equal(st.runs, 1);
+  assert_int_equal(st.ok, 1);
+  assert_int_equal(atomic_load(&retry_attempts), 2);
+  assert_true(st.lateness.max_s < 0.15);
+  assert_int_equal(th_pool_stats(m, "w").retries, 1);
+
+  /* A start deadline: a run that waits too long in the queue expires. */
+  th_tally_t t;
+  th_tally_init(&t);
+  assert_true(tpool_submit(p, "hold", th_tally_held, th_tally_done, &t, NULL) >
+              0);
+  while (th_gate_waiting(&t.gate) < 1)
+    usleep(1000);
+  sched_t s = {0};
+  o.task.start_timeout_s = 0.05;
+  make(m, "late", &s, &o);
+  assert_int_equal(
+      tpool_manager_schedule_control(m, "late", TPOOL_SCHEDULE_RUN_NOW, NULL),
+      0);
+  th_run_until(base, NULL, NULL, 0.3);
+  th_gate_open(&t.gate);
+  assert_true(th_run_until_int(base, &s.done_calls, 1, 10));
+  st = stats_of(m, "late");
+  assert_int_equal(st.failed, 1);
+  assert_int_equal(st.last_status, -ETIMEDOUT);
+  assert_true(st.last_duration_s < 0); /* it never started */
+  assert_int_equal(th_pool_stats(m, "w").expired, 1);
+  tpool_manager_free(m);
+  th_tally_destroy(&t);
+  event_base_free(base);
+}
+
 static void routed_named_updated_cancelled(void **state) {
   (void)state;
   tpool_options_t opts;
@@ -665,6 +725,7 @@ int main(void) {
       cmocka_unit_test(wide_jitter_misses_nothing),
       cmocka_unit_test(refused_runs_are_skipped),
       cmocka_unit_test(stale_until_a_success),
+      cmocka_unit_test(runs_take_their_task_options),
       cmocka_unit_test(routed_named_updated_cancelled),
       cmocka_unit_test(schedules_under_load),
   };
